@@ -1,0 +1,43 @@
+"""Keeps ``metrics.json`` in the run folder: every ``val/*`` value of the last validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class MetricsFile(L.Callback):
+    """Writes the logged ``val/`` metrics after each validation epoch (atomically), for CI and people.
+
+    Put it after the callbacks that log metrics: callbacks run in list order.
+    """
+
+    def __init__(self, filename: str = "metrics.json", prefix: str = "val/") -> None:
+        self.filename = filename
+        self.prefix = prefix
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        values = {
+            k: (v.item() if torch.is_tensor(v) else float(v))
+            for k, v in sorted(trainer.callback_metrics.items())
+            if k.startswith(self.prefix)
+        }
+        record = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "metrics": values}
+        write_json_atomic(Path(trainer.default_root_dir) / self.filename, record)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)

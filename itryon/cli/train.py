@@ -1,0 +1,50 @@
+"""``python train.py`` / ``itryon train``: train from a config with dot-list overrides."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from itryon.config import CONFIG_ROOT, ConfigError, to_yaml
+
+DEFAULT_CONFIG = CONFIG_ROOT / "default.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its folder (last.ckpt) or a checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    from itryon.training.run import load_run_config, new_run_dir, prepare_config, resume_target, train
+
+    try:
+        if args.resume:
+            run_dir, ckpt = resume_target(args.resume)
+            cfg = load_run_config(run_dir, args.overrides)
+        else:
+            run_dir, ckpt = None, None
+            cfg = prepare_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    run_dir = run_dir or new_run_dir(cfg)
+    train(cfg, Path(run_dir), ckpt)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="train.py", description="Train an itryon model from a YAML config.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

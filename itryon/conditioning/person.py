@@ -1,0 +1,59 @@
+"""The garment-agnostic person: agnostic video + agnostic mask, as a VACE context or as extra latent channels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+
+from itryon.conditioning.base import AdapterOutput, ConditionEnv, ConditioningAdapter, encode_video, fold_mask, where_keep
+
+
+class PersonAdapter(ConditioningAdapter):
+    """Reads ``agnostic`` ``(B, 3, T, H, W)`` and ``agnostic_mask`` ``(B, 1, T, H, W)`` (1 = generate).
+
+    * ``mode="vace"`` (Wan2.1-VACE inpainting input): ``[E(agnostic * (1 - m)), E(agnostic * m), fold(m)]`` with
+      ``E`` the VAE and ``fold`` the VACE mask folding, ``2 * latent_channels + s * s`` channels of the VACE context.
+    * ``mode="channels"`` (a backbone without a context branch): ``[E(agnostic), fold(m)]``,
+      ``latent_channels + s * s`` channels concatenated to the noisy latents.
+
+    Null condition (CFG dropout): a grey video with the mask everywhere (generate everything), VACE's
+    text-to-video input. The output paths are zero-initialised in the backbone (VACE projections, or the extra
+    patch-embedding channels loaded as zeros), so adding this adapter leaves a pretrained backbone unchanged.
+    """
+
+    def __init__(
+        self,
+        mode: Literal["vace", "channels"] = "vace",
+        latent_channels: int = 16,
+        spatial_compression: int = 8,
+        drop_prob: float = 0.0,
+    ) -> None:
+        if mode not in ("vace", "channels"):
+            raise ValueError(f"PersonAdapter mode must be 'vace' or 'channels', got {mode!r}")
+        super().__init__(("agnostic", "agnostic_mask"), mode, trainable=False, drop_prob=drop_prob)
+        self.mode = mode
+        self.latent_channels = latent_channels
+        self.spatial_compression = spatial_compression
+        fold = spatial_compression * spatial_compression
+        self.out_channels = (2 * latent_channels if mode == "vace" else latent_channels) + fold
+
+    def forward(self, batch: Mapping[str, Any], env: ConditionEnv, keep: torch.Tensor) -> AdapterOutput:
+        if env.spatial_compression != self.spatial_compression or env.latent_shape[1] != self.latent_channels:
+            raise ValueError(
+                f"PersonAdapter was built for latent_channels={self.latent_channels}, spatial_compression="
+                f"{self.spatial_compression}; the VAE gives {env.latent_shape[1]} and {env.spatial_compression}"
+            )
+        agnostic = where_keep(batch["agnostic"], keep, 0.0)  # (B, 3, T, H, W)
+        mask = where_keep(batch["agnostic_mask"].to(agnostic.dtype), keep, 1.0)  # (B, 1, T, H, W)
+        frames = env.latent_shape[2]
+        folded = fold_mask(mask, frames, self.spatial_compression)  # (B, s*s, F, h, w)
+        if self.mode == "vace":
+            both = torch.cat([agnostic * (1 - mask), agnostic * mask], dim=0)  # (2B, 3, T, H, W): one VAE call
+            inactive, reactive = encode_video(env.vae, both).chunk(2, dim=0)  # (B, C, F, h, w) each
+            value = torch.cat([inactive, reactive, folded.to(inactive.dtype)], dim=1)
+        else:
+            latents = encode_video(env.vae, agnostic)  # (B, C, F, h, w)
+            value = torch.cat([latents, folded.to(latents.dtype)], dim=1)
+        return AdapterOutput(self.output_kind, value)

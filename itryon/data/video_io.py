@@ -1,0 +1,144 @@
+"""Video files in and out: MP4 through PyAV, or folders of PNG frames (lossless, used for masks).
+
+Frames travel as ``uint8 [T, H, W, C]`` (C = 3 for RGB, 1 for masks); models use ``float [C, T, H, W]``
+in [-1, 1]. :func:`to_float` and :func:`to_uint8` convert between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class VideoIOError(RuntimeError):
+    """A video file or frame folder cannot be read or written."""
+
+
+def is_video_path(path: str | Path) -> bool:
+    """True for an existing video file or frame folder."""
+    p = Path(path)
+    return (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or (p.is_dir() and bool(_frame_files(p)))
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in FRAME_SUFFIXES)
+
+
+def read_video(path: str | Path) -> torch.Tensor:
+    """Read an MP4 (or other container PyAV reads) or a folder of frames as ``uint8 [T, H, W, C]`` RGB.
+
+    Frame folders of single-channel images give ``C = 1``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        files = _frame_files(p)
+        if not files:
+            raise VideoIOError(f"{p}: frame folder holds no {'/'.join(FRAME_SUFFIXES)} files")
+        frames = [np.asarray(Image.open(f)) for f in files]
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise VideoIOError(f"{p}: frames have different shapes {sorted(shapes)}")
+        arr = np.stack(frames)
+        if arr.ndim == 3:
+            arr = arr[..., None]
+        return torch.from_numpy(arr[..., :3].copy() if arr.shape[-1] == 4 else arr)
+    if not p.is_file():
+        raise VideoIOError(f"{p}: no such video file or frame folder")
+    try:
+        with av.open(str(p)) as container:
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    except av.error.FFmpegError as exc:
+        raise VideoIOError(f"{p}: cannot decode video ({exc})") from exc
+    if not frames:
+        raise VideoIOError(f"{p}: video holds no frames")
+    return torch.from_numpy(np.stack(frames))
+
+
+def video_info(path: str | Path) -> dict:
+    """``{"frames", "height", "width", "fps"}`` of a video file or frame folder (fps is None for folders)."""
+    p = Path(path)
+    if p.is_dir():
+        files = _frame_files(p)
+        if not files:
+            raise VideoIOError(f"{p}: frame folder holds no frames")
+        with Image.open(files[0]) as im:
+            w, h = im.size
+        return {"frames": len(files), "height": h, "width": w, "fps": None}
+    if not p.is_file():
+        raise VideoIOError(f"{p}: no such video file or frame folder")
+    with av.open(str(p)) as container:
+        stream = container.streams.video[0]
+        frames = stream.frames or sum(1 for _ in container.decode(video=0))
+        fps = float(stream.average_rate) if stream.average_rate else None
+        return {"frames": frames, "height": stream.height, "width": stream.width, "fps": fps}
+
+
+def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float = 8.0, lossless: bool = False, crf: int = 18) -> Path:
+    """Write ``uint8 [T, H, W, C]`` frames atomically.
+
+    A path with a video suffix is encoded with H.264 (``lossless`` uses ``libx264rgb`` at qp 0, which keeps RGB
+    exactly); a path without suffix becomes a folder of PNG frames ``000000.png, ...`` (always lossless,
+    the format for masks). Odd sizes are fine for PNG; H.264 in yuv420p needs even sizes, so lossy MP4 of odd
+    sizes falls back to ``libx264rgb``.
+    """
+    arr = frames.detach().cpu().numpy() if torch.is_tensor(frames) else np.asarray(frames)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise VideoIOError(f"{path}: expected uint8 frames [T, H, W, 1|3], got {arr.dtype} {tuple(arr.shape)}")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix == "":
+        return _write_frame_folder(p, arr)
+    if p.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoIOError(f"{p}: unknown video suffix {p.suffix!r}; use one of {VIDEO_SUFFIXES} or no suffix for PNG frames")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    t, h, w, _ = arr.shape
+    rgb_codec = lossless or h % 2 or w % 2
+    fd, tmp = tempfile.mkstemp(suffix=p.suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        with av.open(tmp, mode="w") as container:
+            stream = container.add_stream("libx264rgb" if rgb_codec else "libx264", rate=Fraction(fps).limit_denominator(1000))
+            stream.width, stream.height = w, h
+            stream.pix_fmt = "rgb24" if rgb_codec else "yuv420p"
+            stream.options = {"qp": "0"} if lossless else {"crf": str(crf)}
+            for frame in arr:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            container.mux(stream.encode())
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def _write_frame_folder(folder: Path, arr: np.ndarray) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    for i, frame in enumerate(arr):
+        Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame).save(tmp / f"{i:06d}.png")
+    if folder.exists():
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+    os.replace(tmp, folder)
+    return folder
+
+
+def to_float(frames: torch.Tensor) -> torch.Tensor:
+    """``uint8 [T, H, W, C]`` -> ``float32 [C, T, H, W]`` in [-1, 1]."""
+    return frames.permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def to_uint8(video: torch.Tensor) -> torch.Tensor:
+    """``float [C, T, H, W]`` in [-1, 1] -> ``uint8 [T, H, W, C]`` (values outside the range are clipped)."""
+    return video.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).cpu()

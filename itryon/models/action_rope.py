@@ -1,0 +1,97 @@
+"""A-RoPE: action-aware rotary position embedding for the video-to-text cross-attention (iTryOn).
+
+Queries of latent frame ``i`` are rotated by a 1D RoPE at position ``i * k``; each text key is rotated at its
+own position (the action caption covering segment ``i`` sits at ``i * k``), so a frame's attention peaks on
+the action happening at that moment. Keys with a NaN position (the global caption, empty action captions,
+padding) are *position-free*: their logits are the plain ``q . k`` for every query, independent of the
+query's frame. Queries with frame ``-1`` (reference / appended tokens) are not rotated (position 0).
+
+Position-free keys and rotated keys in one attention call: the score of query ``q`` (position ``a``) with key
+``k`` must be ``q . k`` when ``k`` is position-free and ``R(a) q . R(b) k`` when ``k`` sits at ``b``. Both are
+inner products of the doubled vectors::
+
+    q' = sqrt(2) * [q, R(a) q]            k' = [k, 0]        (position-free key)
+                                          k' = [0, R(b) k]   (key at position b)
+
+and the ``sqrt(2)`` compensates the attention kernel's ``1 / sqrt(head_dim)`` scale computed from the
+doubled width, so ``q' . k' / sqrt(2 * head_dim) = score / sqrt(head_dim)`` exactly. Values keep their width.
+When no key of the batch has a position, ``(q, k)`` are returned untouched (plain cross-attention).
+
+Tensor layout: ``(B, heads, N, head_dim)`` (see :mod:`itryon.models.attention`); rotation convention and
+frequencies are those of :mod:`itryon.models.rope` (channel pairs ``(2i, 2i + 1)``, ``theta ** (-2i / d)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from itryon.models.rope import apply_rotary, rope_frequencies
+
+
+class ActionRoPE(nn.Module):
+    """Cross-attention rotary hook ``(q, k, query_frames, key_positions) -> (q, k)`` of A-RoPE.
+
+    Args:
+        head_dim: channels per attention head (even).
+        k: position stride between consecutive latent frames (segment ``i`` sits at ``i * k``).
+        theta: rotary base.
+    """
+
+    def __init__(self, head_dim: int, k: int = 4, theta: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2 != 0 or head_dim <= 0:
+            raise ValueError(f"ActionRoPE needs a positive even head_dim, got {head_dim}")
+        if k <= 0:
+            raise ValueError(f"ActionRoPE k (position stride per latent frame) must be >= 1, got {k}")
+        self.head_dim = head_dim
+        self.k = k
+        self.theta = theta
+        # a plain tensor, not a buffer: a module-wide ``.to(bfloat16)`` must not round the frequencies
+        self.freqs = rope_frequencies(head_dim, theta)  # (D/2,) float64
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, k={self.k}, theta={self.theta}"
+
+    def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin ``(..., head_dim / 2)`` float32 for float ``positions`` ``(...)`` (angles formed in float64)."""
+        angles = positions.to(torch.float64).unsqueeze(-1) * self.freqs.to(positions.device)
+        return angles.cos().float(), angles.sin().float()
+
+    def forward(
+        self,
+        q: torch.Tensor,  # (B, H, Nq, D)
+        k: torch.Tensor,  # (B, H, L, D)
+        query_frames: torch.Tensor,  # (Nq,) long, -1 = not rotated
+        key_positions: torch.Tensor | None,  # (B, L) float, NaN = position-free
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if q.shape[-1] != self.head_dim or k.shape[-1] != self.head_dim:
+            raise ValueError(
+                f"ActionRoPE(head_dim={self.head_dim}) got q {tuple(q.shape)} and k {tuple(k.shape)}; "
+                "expected (B, heads, N, head_dim) with the configured head_dim"
+            )
+        if key_positions is None:
+            return q, k
+        b, _, nq, _ = q.shape
+        if query_frames.shape != (nq,):
+            raise ValueError(f"query_frames must be ({nq},) (one latent frame per query), got {tuple(query_frames.shape)}")
+        if key_positions.shape != (b, k.shape[2]):
+            raise ValueError(f"key_positions must be (B, L) = ({b}, {k.shape[2]}), got {tuple(key_positions.shape)}")
+        positioned = ~torch.isnan(key_positions)  # (B, L)
+        if not bool(positioned.any()):
+            return q, k
+
+        # 1. queries: frame i at position i * k; frame -1 stays unrotated (angle 0)
+        q_pos = torch.where(query_frames >= 0, query_frames.to(torch.float64) * self.k, torch.zeros((), dtype=torch.float64))
+        cos_q, sin_q = self.tables(q_pos.to(q.device))  # (Nq, D/2)
+        q_rot = apply_rotary(q, cos_q, sin_q)  # (B, H, Nq, D)
+
+        # 2. keys: rotated at their positions; position-free keys go to the first half, rotated ones to the second
+        cos_k, sin_k = self.tables(torch.nan_to_num(key_positions, nan=0.0))  # (B, L, D/2)
+        k_rot = apply_rotary(k, cos_k.unsqueeze(1), sin_k.unsqueeze(1))  # (B, H, L, D)
+        on = positioned.unsqueeze(1).unsqueeze(-1).to(k.dtype)  # (B, 1, L, 1)
+        k_out = torch.cat([k * (1 - on), k_rot * on], dim=-1)  # (B, H, L, 2D)
+        q_out = torch.cat([q, q_rot], dim=-1) * math.sqrt(2.0)  # (B, H, Nq, 2D)
+        return q_out, k_out

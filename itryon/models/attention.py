@@ -1,0 +1,159 @@
+"""Attention of the Wan2.1 DiT: projections, RMS-normalised q/k, pluggable rotary embedding, selectable kernel.
+
+Tensor layout inside attention, and for every rotary hook: ``(B, heads, N, head_dim)``.
+
+Cross-attention rotary hook (A-RoPE plugs in here without editing the block)::
+
+    rope(q, k, query_frames, key_positions) -> (q, k)
+
+* ``q`` ``(B, heads, Nq, head_dim)``, ``k`` ``(B, heads, L, head_dim)``;
+* ``query_frames`` ``(Nq,)`` long: latent-frame index of each query token (video frames ``0..F-1``,
+  counted after any reference frames); ``-1`` marks tokens that must not be rotated (reference / extra tokens);
+* ``key_positions`` ``(B, L)`` float: position of each text key; NaN marks keys that must not be rotated.
+
+Masks are boolean ``(B, Nq, L)`` with True = may attend. A query whose row is all False attends nothing:
+its attention output (before the output projection) is exactly zero, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from itryon.models.rope import apply_rotary
+
+ATTENTION_BACKENDS = ("sdpa", "xformers", "math")
+
+
+class CrossAttentionRope(Protocol):
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, query_frames: torch.Tensor, key_positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def check_backend(backend: str) -> str:
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    if backend == "xformers":
+        try:
+            import xformers.ops  # noqa: F401
+        except ImportError as err:
+            raise ImportError(
+                "attention_backend='xformers' needs the xformers package (pip install xformers); "
+                "use 'sdpa' (the default) instead"
+            ) from err
+    return backend
+
+
+def _math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    # explicit float32 reference kernel, kept for numerics checks independent of fused kernels
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (B, H, Nq, L)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1), v.float()).to(q.dtype)
+
+
+def _xformers_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    import xformers.ops
+
+    if not q.is_cuda:
+        raise RuntimeError(f"attention_backend='xformers' runs on CUDA tensors only, got device {q.device}; use 'sdpa'")
+    bias = None
+    if mask is not None:
+        # xformers wants the bias' last dim padded to a multiple of 8 in memory; slice a padded buffer
+        b, h, nq, nk = mask.shape[0], q.shape[1], mask.shape[-2], mask.shape[-1]
+        padded = torch.zeros(b, h, nq, (nk + 7) // 8 * 8, dtype=q.dtype, device=q.device)
+        bias = padded[..., :nk]
+        bias.masked_fill_(~mask.expand(b, h, nq, nk), float("-inf"))
+    out = xformers.ops.memory_efficient_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias
+    )  # (B, Nq, H, D)
+    return out.transpose(1, 2)
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, backend: str = "sdpa"
+) -> torch.Tensor:
+    """Scaled dot-product attention on ``(B, H, N, D)`` tensors; ``mask`` bool broadcastable to ``(B, H, Nq, L)``.
+
+    Rows of ``mask`` that are entirely False give a zero output.
+    """
+    has_key = None
+    if mask is not None:
+        mask = mask if mask.ndim == 4 else mask.unsqueeze(1)  # (B, 1, Nq, L)
+        # no data-dependent branch (keeps torch.compile graphs whole): always repair empty rows
+        has_key = mask.any(dim=-1, keepdim=True)  # (B, 1, Nq, 1)
+        mask = mask | ~has_key
+    if backend == "sdpa":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    elif backend == "math":
+        out = _math_attention(q, k, v, mask)
+    elif backend == "xformers":
+        out = _xformers_attention(q, k, v, mask)
+    else:
+        check_backend(backend)
+        raise AssertionError(backend)
+    if has_key is not None:
+        out = out * has_key.to(out.dtype)
+    return out
+
+
+class WanAttention(nn.Module):
+    """Multi-head attention with q/k RMSNorm across heads (Wan ``qk_norm``) and an output projection.
+
+    Self-attention when ``context`` is None (3D RoPE from ``rope``), otherwise cross-attention to ``context``
+    with an optional rotary hook ``cross_rope`` (see the module docstring).
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, eps: float = 1e-6, backend: str = "sdpa"):
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.eps = eps
+        self.backend = check_backend(backend)
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+
+    def _rms(self, norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+        # normalise in float32 whatever the activation dtype
+        return F.rms_norm(x.float(), (self.dim,), norm.weight.float(), self.eps).to(x.dtype)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)  # (B, H, N, D)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, N, dim)
+        *,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,  # cos, sin (N, head_dim/2) for self-attention
+        context: torch.Tensor | None = None,  # (B, L, dim)
+        mask: torch.Tensor | None = None,  # (B, N, L) bool
+        cross_rope: CrossAttentionRope | None = None,
+        query_frames: torch.Tensor | None = None,  # (N,) long
+        key_positions: torch.Tensor | None = None,  # (B, L) float, NaN = not rotated
+    ) -> torch.Tensor:
+        source = x if context is None else context
+        q = self._heads(self._rms(self.norm_q, self.q(x)))  # (B, H, N, D)
+        k = self._heads(self._rms(self.norm_k, self.k(source)))  # (B, H, L, D)
+        v = self._heads(self.v(source))  # (B, H, L, D)
+        if rope is not None:
+            cos, sin = rope
+            q = apply_rotary(q, cos, sin)
+            k = apply_rotary(k, cos, sin)
+        if cross_rope is not None and key_positions is not None:
+            if query_frames is None:
+                raise ValueError("a cross-attention rotary hook needs query_frames (the latent frame of each query)")
+            q, k = cross_rope(q, k, query_frames, key_positions)
+        out = attention(q, k, v, mask, self.backend)  # (B, H, N, D)
+        return self.o(out.transpose(1, 2).flatten(2).to(x.dtype))

@@ -1,0 +1,218 @@
+"""Loading WanDiT weights from a local folder: diffusers layout or the original Wan2.1 repository layout.
+
+* diffusers: ``config.json`` (``_class_name`` ``WanTransformer3DModel`` / ``WanVACETransformer3DModel``) and
+  ``diffusion_pytorch_model.safetensors`` or shards listed in ``diffusion_pytorch_model.safetensors.index.json``;
+  a pipeline folder with a ``transformer/`` subfolder works too.
+* original Wan2.1: ``config.json`` (``_class_name`` ``WanModel`` / ``VaceWanModel``, keys ``dim``, ``in_dim``, ...)
+  and the same safetensors naming.
+
+Parameter names are converted to WanDiT's (which follow the original Wan names). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+
+# (pattern, replacement) applied in order to every diffusers key
+_DIFFUSERS_TO_NATIVE = [
+    (r"^condition_embedder\.time_embedder\.linear_1\.", "time_embedding.0."),
+    (r"^condition_embedder\.time_embedder\.linear_2\.", "time_embedding.2."),
+    (r"^condition_embedder\.time_proj\.", "time_projection.1."),
+    (r"^condition_embedder\.text_embedder\.linear_1\.", "text_embedding.0."),
+    (r"^condition_embedder\.text_embedder\.linear_2\.", "text_embedding.2."),
+    (r"^scale_shift_table$", "head.modulation"),
+    (r"^proj_out\.", "head.proj."),
+    (r"\.attn1\.", ".self_attn."),
+    (r"\.attn2\.", ".cross_attn."),
+    (r"\.to_q\.", ".q."),
+    (r"\.to_k\.", ".k."),
+    (r"\.to_v\.", ".v."),
+    (r"\.to_out\.0\.", ".o."),
+    (r"\.norm2\.", ".cross_norm."),
+    (r"\.ffn\.net\.0\.proj\.", ".ffn.0."),
+    (r"\.ffn\.net\.2\.", ".ffn.2."),
+    (r"^(blocks|vace_blocks)\.(\d+)\.scale_shift_table$", r"\1.\2.modulation"),
+    (r"^vace_blocks\.(\d+)\.proj_in\.", r"vace_blocks.\1.before_proj."),
+    (r"^vace_blocks\.(\d+)\.proj_out\.", r"vace_blocks.\1.after_proj."),
+]
+# the original repository's names are WanDiT's, except these
+_ORIGINAL_TO_NATIVE = [
+    (r"^model\.diffusion_model\.", ""),
+    (r"\.norm3\.", ".cross_norm."),
+    (r"^head\.head\.", "head.proj."),
+]
+_UNSUPPORTED_PREFIXES = ("img_emb.", "condition_embedder.image_embedder.", "motion_encoder.", "face_adapter.")
+
+
+def _rename(key: str, rules: list[tuple[str, str]]) -> str:
+    for pattern, replacement in rules:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def _resolve_folder(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint folder {path} does not exist")
+    if (path / "config.json").is_file():
+        return path
+    if (path / "transformer" / "config.json").is_file():
+        return path / "transformer"
+    raise FileNotFoundError(f"no config.json in {path} (nor in {path / 'transformer'}); expected a Wan2.1 model folder")
+
+
+def read_checkpoint_config(path: str | Path) -> tuple[dict[str, Any], str]:
+    """WanDiT keyword arguments and the layout name (``"diffusers"`` or ``"original"``) of a checkpoint folder."""
+    folder = _resolve_folder(Path(path))
+    raw = json.loads((folder / "config.json").read_text())
+    class_name = raw.get("_class_name", "")
+    if class_name in ("WanTransformer3DModel", "WanVACETransformer3DModel") or "num_attention_heads" in raw:
+        for key in ("image_dim", "added_kv_proj_dim", "pos_embed_seq_len"):
+            if raw.get(key) is not None:
+                raise ValueError(f"{folder / 'config.json'}: {key}={raw[key]} (image-conditioned Wan) is not supported")
+        config = dict(
+            in_channels=raw.get("in_channels", 16),
+            out_channels=raw.get("out_channels") or raw.get("in_channels", 16),
+            patch_size=tuple(raw.get("patch_size", (1, 2, 2))),
+            dim=raw["num_attention_heads"] * raw["attention_head_dim"],
+            ffn_dim=raw["ffn_dim"],
+            num_layers=raw["num_layers"],
+            num_heads=raw["num_attention_heads"],
+            text_dim=raw.get("text_dim", 4096),
+            freq_dim=raw.get("freq_dim", 256),
+            eps=raw.get("eps", 1e-6),
+            cross_attn_norm=raw.get("cross_attn_norm", True),
+            rope_max_seq_len=raw.get("rope_max_seq_len", 1024),
+        )
+        if class_name == "WanVACETransformer3DModel" or "vace_layers" in raw:
+            config["vace_layers"] = list(raw.get("vace_layers", [0, 5, 10, 15, 20, 25, 30, 35]))
+            config["vace_in_channels"] = raw.get("vace_in_channels", 96)
+        return config, "diffusers"
+    if "dim" in raw and "num_heads" in raw:
+        model_type = raw.get("model_type", "t2v")
+        if model_type not in ("t2v", "vace"):
+            raise ValueError(f"{folder / 'config.json'}: model_type {model_type!r} is not supported (t2v, vace)")
+        config = dict(
+            in_channels=raw.get("in_dim", 16),
+            out_channels=raw.get("out_dim", 16),
+            patch_size=tuple(raw.get("patch_size", (1, 2, 2))),
+            dim=raw["dim"],
+            ffn_dim=raw["ffn_dim"],
+            num_layers=raw["num_layers"],
+            num_heads=raw["num_heads"],
+            text_dim=raw.get("text_dim", 4096),
+            freq_dim=raw.get("freq_dim", 256),
+            eps=raw.get("eps", 1e-6),
+            cross_attn_norm=raw.get("cross_attn_norm", True),
+        )
+        if model_type == "vace" or class_name == "VaceWanModel" or raw.get("vace_layers") is not None:
+            config["vace_layers"] = list(raw.get("vace_layers") or range(0, raw["num_layers"], 2))
+            config["vace_in_channels"] = raw.get("vace_in_dim") or raw.get("in_dim", 16)
+        return config, "original"
+    raise ValueError(
+        f"{folder / 'config.json'}: not a Wan2.1 config (expected diffusers keys like 'num_attention_heads' "
+        f"or original keys like 'dim'/'num_heads'), found keys {sorted(raw)}"
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a (possibly sharded) safetensors checkpoint folder, names as stored."""
+    folder = _resolve_folder(Path(path))
+    index = folder / INDEX_NAME
+    if index.is_file():
+        weight_map = json.loads(index.read_text()).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index}: expected a 'weight_map' object")
+        files = sorted(set(weight_map.values()))
+    elif (folder / WEIGHTS_NAME).is_file():
+        files = [WEIGHTS_NAME]
+    else:
+        found = sorted(p.name for p in folder.glob("*.safetensors"))
+        if len(found) == 1:
+            files = found
+        else:
+            raise FileNotFoundError(
+                f"no weights in {folder}: expected {WEIGHTS_NAME} or {INDEX_NAME}, found safetensors {found}"
+            )
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        shard = folder / name
+        if not shard.is_file():
+            raise FileNotFoundError(f"checkpoint shard {shard} listed in {index.name} is missing")
+        state.update(load_file(str(shard)))
+    return state
+
+
+def to_native_names(state: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
+    """Rename a diffusers- or original-layout state dict to WanDiT parameter names."""
+    rules = {"diffusers": _DIFFUSERS_TO_NATIVE, "original": _ORIGINAL_TO_NATIVE}
+    if layout not in rules:
+        raise ValueError(f"layout must be one of {sorted(rules)}, got {layout!r}")
+    out = {}
+    for key, value in state.items():
+        if key.startswith(_UNSUPPORTED_PREFIXES):
+            raise ValueError(f"checkpoint tensor {key!r} belongs to an image-conditioned Wan variant (not supported)")
+        if key.endswith("norm_added_q.weight"):
+            continue
+        out[_rename(key, rules[layout])] = value
+    return out
+
+
+def load_native_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, extra_in_channels: int = 0) -> None:
+    """Copy ``state`` into ``model``; fail naming every missing/unexpected tensor and any shape mismatch.
+
+    With ``extra_in_channels`` the patch embedding's pretrained input channels are kept and the extra ones zeroed.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise KeyError(f"checkpoint does not match WanDiT: missing tensors {missing}, unexpected tensors {unexpected}")
+    for key, value in state.items():
+        target = own[key]
+        if key == "patch_embedding.weight" and extra_in_channels:
+            expected = (target.shape[0], target.shape[1] - extra_in_channels, *target.shape[2:])
+            if tuple(value.shape) != expected:
+                raise ValueError(f"tensor {key!r}: checkpoint shape {tuple(value.shape)}, expected {expected}")
+            padded = torch.zeros_like(target)
+            padded[:, : value.shape[1]] = value.to(target.dtype)
+            state[key] = padded
+        elif value.shape != target.shape:
+            raise ValueError(
+                f"tensor {key!r}: checkpoint shape {tuple(value.shape)} does not match the model's {tuple(target.shape)}"
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def _normalise(value: Any) -> Any:
+    return [_normalise(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def load_wan_dit(cls, path: str | Path, *, extra_in_channels: int = 0, **overrides):
+    """Build ``cls`` from a checkpoint folder's config (plus ``overrides``) and load its weights."""
+    config, layout = read_checkpoint_config(path)
+    # rope_max_seq_len only bounds positions; every other architecture key must agree with the weights
+    changed = sorted(
+        k for k in set(config) & set(overrides) - {"rope_max_seq_len"} if _normalise(overrides[k]) != _normalise(config[k])
+    )
+    if changed:
+        raise ValueError(
+            f"overrides {changed} change the checkpoint's architecture "
+            f"(checkpoint: { {k: config[k] for k in changed} }); use extra_in_channels for new input channels"
+        )
+    config.update(overrides)
+    if extra_in_channels < 0:
+        raise ValueError(f"extra_in_channels must be >= 0, got {extra_in_channels}")
+    config["in_channels"] = config["in_channels"] + extra_in_channels
+    model = cls(**config)
+    state = to_native_names(read_state_dict(path), layout)
+    load_native_state(model, state, extra_in_channels=extra_in_channels)
+    return model

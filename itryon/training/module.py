@@ -1,0 +1,211 @@
+"""The LightningModule: backbone + conditioning + VAE + flow matching, trained with the AC loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from itryon.data.temporal import latent_frame_count
+from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
+
+
+class TryOnModule(L.LightningModule):
+    """Trains a video DiT to predict flow velocities of the try-on video given the conditioning stack.
+
+    The VAE is frozen; which other parameters train is decided by each part (``requires_grad``), e.g. a
+    frozen text encoder inside the conditioning stack. ``validation_step`` returns ``{"loss", "pred"}``
+    where ``pred`` is a sampled video ``(B, 3, T, H, W)`` in [-1, 1] on the first ``num_sample_batches``
+    batches every ``sample_every_n_epochs`` validation epochs (``None`` otherwise), for the metric and
+    sample-video callbacks.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        conditioning: nn.Module,
+        vae: nn.Module,
+        flow: FlowMatching | None = None,
+        loss: ActionConstraintLoss | None = None,
+        sampler: EulerSampler | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: Sequence[float] = (0.9, 0.999),
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 1.0,
+        num_sample_batches: int = 1,
+        sample_every_n_epochs: int = 1,
+        sample_seed: int = 0,
+        compile_blocks: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.conditioning = conditioning
+        self.vae = vae.requires_grad_(False).eval()
+        self.flow = flow or FlowMatching()
+        self.loss_fn = loss or ActionConstraintLoss()
+        self.sampler = sampler or EulerSampler()
+        self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+        self.num_sample_batches = num_sample_batches
+        self.sample_every_n_epochs = sample_every_n_epochs
+        self.sample_seed = sample_seed
+        self.compile_blocks = compile_blocks
+        self._check_channels()
+
+    # ------------------------------------------------------------------------------------------------
+    # wiring
+
+    def _check_channels(self) -> None:
+        extra = int(getattr(self.conditioning, "extra_in_channels", 0))
+        expected = int(self.vae.latent_channels) + extra
+        got = int(self.backbone.in_channels)
+        if got != expected:
+            raise ValueError(
+                f"model.backbone.in_channels is {got} but the VAE gives {self.vae.latent_channels} latent channels and the "
+                f"conditioning concatenates {extra} more: set model.backbone.in_channels={expected}"
+            )
+        if int(self.backbone.out_channels) != int(self.vae.latent_channels):
+            raise ValueError(
+                f"model.backbone.out_channels is {self.backbone.out_channels}, expected the VAE's latent channels "
+                f"{self.vae.latent_channels}"
+            )
+
+    def configure_model(self) -> None:
+        """Parallelise and compile under a ModelParallelStrategy (FSDP2); a no-op otherwise."""
+        if self.compile_blocks and hasattr(self.backbone, "compile_blocks"):
+            self.backbone.compile_blocks()
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is not None:
+            from itryon.training.parallel import shard_module
+
+            shard_module(self, mesh)
+
+    def latent_shape(self, video: torch.Tensor) -> tuple[int, int, int, int, int]:
+        """Latent shape ``(B, C, F, h, w)`` the VAE gives for ``video`` ``(B, 3, T, H, W)``."""
+        b, _, t, h, w = video.shape
+        sc = int(self.vae.spatial_compression)
+        frames = latent_frame_count(t, int(self.vae.temporal_compression))
+        return (b, int(self.vae.latent_channels), frames, h // sc, w // sc)
+
+    def predict_velocity(self, x_t: torch.Tensor, timestep: torch.Tensor, cond: Any) -> torch.Tensor:
+        """Backbone velocity for noisy latents ``(B, C, F, h, w)`` and model timesteps ``(B,)`` in [0, 1000]."""
+        x = torch.cat([x_t, cond.channels.to(x_t.dtype)], dim=1) if cond.channels is not None else x_t
+        return self.backbone(x, timestep, cond.context, **cond.backbone_kwargs())
+
+    # ------------------------------------------------------------------------------------------------
+    # training
+
+    def diffusion_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        video = batch["video"]  # (B, 3, T, H, W)
+        with torch.no_grad():
+            x0 = self.vae.encode(video)  # (B, C, F, h, w)
+        cond = self.conditioning(batch, vae=self.vae, latent_shape=tuple(x0.shape))
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
+        x_t = self.flow.interpolate(x0, noise, t)
+        v = self.predict_velocity(x_t, self.flow.model_timestep(t), cond)
+        mask = None
+        if self.loss_fn.ac_weight > 0:
+            mask = self.loss_fn.action_mask(
+                batch["interaction"], x0.shape, int(self.vae.temporal_compression), batch.get("interaction_mask")
+            )
+        return self.loss_fn(v, self.flow.velocity(x0, noise), mask)
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self.diffusion_loss(batch)
+        bs = batch["video"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
+        self.log_dict({"train/flow_loss": out["flow"], "train/ac_loss": out["ac"]}, batch_size=bs)
+        return out["loss"]
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        # fixed noise and times per batch so that validation losses are comparable across epochs
+        gen = torch.Generator(device=batch["video"].device).manual_seed(self.sample_seed + batch_idx)
+        out = self.diffusion_loss(batch, generator=gen)
+        bs = batch["video"].shape[0]
+        self.log("val/loss", out["loss"], prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("val/flow_loss", out["flow"], batch_size=bs, sync_dist=True)
+        pred = None
+        if self.should_sample(batch_idx):
+            pred = self.generate(batch, seed=self.sample_seed + batch_idx)
+        return {"loss": out["loss"], "pred": pred}
+
+    def should_sample(self, batch_idx: int) -> bool:
+        if batch_idx >= self.num_sample_batches:
+            return False
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        if trainer.sanity_checking:
+            return False
+        return (self.current_epoch + 1) % max(1, self.sample_every_n_epochs) == 0 or trainer.should_stop or (
+            trainer.max_steps > 0 and self.global_step >= trainer.max_steps
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        batch: Mapping[str, Any],
+        num_steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """Sample the try-on video ``(B, 3, T, H, W)`` in [-1, 1] for the conditions in ``batch``."""
+        sampler = self.sampler
+        if num_steps is not None or guidance_scale is not None:
+            sampler = EulerSampler(
+                num_steps or sampler.num_steps, sampler.shift,
+                sampler.guidance_scale if guidance_scale is None else guidance_scale, sampler.num_train_timesteps,
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            shape = self.latent_shape(batch["video"])
+            cond = self.conditioning(batch, vae=self.vae, latent_shape=shape)
+            uncond = self.conditioning(batch, vae=self.vae, latent_shape=shape, drop="all") if sampler.guidance_scale != 1.0 else None
+            device = batch["video"].device
+            gen = torch.Generator(device=device).manual_seed(seed)
+            noise = torch.randn(shape, generator=gen, device=device, dtype=batch["video"].dtype)
+
+            def denoise(x: torch.Tensor, t: torch.Tensor, unconditional: bool) -> torch.Tensor:
+                return self.predict_velocity(x, t, uncond if unconditional else cond)
+
+            latents = sampler.sample(denoise, noise)
+            return self.vae.decode(latents).clamp(-1.0, 1.0)
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------------------------------------
+    # optimisation
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("no trainable parameters: every part of the model is frozen")
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.lr, betas=self.betas,
+        )
+        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda(int(total) if math.isfinite(total) else 0))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _lr_lambda(self, total_steps: int):
+        warmup, floor = self.warmup_steps, self.min_lr_ratio
+
+        def factor(step: int) -> float:
+            if warmup > 0 and step < warmup:
+                return (step + 1) / warmup
+            if floor >= 1.0 or total_steps <= warmup:
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return factor
