@@ -132,9 +132,21 @@ def fold_mask(mask: torch.Tensor, latent_frames: int, spatial_compression: int) 
     return F.interpolate(folded, size=(latent_frames, h // s, w // s), mode="nearest-exact")
 
 
-def require_shape(x: torch.Tensor, expected: tuple[int | None, ...], what: str) -> None:
-    """Raise naming ``what`` unless ``x`` has ``expected`` shape (``None`` = any size)."""
-    ok = x.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
-    if not ok:
-        shown = tuple("*" if e is None else e for e in expected)
-        raise ValueError(f"{what}: expected shape {shown}, got {tuple(x.shape)}")
+def zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A linear layer with zero weight and bias: a new injection path that starts as an exact no-op."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def check_token_grid(grid: Sequence[int], env: ConditionEnv, patch_size: Sequence[int], who: str) -> None:
+    """Raise unless token grid ``(F', H', W')`` is the backbone's for ``env``'s latents and ``patch_size``."""
+    _, _, f, h, w = env.latent_shape
+    pt, ph, pw = patch_size
+    expected = (f // pt, h // ph, w // pw)
+    if tuple(grid) != expected:
+        raise ValueError(
+            f"{who}: the condition video maps to token grid (F', H', W') = {tuple(grid)} but the backbone's grid for "
+            f"latents {env.latent_shape} and patch {tuple(patch_size)} is {expected}"
+        )

@@ -18,6 +18,10 @@ class PersonAdapter(ConditioningAdapter):
     * ``mode="channels"`` (a backbone without a context branch): ``[E(agnostic), fold(m)]``,
       ``latent_channels + s * s`` channels concatenated to the noisy latents.
 
+    With ``pose_in_mask=True`` (VACE mode only) the adapter also reads ``pose`` and draws the pose render inside
+    the region to generate: ``reactive = pose * m`` instead of ``agnostic * m`` (the greyed region), VACE's way of
+    composing a control video with inpainting, which keeps the pretrained ``2C + s * s`` context width.
+
     Null condition (CFG dropout): a grey video with the mask everywhere (generate everything), VACE's
     text-to-video input. The output paths are zero-initialised in the backbone (VACE projections, or the extra
     patch-embedding channels loaded as zeros), so adding this adapter leaves a pretrained backbone unchanged.
@@ -28,12 +32,17 @@ class PersonAdapter(ConditioningAdapter):
         mode: Literal["vace", "channels"] = "vace",
         latent_channels: int = 16,
         spatial_compression: int = 8,
+        pose_in_mask: bool = False,
         drop_prob: float = 0.0,
     ) -> None:
         if mode not in ("vace", "channels"):
             raise ValueError(f"PersonAdapter mode must be 'vace' or 'channels', got {mode!r}")
-        super().__init__(("agnostic", "agnostic_mask"), mode, trainable=False, drop_prob=drop_prob)
+        if pose_in_mask and mode != "vace":
+            raise ValueError("PersonAdapter(pose_in_mask=True) composes the pose into the VACE context: it needs mode='vace'")
+        keys = ("agnostic", "agnostic_mask", "pose") if pose_in_mask else ("agnostic", "agnostic_mask")
+        super().__init__(keys, mode, trainable=False, drop_prob=drop_prob)
         self.mode = mode
+        self.pose_in_mask = pose_in_mask
         self.latent_channels = latent_channels
         self.spatial_compression = spatial_compression
         fold = spatial_compression * spatial_compression
@@ -50,7 +59,8 @@ class PersonAdapter(ConditioningAdapter):
         frames = env.latent_shape[2]
         folded = fold_mask(mask, frames, self.spatial_compression)  # (B, s*s, F, h, w)
         if self.mode == "vace":
-            both = torch.cat([agnostic * (1 - mask), agnostic * mask], dim=0)  # (2B, 3, T, H, W): one VAE call
+            inside = where_keep(batch["pose"], keep, 0.0) if self.pose_in_mask else agnostic
+            both = torch.cat([agnostic * (1 - mask), inside * mask], dim=0)  # (2B, 3, T, H, W): one VAE call
             inactive, reactive = encode_video(env.vae, both).chunk(2, dim=0)  # (B, C, F, h, w) each
             value = torch.cat([inactive, reactive, folded.to(inactive.dtype)], dim=1)
         else:

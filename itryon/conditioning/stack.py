@@ -43,12 +43,15 @@ class ConditioningStack(nn.Module):
       forces conditions off (sampling-time CFG), in training and evaluation alike.
     * Adapters with ``trainable=False`` are frozen (no gradients, kept in eval mode).
 
-    Raises at construction on a collision (two adapters reading the same batch key into the same output kind,
+    An adapter given as None is left out, so that a config override ``conditioning.adapters.<name>: null``
+    switches a condition off. Raises at construction on a collision (two adapters reading the same batch key into the same output kind,
     e.g. the person given twice) and at call time on a missing batch key, naming the adapter and the key.
     """
 
-    def __init__(self, adapters: dict[str, ConditioningAdapter], drop_all_prob: float = 0.0) -> None:
+    def __init__(self, adapters: dict[str, ConditioningAdapter | None], drop_all_prob: float = 0.0) -> None:
         super().__init__()
+        # an adapter set to None is switched off: an ablation is the one-line override `adapters.<name>: null`
+        adapters = {name: a for name, a in adapters.items() if a is not None}
         if not 0.0 <= drop_all_prob <= 1.0:
             raise ValueError(f"drop_all_prob must lie in [0, 1], got {drop_all_prob}")
         for name, adapter in adapters.items():
@@ -67,7 +70,7 @@ class ConditioningStack(nn.Module):
         self.adapters = nn.ModuleDict(adapters)
         self.drop_all_prob = float(drop_all_prob)
         for adapter in self.adapters.values():
-            adapter.bind(self.adapters)
+            adapter.bind(dict(self.adapters.items()))
         for adapter in self.adapters.values():
             if not adapter.trainable:
                 adapter.requires_grad_(False).eval()

@@ -17,6 +17,7 @@ actions             list[{start,end,text}]     action captions, frame indices, e
 interaction         float [T] in [0,1]         per-frame interaction weight
 interaction_mask    float [1,T,H,W] (optional) where the interaction happens
 counterfactual      float [3,T,H,W] (optional) the clip without the garment's response
+counterfactual_mask float [1,T,H,W] (optional) where the counterfactual differs from the video by design
 meta                dict                       sample id, source path, fps, original size
 ==================  =========================  ============================================
 
@@ -31,9 +32,9 @@ from typing import Any
 import torch
 
 VIDEO_KEYS = ("video", "agnostic", "pose", "hand_prior", "counterfactual")
-MASK_KEYS = ("agnostic_mask", "interaction_mask")
+MASK_KEYS = ("agnostic_mask", "interaction_mask", "counterfactual_mask")
 REQUIRED_KEYS = ("video", "agnostic", "agnostic_mask", "pose", "garment", "caption", "actions", "interaction", "meta")
-OPTIONAL_KEYS = ("hand_prior", "garment_mask", "interaction_mask", "counterfactual")
+OPTIONAL_KEYS = ("hand_prior", "garment_mask", "interaction_mask", "counterfactual", "counterfactual_mask")
 ALL_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
 

@@ -106,7 +106,8 @@ class VideoFrechetDistance(FrechetClipMetric):
     ) -> None:
         self.protocol = vfid_protocol(protocol)
         super().__init__(int(network.num_features), self.protocol.unbiased_covariance, reset_real_features, **kwargs)
-        self.network = network.eval().requires_grad_(False)
+        # channels-last 3D convolutions run about 1.5-2x faster on CPU (oneDNN) and are no slower on CUDA
+        self.network = network.eval().requires_grad_(False).to(memory_format=torch.channels_last_3d)
         self.network_name = network_name or type(network).__name__
         self.clips_per_batch = clips_per_batch
 
@@ -114,8 +115,8 @@ class VideoFrechetDistance(FrechetClipMetric):
     def features(self, videos: torch.Tensor, real: bool) -> torch.Tensor:
         self.network.eval()
         clips = vfid_clips(videos, self.protocol)  # (N, 3, L, 224, 224)
-        dtype = next(self.network.parameters()).dtype
-        out = [self.network(c.to(dtype)).float() for c in clips.split(self.clips_per_batch)]
+        dtype = next(iter(self.network.parameters()), clips).dtype
+        out = [self.network(c.to(dtype).contiguous(memory_format=torch.channels_last_3d)).float() for c in clips.split(self.clips_per_batch)]
         return torch.cat(out) if out else clips.new_zeros(0, self.num_features)
 
     def describe(self) -> dict:

@@ -15,7 +15,8 @@ inner products of the doubled vectors::
 
 and the ``sqrt(2)`` compensates the attention kernel's ``1 / sqrt(head_dim)`` scale computed from the
 doubled width, so ``q' . k' / sqrt(2 * head_dim) = score / sqrt(head_dim)`` exactly. Values keep their width.
-When no key of the batch has a position, ``(q, k)`` are returned untouched (plain cross-attention).
+With ``key_positions=None`` ``(q, k)`` are returned untouched (plain cross-attention); when every key is NaN the
+scores equal the plain ones up to rounding.
 
 Tensor layout: ``(B, heads, N, head_dim)`` (see :mod:`itryon.models.attention`); rotation convention and
 frequencies are those of :mod:`itryon.models.rope` (channel pairs ``(2i, 2i + 1)``, ``theta ** (-2i / d)``).
@@ -56,9 +57,9 @@ class ActionRoPE(nn.Module):
         return f"head_dim={self.head_dim}, k={self.k}, theta={self.theta}"
 
     def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin ``(..., head_dim / 2)`` float32 for float ``positions`` ``(...)`` (angles formed in float64)."""
+        """cos/sin ``(..., head_dim / 2)`` float64 for ``positions`` ``(...)``; rotations cast them to their compute dtype."""
         angles = positions.to(torch.float64).unsqueeze(-1) * self.freqs.to(positions.device)
-        return angles.cos().float(), angles.sin().float()
+        return angles.cos(), angles.sin()
 
     def forward(
         self,
@@ -79,9 +80,7 @@ class ActionRoPE(nn.Module):
             raise ValueError(f"query_frames must be ({nq},) (one latent frame per query), got {tuple(query_frames.shape)}")
         if key_positions.shape != (b, k.shape[2]):
             raise ValueError(f"key_positions must be (B, L) = ({b}, {k.shape[2]}), got {tuple(key_positions.shape)}")
-        positioned = ~torch.isnan(key_positions)  # (B, L)
-        if not bool(positioned.any()):
-            return q, k
+        positioned = ~torch.isnan(key_positions)  # (B, L); no data-dependent branch (keeps torch.compile graphs whole)
 
         # 1. queries: frame i at position i * k; frame -1 stays unrotated (angle 0)
         q_pos = torch.where(query_frames >= 0, query_frames.to(torch.float64) * self.k, torch.zeros((), dtype=torch.float64))

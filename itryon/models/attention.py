@@ -1,6 +1,7 @@
 """Attention of the Wan2.1 DiT: projections, RMS-normalised q/k, pluggable rotary embedding, selectable kernel.
 
-Tensor layout inside attention, and for every rotary hook: ``(B, heads, N, head_dim)``.
+The attention kernels and the cross-attention rotary hook see ``(B, heads, N, head_dim)`` tensors (views of
+token-major ``(B, N, heads, head_dim)`` memory, so that the output flattens back to ``(B, N, dim)`` without a copy).
 
 Cross-attention rotary hook (A-RoPE plugs in here without editing the block)::
 
@@ -130,7 +131,7 @@ class WanAttention(nn.Module):
         return F.rms_norm(x.float(), (self.dim,), norm.weight.float(), self.eps).to(x.dtype)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)  # (B, H, N, D)
+        return x.unflatten(-1, (self.num_heads, self.head_dim))  # (B, N, H, D)
 
     def forward(
         self,
@@ -144,13 +145,15 @@ class WanAttention(nn.Module):
         key_positions: torch.Tensor | None = None,  # (B, L) float, NaN = not rotated
     ) -> torch.Tensor:
         source = x if context is None else context
-        q = self._heads(self._rms(self.norm_q, self.q(x)))  # (B, H, N, D)
-        k = self._heads(self._rms(self.norm_k, self.k(source)))  # (B, H, L, D)
-        v = self._heads(self.v(source))  # (B, H, L, D)
+        q = self._heads(self._rms(self.norm_q, self.q(x)))  # (B, N, H, D)
+        k = self._heads(self._rms(self.norm_k, self.k(source)))  # (B, L, H, D)
+        v = self._heads(self.v(source))  # (B, L, H, D)
         if rope is not None:
-            cos, sin = rope
+            cos, sin = (t.unsqueeze(-2) for t in rope)  # (N, 1, D/2)
             q = apply_rotary(q, cos, sin)
             k = apply_rotary(k, cos, sin)
+        # (B, H, N, D) views of token-major memory: the kernel's output then flattens back without a copy
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cross_rope is not None and key_positions is not None:
             if query_frames is None:
                 raise ValueError("a cross-attention rotary hook needs query_frames (the latent frame of each query)")

@@ -164,11 +164,18 @@ class WanDiT(nn.Module):
             block.cross_attn.backend = backend
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, extra_in_channels: int = 0, **overrides) -> "WanDiT":
-        """Load a local diffusers-format or original-Wan-format checkpoint folder (see ``itryon.models.loading``)."""
+    def from_pretrained(
+        cls, path: str | Path, *, extra_in_channels: int = 0, dtype: torch.dtype | None = torch.float32, **overrides
+    ) -> "WanDiT":
+        """Load a local diffusers-format or original-Wan-format checkpoint folder (see ``itryon.models.loading``).
+
+        ``extra_in_channels`` widens the patch embedding with zero-initialised input channels; ``dtype`` casts
+        the weights (None keeps the checkpoint's); ``overrides`` set non-architecture arguments
+        (attention_backend, gradient_checkpointing, cross_attention_rope, ...).
+        """
         from itryon.models.loading import load_wan_dit
 
-        return load_wan_dit(cls, path, extra_in_channels=extra_in_channels, **overrides)
+        return load_wan_dit(cls, path, extra_in_channels=extra_in_channels, dtype=dtype, **overrides)
 
     # ------------------------------------------------------------------ forward
     def _run(self, block: nn.Module, *args):
@@ -179,7 +186,7 @@ class WanDiT(nn.Module):
     def _check(self, name: str, tensor: torch.Tensor, expected: tuple) -> None:
         shape = tuple(tensor.shape)
         if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
-            shown = tuple("*" if e is None else e for e in expected)
+            shown = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
             raise ValueError(f"{name} must have shape {shown}, got {shape}")
 
     def forward(

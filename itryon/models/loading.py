@@ -166,38 +166,53 @@ def to_native_names(state: dict[str, torch.Tensor], layout: str) -> dict[str, to
     return out
 
 
-def load_native_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, extra_in_channels: int = 0) -> None:
-    """Copy ``state`` into ``model``; fail naming every missing/unexpected tensor and any shape mismatch.
+def load_native_state(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    *,
+    extra_in_channels: int = 0,
+    dtype: torch.dtype | None = torch.float32,
+) -> None:
+    """Put ``state`` into ``model`` (which may live on the meta device); fail naming every missing/unexpected
+    tensor and any shape mismatch. Tensors are cast to ``dtype`` (None keeps the checkpoint's).
 
     With ``extra_in_channels`` the patch embedding's pretrained input channels are kept and the extra ones zeroed.
     """
-    own = model.state_dict()
+    # a pluggable cross-attention rotary module is not part of Wan checkpoints; it keeps its own state
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("cross_attention_rope.")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise KeyError(f"checkpoint does not match WanDiT: missing tensors {missing}, unexpected tensors {unexpected}")
+    ready = {}
     for key, value in state.items():
         target = own[key]
+        value = value.to(dtype) if dtype is not None else value
         if key == "patch_embedding.weight" and extra_in_channels:
             expected = (target.shape[0], target.shape[1] - extra_in_channels, *target.shape[2:])
             if tuple(value.shape) != expected:
                 raise ValueError(f"tensor {key!r}: checkpoint shape {tuple(value.shape)}, expected {expected}")
-            padded = torch.zeros_like(target)
-            padded[:, : value.shape[1]] = value.to(target.dtype)
-            state[key] = padded
+            padded = value.new_zeros(target.shape)
+            padded[:, : value.shape[1]] = value
+            value = padded
         elif value.shape != target.shape:
             raise ValueError(
                 f"tensor {key!r}: checkpoint shape {tuple(value.shape)} does not match the model's {tuple(target.shape)}"
             )
-    model.load_state_dict(state, strict=True)
+        ready[key] = value.contiguous()
+    model.load_state_dict(ready, strict=False, assign=True)
 
 
 def _normalise(value: Any) -> Any:
     return [_normalise(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def load_wan_dit(cls, path: str | Path, *, extra_in_channels: int = 0, **overrides):
-    """Build ``cls`` from a checkpoint folder's config (plus ``overrides``) and load its weights."""
+def load_wan_dit(cls, path: str | Path, *, extra_in_channels: int = 0, dtype: torch.dtype | None = torch.float32, **overrides):
+    """Build ``cls`` from a checkpoint folder's config (plus ``overrides``) and load its weights.
+
+    The model is built on the meta device and takes the loaded tensors (no random initialisation of billions
+    of parameters that are overwritten anyway).
+    """
     config, layout = read_checkpoint_config(path)
     # rope_max_seq_len only bounds positions; every other architecture key must agree with the weights
     changed = sorted(
@@ -212,7 +227,8 @@ def load_wan_dit(cls, path: str | Path, *, extra_in_channels: int = 0, **overrid
     if extra_in_channels < 0:
         raise ValueError(f"extra_in_channels must be >= 0, got {extra_in_channels}")
     config["in_channels"] = config["in_channels"] + extra_in_channels
-    model = cls(**config)
     state = to_native_names(read_state_dict(path), layout)
-    load_native_state(model, state, extra_in_channels=extra_in_channels)
+    with torch.device("meta"):
+        model = cls(**config)
+    load_native_state(model, state, extra_in_channels=extra_in_channels, dtype=dtype)
     return model

@@ -59,8 +59,9 @@ class RotaryEmbedding3D(nn.Module):
         self.head_dim = head_dim
         self.max_position = max_position
         self.axis_dims = rope_axis_dims(head_dim)
-        freqs = torch.cat([rope_frequencies(d, theta) for d in self.axis_dims])  # (D/2,)
-        axis = torch.cat([torch.full((d // 2,), i, dtype=torch.long) for i, d in enumerate(self.axis_dims)])
+        with torch.device("cpu"):  # real tables even when the model is built on the meta device
+            freqs = torch.cat([rope_frequencies(d, theta) for d in self.axis_dims])  # (D/2,)
+            axis = torch.cat([torch.full((d // 2,), i, dtype=torch.long) for i, d in enumerate(self.axis_dims)])
         # plain tensors, not buffers: a module-wide ``.to(bfloat16)`` must not round the float64 frequencies
         self.freqs = freqs
         self.axis = axis

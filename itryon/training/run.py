@@ -90,11 +90,20 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Ca
         if name == "tensorboard":
             loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard"))
         else:
-            loggers.append(CSVLogger(save_dir=str(run_dir), name="logs", version="csv"))
+            loggers.append(CSVLogger(save_dir=str(run_dir), name="logs", version=_fresh_version(run_dir / "logs", "csv")))
     trainer_args = OmegaConf.to_container(cfg.get("trainer", {}), resolve=True) or {}
     if "strategy" in trainer_args and isinstance(trainer_args["strategy"], dict):
         trainer_args["strategy"] = instantiate(cfg.trainer.strategy, "trainer.strategy")
     return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, **trainer_args)
+
+
+def _fresh_version(folder: Path, name: str) -> str:
+    """``name``, or ``name_1``, ``name_2``... when a resumed run already wrote it (the CSV logger overwrites)."""
+    version, n = name, 0
+    while (folder / version / "metrics.csv").exists():
+        n += 1
+        version = f"{name}_{n}"
+    return version
 
 
 def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> tuple[L.Trainer, L.LightningModule]:

@@ -1,0 +1,97 @@
+"""Validation metrics: updates the configured ``itryon.metrics`` on the sampled videos, logs ``val/<name>``."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torchmetrics import Metric
+
+from itryon.metrics.registry import MetricSpec, build_metric, flatten_result, metric_extras, metric_spec
+
+
+class ValidationMetrics(L.Callback):
+    """Every ``every_n_epochs`` validation epochs, feeds ``outputs["pred"]`` (the videos the module sampled,
+    ``(B, 3, T, H, W)`` in [-1, 1]) and the batch to each metric, then logs ``val/<name>`` and resets.
+
+    ``metrics`` is a list of registry names, or a mapping ``{log_name: {"metric": registry_name, **options}}``
+    (``metric`` defaults to ``log_name``), e.g. ``{"vfid_i3d_rgb": {"metric": "vfid_i3d", "protocol": "rgb"}}``.
+    Metrics are built in ``setup``, so a missing weight file fails there. Batches whose ``pred`` is None
+    are skipped; an epoch in which no rank sampled logs nothing. Metric states sync across ranks in
+    ``compute``, so values are logged with ``sync_dist=False``. ``descriptions`` holds each metric's protocol.
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
+        every_n_epochs: int = 1,
+        weights_dir: str | os.PathLike | None = None,
+        prefix: str = "val/",
+    ) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if isinstance(metrics, str):
+            raise TypeError(f"metrics must be a list of names or a mapping, got the string {metrics!r}")
+        self.config: dict[str, dict[str, Any]] = {}
+        if isinstance(metrics, Mapping):
+            for log_name, opts in metrics.items():
+                opts = dict(opts or {})
+                self.config[log_name] = {"metric": opts.pop("metric", log_name), **opts}
+        else:
+            self.config = {name: {"metric": name} for name in metrics}
+        for log_name, opts in self.config.items():
+            metric_spec(opts["metric"])  # unknown names fail at construction, listing the available ones
+        self.every_n_epochs = every_n_epochs
+        self.weights_dir = weights_dir
+        self.prefix = prefix
+        self.metrics: dict[str, tuple[MetricSpec, Metric]] = {}
+        self.descriptions: dict[str, dict] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.metrics:
+            return
+        for log_name, opts in self.config.items():
+            options = {k: v for k, v in opts.items() if k != "metric"}
+            spec = metric_spec(opts["metric"])
+            metric = build_metric(spec.name, weights_dir=self.weights_dir, **options)
+            self.metrics[log_name] = (spec, metric)
+            describe = getattr(metric, "describe", None)
+            self.descriptions[log_name] = {"metric": spec.name, **(describe() if describe else {})}
+        if trainer.logger is not None and self.descriptions:
+            trainer.logger.log_hyperparams({"metrics": self.descriptions})
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if not self._active(trainer) or not isinstance(outputs, Mapping) or outputs.get("pred") is None:
+            return
+        pred = outputs["pred"].detach()
+        for log_name, (spec, metric) in self.metrics.items():
+            metric.to(pl_module.device)
+            try:
+                extras = metric_extras(spec, batch)
+            except KeyError as exc:
+                raise KeyError(f"ValidationMetrics[{log_name!r}]: {exc.args[0]}") from None
+            metric.update(pred, batch["video"], **extras)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._active(trainer) or not self.metrics:
+            return
+        updates = torch.tensor(sum(m._update_count for _, m in self.metrics.values()), device=pl_module.device)
+        if int(trainer.strategy.reduce(updates, reduce_op="sum")) == 0:
+            return
+        for log_name, (_, metric) in self.metrics.items():
+            for key, value in flatten_result(log_name, metric.compute()).items():
+                if math.isfinite(value):
+                    pl_module.log(f"{self.prefix}{key}", value, sync_dist=False)
+                else:
+                    rank_zero_warn(f"ValidationMetrics: {self.prefix}{key} is {value} (nothing to measure this epoch); not logged")
+            metric.reset()

@@ -1,0 +1,248 @@
+"""Compute video try-on metrics on a folder of generated videos against a folder of reference videos.
+
+Videos are MP4 files or folders of PNG/JPG frames, matched by name (file stem or folder name). With
+``--manifest`` (the interactive manifest, ``docs/manifest.md``), clips also get their actions,
+interaction masks and counterfactual videos, which ``isr`` and the ``*_interaction*`` metrics need.
+Writes a JSON file and exits non-zero when a ``--fail-if`` gate fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from itryon.data.contract import interaction_from_actions
+from itryon.data.video_io import is_video_path, read_video, to_float
+from itryon.metrics.registry import available_metrics, build_metric, flatten_result, metric_extras, metric_spec
+
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+_GATE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
+DEFAULT_METRICS = "ssim,psnr"
+
+
+class EvaluationError(ValueError):
+    """The folders, manifest or options cannot be evaluated as asked."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, help="folder of generated videos (MP4 files or frame folders)")
+    parser.add_argument("--gt", help="folder of reference videos, matched to --pred by name (default with --manifest: the manifest's videos, matched by clip id)")
+    parser.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated metric names (default {DEFAULT_METRICS}); available: {', '.join(available_metrics())}")
+    parser.add_argument("--out", default="metrics.json", help="JSON file to write (default metrics.json)")
+    parser.add_argument("--fail-if", action="append", default=[], metavar="GATE", help="fail (exit 1) when e.g. 'lpips>0.2' holds; repeatable")
+    parser.add_argument("--manifest", help="interactive manifest (JSON lines, docs/manifest.md) giving actions, interaction masks and counterfactuals per clip id")
+    parser.add_argument("--weights", help="folder of metric weight files (default $ITRYON_WEIGHTS)")
+    parser.add_argument("--vfid-protocol", default="catv2ton", choices=["catv2ton", "rgb"], help="VFID protocol (default catv2ton)")
+    parser.add_argument("--paired-protocol", default="standard", choices=["standard", "catv2ton"], help="SSIM border and LPIPS backbone: standard = skimage-style SSIM + alex; catv2ton = torchmetrics SSIM + squeeze")
+    parser.add_argument("--lpips-net", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone (overrides --paired-protocol)")
+    parser.add_argument("--batch-size", type=int, default=4, help="videos per metric update (default 4)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default cuda if available)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def parse_gate(text: str) -> tuple[str, str, float]:
+    m = _GATE.match(text)
+    if not m:
+        raise EvaluationError(f"--fail-if {text!r}: expected NAME OP NUMBER with OP one of {list(_OPS)}, e.g. 'lpips>0.2'")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+def _videos(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise EvaluationError(f"{folder}: not a folder")
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if is_video_path(p):
+            name = p.stem if p.is_file() else p.name
+            if name in found:
+                raise EvaluationError(f"{folder}: two videos are named {name!r}: {found[name].name} and {p.name}")
+            found[name] = p
+    if not found:
+        raise EvaluationError(f"{folder}: holds no videos (MP4 files or frame folders)")
+    return found
+
+
+def match_videos(pred_dir: str | Path, gt: str | Path | dict[str, Path], gt_label: str = "--gt") -> list[tuple[str, Path, Path]]:
+    """``(name, pred, gt)`` for videos present on both sides; any unmatched name is an error.
+
+    ``gt`` is a folder, or a mapping name -> video path (the manifest's clips).
+    """
+    pred = _videos(Path(pred_dir))
+    refs = dict(gt) if isinstance(gt, dict) else _videos(Path(gt))
+    label = gt_label if isinstance(gt, dict) else f"--gt {gt}"
+    only_pred, only_gt = sorted(set(pred) - set(refs)), sorted(set(refs) - set(pred))
+    if only_pred or only_gt:
+        raise EvaluationError(
+            f"unmatched video names: only in --pred {pred_dir}: {only_pred[:10]}{' ...' if len(only_pred) > 10 else ''}; "
+            f"only in {label}: {only_gt[:10]}{' ...' if len(only_gt) > 10 else ''}"
+        )
+    return [(name, pred[name], refs[name]) for name in sorted(pred)]
+
+
+def _metric_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    options = metric_spec(name).options()
+    chosen: dict[str, Any] = {}
+    if name.startswith("vfid") and "protocol" in options:
+        chosen["protocol"] = args.vfid_protocol
+    if (name.startswith("ssim") or name.startswith("lpips")) and "protocol" in options:
+        chosen["protocol"] = args.paired_protocol
+    if name.startswith("lpips") and args.lpips_net:
+        chosen["net"] = args.lpips_net
+    return chosen
+
+
+def _read_pair(name: str, pred_path: Path, gt_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, gt = read_video(pred_path), read_video(gt_path)  # (T, H, W, C) uint8
+    if pred.shape[0] != gt.shape[0]:
+        raise EvaluationError(f"{name!r}: {pred_path} has {pred.shape[0]} frames, {gt_path} has {gt.shape[0]}")
+    if pred.shape[1:3] != gt.shape[1:3]:
+        raise EvaluationError(f"{name!r}: {pred_path} is {pred.shape[2]}x{pred.shape[1]}, {gt_path} is {gt.shape[2]}x{gt.shape[1]} (W x H)")
+    if pred.shape[3] != 3 or gt.shape[3] != 3:
+        raise EvaluationError(f"{name!r}: expected RGB videos, {pred_path} has {pred.shape[3]} channel(s), {gt_path} has {gt.shape[3]}")
+    return to_float(pred), to_float(gt)  # (3, T, H, W) in [-1, 1]
+
+
+def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    pred, video = _read_pair(name, pred_path, gt_path)
+    sample: dict[str, Any] = {"pred": pred, "video": video}
+    if annotations is None:
+        return sample
+    if name not in annotations:
+        raise EvaluationError(f"{name!r} ({gt_path}) has no clip with that id in the manifest")
+    ann = annotations[name]
+    t = video.shape[1]
+    sample["actions"] = [dict(a) for a in ann.get("actions", [])]
+    sample["interaction"] = interaction_from_actions(sample["actions"], t)
+    sample["caption"] = ann.get("caption", "")
+    for key, path in ann.items():
+        if key not in ("counterfactual", "interaction_mask"):
+            continue
+        frames = read_video(path)  # (T, H, W, C) uint8
+        x = (frames > 127).float().permute(3, 0, 1, 2) if key == "interaction_mask" else to_float(frames)  # (C, T, H, W)
+        if tuple(x.shape[1:]) != tuple(video.shape[1:]):
+            raise EvaluationError(f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}")
+        sample[key] = x
+    return sample
+
+
+def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s.get(key) for s in samples]
+        if any(v is None for v in values):
+            continue
+        batch[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
+    return batch
+
+
+def evaluate(
+    pairs: list[tuple[str, Path, Path]],
+    metrics: dict[str, Any],
+    annotations: dict[str, dict[str, Any]] | None = None,
+    batch_size: int = 4,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, float]:
+    """Update every metric over the video pairs (batching same-shaped videos) and return flat results."""
+    built = {name: (metric_spec(name), m.to(device)) for name, m in metrics.items()}
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        batch = _collate(pending)
+        pred = batch.pop("pred").to(device)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for name, (spec, metric) in built.items():
+            metric.update(pred, batch["video"], **metric_extras(spec, batch))
+        pending.clear()
+
+    for name, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="video", disable=not progress):
+        sample = _sample(name, pred_path, gt_path, annotations)
+        if pending and (pending[0]["video"].shape != sample["video"].shape or set(pending[0]) != set(sample) or len(pending) >= batch_size):
+            flush()
+        pending.append(sample)
+    if pending:
+        flush()
+    results: dict[str, float] = {}
+    for name, (_, metric) in built.items():
+        results.update(flatten_result(name, metric.compute()))
+    return results
+
+
+def load_annotations(manifest: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
+    """Per clip id: ``actions``, ``caption`` and the paths of ``counterfactual``/``interaction_mask`` when the
+    record has them; and the reference video path of each clip."""
+    from itryon.data.manifest import read_manifest
+
+    path = Path(manifest)
+    annotations, videos = {}, {}
+    for record in read_manifest(path):
+        ann: dict[str, Any] = {"actions": record["actions"], "caption": record.get("caption", "")}
+        for key in ("counterfactual", "interaction_mask"):
+            if key in record:
+                ann[key] = path.parent / record[key]
+        annotations[record["id"]] = ann
+        videos[record["id"]] = path.parent / record["video"]
+    return annotations, videos
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        names = [n.strip() for n in args.metrics.split(",") if n.strip()]
+        if not names:
+            raise EvaluationError("--metrics is empty")
+        specs = {n: metric_spec(n) for n in names}
+        gates = [parse_gate(g) for g in args.fail_if]
+        needs_manifest = [n for n, s in specs.items() if set(s.required_keys) - {"caption"}]
+        if needs_manifest and not args.manifest:
+            raise EvaluationError(f"metric(s) {needs_manifest} need per-clip annotations: pass --manifest")
+        if args.gt is None and args.manifest is None:
+            raise EvaluationError("pass --gt (a folder of reference videos) or --manifest (whose clips are the references)")
+        annotations, manifest_videos = load_annotations(args.manifest) if args.manifest else (None, {})
+        pairs = match_videos(args.pred, args.gt if args.gt is not None else manifest_videos, f"--manifest {args.manifest}")
+        metrics = {n: build_metric(n, weights_dir=args.weights, **_metric_options(n, args)) for n in names}
+        protocols = {n: {"metric": n, **(m.describe() if hasattr(m, "describe") else {})} for n, m in metrics.items()}
+        results = evaluate(pairs, metrics, annotations, args.batch_size, args.device, progress=not args.no_progress)
+    except (EvaluationError, KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"itryon evaluate: error: {message}", file=sys.stderr)
+        return 2
+    gate_results = []
+    for metric, op, threshold in gates:
+        if metric not in results:
+            print(f"itryon evaluate: error: --fail-if names {metric!r}, which was not computed ({sorted(results)})", file=sys.stderr)
+            return 2
+        gate_results.append({"gate": f"{metric}{op}{threshold:g}", "value": results[metric], "failed": bool(_OPS[op](results[metric], threshold))})
+    record = {
+        "pred": str(args.pred),
+        "gt": str(args.gt if args.gt is not None else args.manifest),
+        "videos": len(pairs),
+        "metrics": results,
+        "higher_is_better": {n: specs[n].higher_is_better for n in names},
+        "protocols": protocols,
+        "gates": gate_results,
+        "passed": not any(g["failed"] for g in gate_results),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    width = max(len(k) for k in results) if results else 0
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v:.6g}")
+    for g in gate_results:
+        print(f"gate {g['gate']}: {'FAILED' if g['failed'] else 'ok'} (value {g['value']:.6g})")
+    print(f"wrote {out}")
+    return 0 if record["passed"] else 1
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="itryon evaluate", description=__doc__.strip().splitlines()[0])
+    add_arguments(_parser)
+    raise SystemExit(run(_parser.parse_args()))

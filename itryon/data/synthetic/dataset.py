@@ -1,0 +1,64 @@
+"""``SyntheticTryOnDataset``: the world as a map-style torch Dataset, generated on the fly (no disk)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from ..contract import validate_sample
+from ..manifest import sample_from_arrays
+from .splits import check_split
+from .world import generate_clip
+
+
+class SyntheticTryOnDataset(Dataset):
+    """``num_clips`` clips of ``split``; item ``i`` is clip ``(split, i, seed)``, identical on every call and machine.
+
+    Samples follow the batch contract (``itryon.data.contract``) plus ``counterfactual_mask`` ``[1, T, H, W]``:
+    where the counterfactual differs from the video by design (for interaction clips the same as
+    ``interaction_mask``; for passive clips, where the false interaction would have shown). Items convert
+    exactly as :class:`itryon.data.manifest.InteractiveManifestDataset` reads a written split.
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        num_clips: int = 64,
+        seed: int = 0,
+        num_frames: int = 17,
+        height: int = 48,
+        width: int = 64,
+        fps: float = 8.0,
+        passive_fraction: float = 0.25,
+        garment_size: tuple[int, int] | None = None,
+        validate: bool = True,
+    ):
+        check_split(split)
+        if num_clips < 0:
+            raise ValueError(f"num_clips must be >= 0, got {num_clips}")
+        self.split = split
+        self.num_clips = num_clips
+        self.seed = seed
+        self.num_frames = num_frames
+        self.height = height
+        self.width = width
+        self.fps = fps
+        self.passive_fraction = passive_fraction
+        self.garment_size = tuple(garment_size) if garment_size is not None else None
+        self.validate = validate
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.num_clips:
+            raise IndexError(f"index {index} out of range for {self.num_clips} clips of split {self.split!r}")
+        clip = generate_clip(
+            self.split, index, self.seed, self.num_frames, self.height, self.width, self.fps, self.passive_fraction, garment_size=self.garment_size
+        )
+        arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
+        sample = sample_from_arrays(arrays, clip["caption"], clip["actions"], clip["meta"])
+        if self.validate:
+            validate_sample(sample)
+        return sample

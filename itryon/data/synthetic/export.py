@@ -1,0 +1,53 @@
+"""Writing a split of the world to disk in the interactive manifest format (``DIR/<split>.jsonl`` + files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..manifest import write_clip_files, write_manifest
+from .world import generate_clip
+
+
+def write_split(
+    out_dir: str | Path,
+    split: str,
+    num: int,
+    seed: int = 0,
+    num_frames: int = 17,
+    height: int = 48,
+    width: int = 64,
+    fps: float = 8.0,
+    passive_fraction: float = 0.25,
+    video_format: str = "mp4",
+    start_index: int = 0,
+    progress: bool = False,
+) -> Path:
+    """Generate clips ``start_index .. start_index + num - 1`` of ``split`` and write them; returns the manifest path.
+
+    Files go to ``out_dir/<split>/<clip id>/``; the manifest is written last and atomically.
+    """
+    if num < 0:
+        raise ValueError(f"num must be >= 0, got {num}")
+    out = Path(out_dir)
+    records = []
+    for index in tqdm(range(start_index, start_index + num), desc=f"synth {split}", unit="clip", disable=not progress):
+        clip = generate_clip(split, index, seed, num_frames, height, width, fps, passive_fraction)
+        meta = clip["meta"]
+        arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
+        paths = write_clip_files(out, f"{split}/{meta['id']}", arrays, fps, video_format)
+        records.append(
+            {
+                "id": meta["id"],
+                "fps": float(fps),
+                "num_frames": num_frames,
+                "height": height,
+                "width": width,
+                **paths,
+                "caption": clip["caption"],
+                "actions": clip["actions"],
+                "meta": meta,
+            }
+        )
+    return write_manifest(out / f"{split}.jsonl", records)

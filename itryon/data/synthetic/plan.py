@@ -1,0 +1,115 @@
+"""Sampling everything a clip is made of (its *plan*) from the clip's random streams, before any pixel is drawn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .actions import ACTION_KINDS, Event
+from .background import BackgroundSpec, sample_background
+from .garments import GarmentSpec, sample_garment
+from .hands import HandTracks, build_tracks
+from .palette import HAIR_COLOURS, SKIN_TONES, TROUSERS, UNDERSHIRTS, jitter
+from .rig import BodyMotion, BodyShape, sample_body_shape, sample_motion
+from .seeding import clip_streams
+from .splits import HELD_OUT_COMBINATION, check_split, combination_allowed
+
+EVENT_COUNT_P = (0.2, 0.5, 0.3)  # 0, 1 or 2 gestures per clip
+
+
+@dataclass(frozen=True)
+class Appearance:
+    skin: tuple[str, tuple[float, float, float]]
+    hair: tuple[str, tuple[float, float, float]]
+    trousers: tuple[str, tuple[float, float, float]]
+    undershirt: tuple[str, tuple[float, float, float]]
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    split: str
+    index: int
+    seed: int
+    num_frames: int
+    height: int
+    width: int
+    fps: float
+    body: BodyShape
+    motion: BodyMotion
+    appearance: Appearance
+    garment: GarmentSpec
+    background: BackgroundSpec
+    events: tuple[Event, ...]
+    passive: bool
+    tracks: HandTracks
+
+    @property
+    def clip_id(self) -> str:
+        return f"{self.split}-s{self.seed}-{self.index:06d}"
+
+
+def _pick(rng: np.random.Generator, table):
+    name, rgb = table[int(rng.integers(len(table)))]
+    return name, jitter(rng, rgb, 0.03)
+
+
+def plan_events(rng: np.random.Generator, split: str, garment: GarmentSpec, body: BodyShape, num_frames: int, at_least_one: bool) -> list[Event]:
+    """0-2 gestures in disjoint time segments, with kinds allowed for the garment class and split."""
+    count = int(rng.choice(3, p=EVENT_COUNT_P))
+    second = rng.random()  # drawn always, so that forcing one event does not shift later draws
+    if at_least_one and count == 0:
+        count = 1 if second < 0.7 else 2
+    if num_frames < 5:
+        return []
+    if num_frames < 10:
+        count = min(count, 1)
+    events: list[Event] = []
+    kinds = [k for k in ACTION_KINDS.values() if garment.garment_class in k.classes and combination_allowed(split, k.name, garment.garment_class)]
+    for i in range(count):
+        lo, hi = round(i * num_frames / count), round((i + 1) * num_frames / count)
+        length = hi - lo
+        shortest = min(3, length - 2)
+        duration = int(rng.integers(shortest, max(shortest, min(10, length - 3)) + 1))
+        start = lo + int(rng.integers(1, length - duration))
+        available = [k for k in kinds if not (k.persists and any(e.kind == k.name for e in events))]
+        weights = np.array([3.0 if split == "test" and (k.name, garment.garment_class) == HELD_OUT_COMBINATION else 1.0 for k in available])
+        kind = available[int(rng.choice(len(available), p=weights / weights.sum()))]
+        hand = int(rng.integers(2))
+        events.append(kind.sample(rng, garment, body, hand, start, start + duration))
+    return events
+
+
+def plan_clip(
+    split: str,
+    index: int,
+    seed: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: float,
+    passive_fraction: float = 0.25,
+    passive: bool | None = None,
+    garment_class: str | None = None,
+) -> ClipPlan:
+    """The plan of clip ``(split, index, seed)``; ``passive``/``garment_class`` override the drawn values.
+
+    Forcing ``passive`` keeps every other draw, so the passive and interactive versions of a clip share
+    their body motion, garment and 2D hand paths.
+    """
+    check_split(split)
+    if not 0.0 <= passive_fraction <= 1.0:
+        raise ValueError(f"passive_fraction must be in [0, 1], got {passive_fraction}")
+    streams = clip_streams(split, index, seed)
+    look = streams["appearance"]
+    body = sample_body_shape(look)
+    motion = sample_motion(look, num_frames, fps)
+    appearance = Appearance(_pick(look, SKIN_TONES), _pick(look, HAIR_COLOURS), _pick(look, TROUSERS), _pick(look, UNDERSHIRTS))
+    idle = np.stack([look.uniform(0.0, 0.012, 2), look.uniform(0.3, 0.9, 2), look.uniform(0.0, 6.283, 2)], axis=1)  # (2, 3)
+    passive_depth = float(look.uniform(0.12, 0.18))
+    garment = sample_garment(streams["garment"], split, garment_class)
+    background = sample_background(streams["background"])
+    is_passive = bool(streams["passive"].random() < passive_fraction) if passive is None else bool(passive)
+    events = plan_events(streams["plan"], split, garment, body, num_frames, at_least_one=is_passive)
+    tracks = build_tracks(events, is_passive, body, num_frames, idle, passive_depth)
+    return ClipPlan(split, index, seed, num_frames, height, width, float(fps), body, motion, appearance, garment, background, tuple(events), is_passive, tracks)

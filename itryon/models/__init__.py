@@ -1,0 +1,24 @@
+"""Backbone models: the Wan2.1 video DiT, its attention and RoPE, VAE and text-encoder wrappers."""
+
+from itryon.models.action_rope import ActionRoPE
+from itryon.models.attention import ATTENTION_BACKENDS, WanAttention, attention
+from itryon.models.dit import WanDiT
+from itryon.models.flops import dit_forward_flops
+from itryon.models.rope import RotaryEmbedding3D, apply_rotary
+from itryon.models.text import ByteTextEncoder, T5TextEncoder
+from itryon.models.vae import PixelVAE, WanVAE
+
+__all__ = [
+    "ActionRoPE",
+    "ATTENTION_BACKENDS",
+    "ByteTextEncoder",
+    "PixelVAE",
+    "RotaryEmbedding3D",
+    "T5TextEncoder",
+    "WanAttention",
+    "WanDiT",
+    "WanVAE",
+    "apply_rotary",
+    "attention",
+    "dit_forward_flops",
+]

@@ -1,0 +1,124 @@
+"""``itryon evaluate`` on folders of synthetic clips: JSON output, gates, manifest-driven ISR and errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from itryon.cli import evaluate
+from itryon.data.manifest import write_clip_files, write_manifest
+from itryon.data.synthetic.world import generate_clip
+from itryon.data.video_io import write_video
+from itryon.metrics.paired import VideoPSNR, VideoSSIM
+
+
+def _args(**kw) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    argv = []
+    for k, v in kw.items():
+        for item in v if isinstance(v, list) else [v]:
+            argv += [f"--{k.replace('_', '-')}", str(item)]
+    return parser.parse_args(argv + ["--no-progress", "--device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Six synthetic clips in a manifest, with a passive one; predictions = videos or counterfactuals."""
+    root = tmp_path_factory.mktemp("world")
+    records, clips = [], []
+    for i in range(6):
+        clip = generate_clip("val", i, num_frames=10, height=32, width=32, passive=(i == 5))
+        arrays = {k: clip[k] for k in ("video", "counterfactual", "interaction_mask")}
+        paths = write_clip_files(root / "data", clip["meta"]["id"], arrays, fps=8.0)
+        records.append({"id": clip["meta"]["id"], "fps": 8.0, "num_frames": 10, "caption": clip["caption"], "actions": clip["actions"], **paths,
+                        "agnostic": paths["video"], "agnostic_mask": paths["interaction_mask"], "pose": paths["video"], "garment": paths["video"]})  # fmt: skip
+        clips.append(clip)
+    manifest = write_manifest(root / "data" / "val.jsonl", records)
+    good, bad, gt = root / "good", root / "bad", root / "gt"
+    for clip in clips:
+        name = clip["meta"]["id"]
+        write_video(gt / f"{name}.mp4", clip["video"].transpose(1, 2, 3, 0), lossless=True)
+        write_video(good / f"{name}.mp4", clip["video"].transpose(1, 2, 3, 0), lossless=True)
+        write_video(bad / name, clip["counterfactual"].transpose(1, 2, 3, 0))  # a PNG frame folder
+    return {"manifest": manifest, "good": good, "bad": bad, "gt": gt, "clips": clips}
+
+
+def test_paired_metrics_and_json(world, tmp_path):
+    out = tmp_path / "metrics.json"
+    code = evaluate.run(_args(pred=world["bad"], gt=world["gt"], metrics="ssim,psnr", out=out, batch_size=4))
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert record["videos"] == 6 and record["passed"] is True
+    assert record["protocols"]["ssim"]["border"] == "valid" and record["higher_is_better"]["psnr"] is True
+    to_float = lambda a: torch.from_numpy(a).float().div(127.5).sub(1).unsqueeze(0)  # noqa: E731
+    ssim, psnr = VideoSSIM(), VideoPSNR()
+    for clip in world["clips"]:
+        ssim.update(to_float(clip["counterfactual"]), to_float(clip["video"]))
+        psnr.update(to_float(clip["counterfactual"]), to_float(clip["video"]))
+    assert record["metrics"]["ssim"] == pytest.approx(float(ssim.compute()), abs=1e-6)
+    assert record["metrics"]["psnr"] == pytest.approx(float(psnr.compute()), rel=1e-6)
+
+
+def test_manifest_isr_and_windowed_metrics(world, tmp_path):
+    out_good, out_bad = tmp_path / "good.json", tmp_path / "bad.json"
+    names = "isr_counterfactual,psnr_interaction_masked,ssim_interaction"
+    assert evaluate.run(_args(pred=world["good"], manifest=world["manifest"], metrics=names, out=out_good)) == 0
+    assert evaluate.run(_args(pred=world["bad"], gt=world["gt"], manifest=world["manifest"], metrics=names, out=out_bad)) == 0
+    good, bad = json.loads(out_good.read_text())["metrics"], json.loads(out_bad.read_text())["metrics"]
+    assert good["isr_counterfactual"] == 1.0 and good["isr_counterfactual_false_interaction_rate"] == 0.0
+    assert bad["isr_counterfactual"] == 0.0 and bad["isr_counterfactual_false_interaction_rate"] == 1.0
+    assert good["isr_counterfactual_interactions"] == sum(len(c["actions"]) for c in world["clips"])
+    assert good["isr_counterfactual_passive_clips"] == 1
+    assert good["psnr_interaction_masked"] == pytest.approx(100.0)  # identical frames hit the MSE floor
+    assert bad["ssim_interaction"] < good["ssim_interaction"] == pytest.approx(1.0)
+
+
+def test_fail_if_gate(world, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert evaluate.run(_args(pred=world["bad"], gt=world["gt"], metrics="psnr", out=out, fail_if=["psnr<99", "psnr>1000"])) == 1
+    record = json.loads(out.read_text())
+    assert [g["failed"] for g in record["gates"]] == [True, False] and record["passed"] is False
+    assert "gate psnr<99: FAILED" in capsys.readouterr().out
+    assert evaluate.run(_args(pred=world["good"], gt=world["gt"], metrics="psnr", out=out, fail_if="psnr<99")) == 0
+
+
+def _error(capsys, **kw) -> str:
+    assert evaluate.run(_args(**kw)) == 2
+    return capsys.readouterr().err
+
+
+def test_errors_name_the_files(world, tmp_path, capsys):
+    pred = tmp_path / "pred"
+    frames = np.zeros((10, 32, 32, 3), dtype=np.uint8)
+    write_video(pred / "val-s0-000000.mp4", frames, lossless=True)
+    write_video(pred / "stray.mp4", frames, lossless=True)
+    err = _error(capsys, pred=pred, gt=world["gt"], out=tmp_path / "x.json")
+    assert "only in --pred" in err and "'stray'" in err and "val-s0-000005" in err
+
+    short, small = tmp_path / "short", tmp_path / "small"
+    for name in [c["meta"]["id"] for c in world["clips"]]:
+        write_video(short / f"{name}.mp4", frames[:7], lossless=True)
+        write_video(small / f"{name}.mp4", np.zeros((10, 16, 32, 3), dtype=np.uint8), lossless=True)
+    err = _error(capsys, pred=short, gt=world["gt"], out=tmp_path / "x.json")
+    assert "has 7 frames" in err and "has 10" in err and "short/val-s0-000000.mp4" in err
+    err = _error(capsys, pred=small, gt=world["gt"], out=tmp_path / "x.json")
+    assert "is 32x16" in err and "is 32x32" in err
+
+    assert "unknown metric 'fid'" in _error(capsys, pred=world["good"], gt=world["gt"], metrics="fid", out=tmp_path / "x.json")
+    assert "pass --manifest" in _error(capsys, pred=world["good"], gt=world["gt"], metrics="isr", out=tmp_path / "x.json")
+    assert "expected NAME OP NUMBER" in _error(capsys, pred=world["good"], gt=world["gt"], fail_if="lpips=0.2", out=tmp_path / "x.json")
+    assert "'i3d.pt' not found in" in _error(capsys, pred=world["good"], gt=world["gt"], metrics="vfid_i3d", weights=tmp_path, out=tmp_path / "x.json")
+
+
+def test_main_dispatches_evaluate(world, tmp_path):
+    from itryon.cli.main import main
+
+    out = tmp_path / "main.json"
+    code = main(["evaluate", "--pred", str(world["good"]), "--gt", str(world["gt"]), "--metrics", "ssim", "--out", str(out), "--no-progress", "--device", "cpu"])
+    assert code == 0 and math.isclose(json.loads(out.read_text())["metrics"]["ssim"], 1.0, abs_tol=1e-6)

@@ -1,0 +1,90 @@
+"""The validation metrics callback inside a Lightning fit."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks.metrics import ValidationMetrics
+from itryon.data.contract import collate, interaction_from_actions
+from itryon.metrics.paired import VideoPSNR, VideoSSIM
+from itryon.metrics.weights import MissingWeightsError
+
+
+class Clips(Dataset):
+    def __init__(self, n: int = 6) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.videos = torch.rand(n, 3, 6, 16, 16, generator=g) * 2 - 1
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> dict:
+        actions = [{"start": 1, "end": 4, "text": "lifts the hem"}] if i % 2 == 0 else []
+        cf = self.videos[i].clone()
+        if actions:
+            cf[:, 1:4] = 0.0
+        return {"video": self.videos[i], "actions": actions, "interaction": interaction_from_actions(actions, 6), "counterfactual": cf, "meta": {"id": str(i)}}
+
+
+class Sampling(L.LightningModule):
+    """Samples ``pred = 0.9 * video`` on the first two validation batches, like the training module does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        return (self.w - 1).square()
+
+    def validation_step(self, batch, batch_idx):
+        pred = batch["video"] * 0.9 if batch_idx < 2 else None
+        return {"loss": (self.w - 1).square(), "pred": pred}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(callback: ValidationMetrics, epochs: int = 1) -> L.Trainer:
+    loader = DataLoader(Clips(), batch_size=2, collate_fn=collate)
+    trainer = L.Trainer(
+        max_epochs=epochs, limit_train_batches=1, limit_val_batches=3, accelerator="cpu", logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=[callback],
+    )  # fmt: skip
+    trainer.fit(Sampling(), train_dataloaders=loader, val_dataloaders=loader)
+    return trainer
+
+
+def test_logs_configured_metrics():
+    trainer = _fit(ValidationMetrics(["ssim", "psnr_interaction", "isr_counterfactual"]))
+    videos = Clips().videos[:4]  # the two sampled batches
+    ssim, psnr = VideoSSIM(), VideoPSNR(window="interaction")
+    ssim.update(videos * 0.9, videos)
+    psnr.update(videos * 0.9, videos, interaction=torch.tensor([[0, 1, 1, 1, 0, 0], [0] * 6] * 2, dtype=torch.float32))
+    logged = trainer.callback_metrics
+    assert float(logged["val/ssim"]) == pytest.approx(float(ssim.compute()), abs=1e-6)
+    assert float(logged["val/psnr_interaction"]) == pytest.approx(float(psnr.compute()), rel=1e-5)
+    assert float(logged["val/isr_counterfactual"]) == 1.0  # 0.9 * video is closer to the video than to zeros
+    assert "val/isr_counterfactual_false_interaction_rate" not in logged  # NaN: no judgeable passive clip
+
+
+def test_mapping_config_and_epoch_gate():
+    cb = ValidationMetrics({"ssim_reflect": {"metric": "ssim", "border": "reflect"}}, every_n_epochs=2)
+    trainer = _fit(cb, epochs=1)
+    assert "val/ssim_reflect" not in trainer.callback_metrics
+    assert cb.descriptions["ssim_reflect"]["border"] == "reflect"
+    trainer = _fit(ValidationMetrics({"ssim_reflect": {"metric": "ssim", "border": "reflect"}}, every_n_epochs=2), epochs=2)
+    assert "val/ssim_reflect" in trainer.callback_metrics
+
+
+def test_missing_weights_fail_at_setup(tmp_path):
+    with pytest.raises(MissingWeightsError, match=r"'i3d\.pt' not found in"):
+        _fit(ValidationMetrics(["ssim", "vfid_i3d"], weights_dir=tmp_path))
+
+
+def test_unknown_metric_fails_at_construction():
+    with pytest.raises(KeyError, match="unknown metric 'ssmi'; available"):
+        ValidationMetrics(["ssmi"])
