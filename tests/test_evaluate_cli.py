@@ -86,6 +86,16 @@ def test_fail_if_gate(world, tmp_path, capsys):
     assert [g["failed"] for g in record["gates"]] == [True, False] and record["passed"] is False
     assert "gate psnr<99: FAILED" in capsys.readouterr().out
     assert evaluate.run(_args(pred=world["good"], gt=world["gt"], metrics="psnr", out=out, fail_if="psnr<99")) == 0
+    assert evaluate.run(_args(pred=world["good"], manifest=world["manifest"], metrics="isr", out=out, fail_if="isr_false_interaction_rate>0.5")) == 0
+    # a gate on a value that could not be measured (ISR of a passive clip alone) fails
+    gt_only = tmp_path / "gt_passive"
+    passive = [c for c in world["clips"] if not c["actions"]][0]
+    write_video(gt_only / f"{passive['meta']['id']}.mp4", passive["video"].transpose(1, 2, 3, 0), lossless=True)
+    pred_only = tmp_path / "pred_passive"
+    write_video(pred_only / f"{passive['meta']['id']}.mp4", passive["video"].transpose(1, 2, 3, 0), lossless=True)
+    assert evaluate.run(_args(pred=pred_only, gt=gt_only, manifest=world["manifest"], metrics="isr", out=out, fail_if="isr<0.5")) == 1
+    record = json.loads(out.read_text())
+    assert record["metrics"]["isr"] is None and record["gates"][0] == {"gate": "isr<0.5", "value": None, "failed": True}
 
 
 def _error(capsys, **kw) -> str:

@@ -135,3 +135,19 @@ def test_constant_video_hand_computation():
 def test_unknown_protocol_lists_available():
     with pytest.raises(ValueError, match=r"unknown VFID protocol 'bgr'.*\['catv2ton', 'rgb'\]"):
         vfid_protocol("bgr")
+
+
+def test_pyav_reversed_rgb_equals_opencv_bgr(tmp_path):
+    """The catv2ton frames come from PyAV with channels reversed; where OpenCV exists, compare with it."""
+    cv2 = pytest.importorskip("cv2")
+    from itryon.data.video_io import read_video, write_video
+
+    frames = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    path = write_video(tmp_path / "clip.mp4", frames, lossless=True)
+    cap, decoded = cv2.VideoCapture(str(path)), []
+    ok, frame = cap.read()
+    while ok:
+        decoded.append(frame)
+        ok, frame = cap.read()
+    ours = read_video(path).numpy()[..., ::-1]
+    assert np.abs(np.stack(decoded).astype(int) - ours.astype(int)).max() <= 2

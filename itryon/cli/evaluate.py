@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import operator
 import re
 import sys
@@ -219,12 +220,14 @@ def run(args: argparse.Namespace) -> int:
         if metric not in results:
             print(f"itryon evaluate: error: --fail-if names {metric!r}, which was not computed ({sorted(results)})", file=sys.stderr)
             return 2
-        gate_results.append({"gate": f"{metric}{op}{threshold:g}", "value": results[metric], "failed": bool(_OPS[op](results[metric], threshold))})
+        value = results[metric]
+        failed = not math.isfinite(value) or bool(_OPS[op](value, threshold))  # nothing measured fails a gate
+        gate_results.append({"gate": f"{metric}{op}{threshold:g}", "value": value if math.isfinite(value) else None, "failed": failed})
     record = {
         "pred": str(args.pred),
         "gt": str(args.gt if args.gt is not None else args.manifest),
         "videos": len(pairs),
-        "metrics": results,
+        "metrics": {k: v if math.isfinite(v) else None for k, v in results.items()},  # null: nothing to measure
         "higher_is_better": {n: specs[n].higher_is_better for n in names},
         "protocols": protocols,
         "gates": gate_results,
@@ -232,12 +235,12 @@ def run(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    out.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     width = max(len(k) for k in results) if results else 0
     for k, v in results.items():
         print(f"{k:<{width}}  {v:.6g}")
     for g in gate_results:
-        print(f"gate {g['gate']}: {'FAILED' if g['failed'] else 'ok'} (value {g['value']:.6g})")
+        print(f"gate {g['gate']}: {'FAILED' if g['failed'] else 'ok'} (value {g['value']})")
     print(f"wrote {out}")
     return 0 if record["passed"] else 1
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from itryon.config import CONFIG_ROOT, ConfigError, to_yaml
 
 DEFAULT_CONFIG = CONFIG_ROOT / "default.yaml"
+RUN_DIR_ENV = "ITRYON_RUN_DIR"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
-    run_dir = run_dir or new_run_dir(cfg)
-    train(cfg, Path(run_dir), ckpt)
+    # processes that Lightning launches for multi-device runs re-run this script: they join the parent's folder
+    inherited = os.environ.get(RUN_DIR_ENV) if "LOCAL_RANK" in os.environ else None
+    run_dir = run_dir or (Path(inherited) if inherited else new_run_dir(cfg))
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        train(cfg, Path(run_dir), ckpt)
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
     print(f"run folder: {run_dir}")
     return 0
 

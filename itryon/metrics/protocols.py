@@ -35,7 +35,8 @@ class VFIDProtocol:
     unbiased_covariance: bool = True
 
     def describe(self) -> dict:
-        return {"protocol": self.name, **{k: v for k, v in asdict(self).items() if k != "name"}}
+        fields = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k != "name"}
+        return {"protocol": self.name, **fields}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from itryon.models.attention import CrossAttentionRope, check_backend
+from itryon.models.attention import check_backend
 from itryon.models.blocks import VaceBlock, WanBlock
 from itryon.models.rope import RotaryEmbedding3D, grid_positions
 

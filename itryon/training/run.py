@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,12 @@ def new_run_dir(cfg: DictConfig) -> Path:
 def resume_target(path: str | Path) -> tuple[Path, Path]:
     """``(run_dir, checkpoint)`` for ``--resume``, given a run folder or a checkpoint file in one."""
     p = Path(path)
-    if p.is_file():
+    if p.suffix == ".ckpt":  # a file, or a folder for sharded (distributed) checkpoints
         ckpt = p
         run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
     else:
         run_dir, ckpt = p, p / LAST_CHECKPOINT
-    if not ckpt.is_file():
+    if not ckpt.exists():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}")
     if not (run_dir / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"cannot resume: no {CONFIG_NAME} in run folder {run_dir}")
@@ -112,7 +113,7 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> tupl
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.float32_matmul_precision))
     run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt_path is None:
+    if ckpt_path is None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
     datamodule = instantiate(cfg.data, "data")
     module = instantiate(cfg.model, "model")

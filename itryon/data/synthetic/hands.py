@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .actions import ACTION_KINDS, OPEN, Event, envelope
-from .raster import F32, Window, coverage, over
+from .raster import F32, Box, coverage, over
 from .rig import BodyMotion, BodyShape
 
 REST_DEPTH = 0.07  # hanging beside the hip
@@ -87,9 +87,9 @@ HAND_REACH = 0.115  # body units from the hand centre that the hand shape can re
 
 @dataclass
 class HandRender:
-    """One hand rendered on its per-frame window: coverage, pseudo-normals and depth."""
+    """One hand rendered on the box it reaches during the clip: coverage, pseudo-normals and depth."""
 
-    window: Window
+    box: Box
     alpha: np.ndarray  # (T, h, w)
     nx: np.ndarray  # image-plane normal components in [-1, 1]
     ny: np.ndarray
@@ -98,13 +98,13 @@ class HandRender:
 
 
 def render_hands(tracks: HandTracks, motion: BodyMotion, height: int, width: int, pixels_per_unit: float) -> list[HandRender]:
-    """Hand shapes (palm + fingers, or a pinch ring, or a fist) in each hand's local frame, on windows around the hands."""
+    """Hand shapes (palm + fingers, or a pinch ring, or a fist) in each hand's local frame, on boxes around the hands."""
     hands = []
     for hand in range(2):
         centre_px = motion.to_pixels(tracks.center[hand][:, None, :], height, width)[:, 0]  # (T, 2)
         margin = HAND_REACH * pixels_per_unit * 1.2 + 1.0
-        window = Window(centre_px[:, 0] - margin, centre_px[:, 0] + margin, centre_px[:, 1] - margin, centre_px[:, 1] + margin, height, width)
-        bx, by = motion.body_grid(window.px, window.py)  # (T, h, w)
+        box = Box.around(centre_px[:, None, :], margin, height, width)
+        bx, by = motion.body_grid(box.px, box.py)  # (T, h, w)
         cx = tracks.center[hand, :, 0].astype(F32)[:, None, None]  # (T, 1, 1)
         cy = tracks.center[hand, :, 1].astype(F32)[:, None, None]
         ca = np.array([math.cos(a) for a in tracks.angle[hand]], dtype=F32)[:, None, None]  # libm, not a SIMD path
@@ -125,7 +125,7 @@ def render_hands(tracks: HandTracks, motion: BodyMotion, height: int, width: int
         scale = F32(1.0 / 0.06)
         hands.append(
             HandRender(
-                window=window,
+                box=box,
                 alpha=coverage(d, pixels_per_unit),
                 nx=np.clip(dx * scale, F32(-1.0), F32(1.0)),
                 ny=np.clip(dy * scale, F32(-1.0), F32(1.0)),
@@ -136,19 +136,18 @@ def render_hands(tracks: HandTracks, motion: BodyMotion, height: int, width: int
     return hands
 
 
-def hand_prior(hands: list[HandRender], shape: tuple[int, int, int]) -> np.ndarray:
-    """Garment-agnostic hand prior ``(3, T, H, W)`` in [-1, 1]: (normal x, normal y, closeness-shaded facing), 0 off the hands.
+def hand_prior(hands: list[HandRender]) -> tuple[Box, np.ndarray]:
+    """Garment-agnostic hand prior in [-1, 1]: (normal x, normal y, closeness-shaded facing), 0 off the hands.
 
+    Returns the box holding both hands and the prior inside it ``(3, T, h, w)``; the prior is 0 outside the box.
     Closeness (1 on the garment plane, falling with depth) makes a touching hand bright and a hovering one dim.
     """
-    prior = np.zeros((3, *shape), dtype=F32)
+    box = hands[0].box
+    for hand in hands[1:]:
+        box = box.union(hand.box)
+    prior = np.zeros((3, hands[0].alpha.shape[0], *box.shape), dtype=F32)
     for hand in hands:
         closeness = F32(1.0) - np.clip(hand.depth / F32(PRIOR_MAX_DEPTH), F32(0.0), F32(1.0))  # (T, 1, 1)
-        value = (
-            F32(0.8) * hand.nx,
-            F32(0.8) * hand.ny,
-            (F32(0.25) + F32(0.75) * closeness) * (F32(0.4) + F32(0.6) * hand.nz),
-        )
-        window = hand.window.gather(prior)
-        hand.window.scatter(prior, over(window, value, hand.alpha))
-    return prior
+        value = np.stack([F32(0.8) * hand.nx, F32(0.8) * hand.ny, (F32(0.25) + F32(0.75) * closeness) * (F32(0.4) + F32(0.6) * hand.nz)])
+        over(prior[(..., *hand.box.within(box))], value, hand.alpha)
+    return box, prior

@@ -9,17 +9,25 @@ anti-aliased pixel coverage given the number of pixels per unit.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 F32 = np.float32
 
 
+@functools.lru_cache(maxsize=16)
 def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel centres in frame units: x in about [-W/2H, W/2H] (0 = centre column), y in [0, 1] (top to bottom)."""
-    x = (np.arange(width, dtype=np.float64) + 0.5 - width / 2.0) / height
-    y = (np.arange(height, dtype=np.float64) + 0.5) / height
-    px, py = np.meshgrid(x, y)  # (H, W)
-    return px.astype(F32), py.astype(F32)
+    """Pixel centres in frame units: x in about [-W/2H, W/2H] (0 = centre column), y in [0, 1] (top to bottom).
+
+    Cached per size and read-only: every clip of a size shares one grid and takes boxes of it as views.
+    """
+    x = ((np.arange(width, dtype=np.float64) + 0.5 - width / 2.0) / height).astype(F32)
+    y = ((np.arange(height, dtype=np.float64) + 0.5) / height).astype(F32)
+    px, py = np.broadcast_to(x[None, :], (height, width)).copy(), np.broadcast_to(y[:, None], (height, width)).copy()  # (H, W)
+    px.flags.writeable = py.flags.writeable = False
+    return px, py
 
 
 def coverage(sdf: np.ndarray, pixels_per_unit: float) -> np.ndarray:
@@ -62,24 +70,28 @@ def smoothstep(t: np.ndarray) -> np.ndarray:
 
 def over(image: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
     """Composite ``colour`` (``(3,)`` or ``(3, ...)``) over ``image`` (``(3, ...)``, channels first) with ``alpha``, in place."""
-    for c in range(3):
-        image[c] += alpha * (F32(colour[c]) - image[c] if np.ndim(colour) == 1 else colour[c] - image[c])
+    colour = np.asarray(colour, dtype=F32)
+    if colour.ndim == 1:
+        colour = colour.reshape(3, *([1] * (image.ndim - 1)))
+    image += alpha * (colour - image)
     return image
 
 
-def splat(image: np.ndarray, points: np.ndarray, colour, offsets: np.ndarray) -> None:
-    """Set pixels of ``image`` ``(3, T, H, W)`` under ``points`` ``(T, N, 2)`` (pixel x, y) and their ``offsets``.
+def stamp(labels: np.ndarray, points: np.ndarray, label, offsets: np.ndarray) -> None:
+    """Raise ``labels`` (contiguous ``(T, H, W)`` uint8) to ``label`` under ``points`` ``(T, ..., 2)`` (pixel x, y) and their ``offsets``.
 
-    Used for thin lines and dots (the pose skeleton), where a full-grid distance field would cost more.
+    ``label`` broadcasts against ``points.shape[:-1]``. Where marks overlap the highest label wins, so labels
+    in drawing order reproduce painting the strokes one after the other. Used for thin lines and dots (the
+    pose skeleton), where a full-grid distance field would cost more.
     """
-    _, t_count, height, width = image.shape
-    ix = np.floor(points[..., 0])[..., None].astype(np.int64) + offsets[:, 0]  # (T, N, O)
+    t_count, height, width = labels.shape
+    ix = np.floor(points[..., 0])[..., None].astype(np.int64) + offsets[:, 0]  # (T, ..., O)
     iy = np.floor(points[..., 1])[..., None].astype(np.int64) + offsets[:, 1]
-    frame = np.broadcast_to(np.arange(t_count)[:, None, None], ix.shape)
+    frame = np.arange(t_count).reshape(-1, *([1] * (ix.ndim - 1)))
+    value = np.broadcast_to(np.asarray(label, dtype=labels.dtype)[..., None], ix.shape)
     inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
-    flat = (frame[inside] * height + iy[inside]) * width + ix[inside]
-    for c in range(3):
-        image[c].reshape(-1)[flat] = colour[c]
+    flat = (frame * height + iy) * width + ix
+    np.maximum.at(labels.reshape(-1), flat[inside], value[inside])  # unbuffered: repeated pixels keep the maximum
 
 
 def disk_offsets(radius: float) -> np.ndarray:
@@ -104,41 +116,64 @@ class Layer:
         self.alpha += alpha * (F32(1.0) - self.alpha)
 
     def composite(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (``(3, ...)``) with this layer over it (a new array)."""
-        return image * (F32(1.0) - self.alpha) + self.rgb
+        """``image`` (``(3, ...)``) with this layer over it, in place."""
+        image *= F32(1.0) - self.alpha
+        image += self.rgb
+        return image
+
+    def view(self, box: "Box") -> "Layer":
+        """The part of a frame-sized layer inside ``box``, sharing its memory (painting it paints the layer)."""
+        part = Layer.__new__(Layer)
+        part.rgb, part.alpha = box.of(self.rgb), box.of(self.alpha)
+        return part
 
 
-class Window:
-    """Per-frame pixel windows of one common size inside a ``(T, H, W)`` frame stack.
+class Box:
+    """One pixel rectangle, rows ``[y0, y1)`` x columns ``[x0, x1)``, shared by every frame of a ``(T, H, W)`` stack.
 
-    Small parts (hands, arms, head) are rendered on their windows instead of the whole frame; values move
-    between windows and full arrays by flat index (windows lie inside the frame, so indices are unique).
+    A part (an arm segment, a hand, the torso) is rendered on the box of every pixel it can reach during the
+    clip and written through views of the full arrays, so nothing is gathered or scattered.
     """
 
-    def __init__(self, x_lo: np.ndarray, x_hi: np.ndarray, y_lo: np.ndarray, y_hi: np.ndarray, height: int, width: int):
-        """Windows covering pixel ranges ``[x_lo, x_hi] x [y_lo, y_hi]`` per frame (float arrays ``(T,)``)."""
-        w = int(min(width, np.ceil(np.max(x_hi - x_lo)) + 2))
-        h = int(min(height, np.ceil(np.max(y_hi - y_lo)) + 2))
-        x0 = np.clip(np.floor(x_lo).astype(np.int64), 0, width - w)  # shifting into the frame keeps the visible part
-        y0 = np.clip(np.floor(y_lo).astype(np.int64), 0, height - h)
-        t_count = len(x0)
-        cols = x0[:, None, None] + np.arange(w)[None, None, :]  # (T, 1, w)
-        rows = y0[:, None, None] + np.arange(h)[None, :, None]  # (T, h, 1)
-        self.flat = (np.arange(t_count)[:, None, None] * height + rows) * width + cols  # (T, h, w)
-        self.px = ((cols + 0.5 - width / 2.0) / height).astype(F32)
-        self.py = ((rows + 0.5) / height).astype(F32)
-        self.shape = self.flat.shape
+    def __init__(self, y0: int, y1: int, x0: int, x1: int, height: int, width: int):
+        self.y0, self.y1 = min(max(int(y0), 0), height), min(max(int(y1), 0), height)
+        self.x0, self.x1 = min(max(int(x0), 0), width), min(max(int(x1), 0), width)
+        self.y1, self.x1 = max(self.y1, self.y0), max(self.x1, self.x0)
+        self.height, self.width = height, width
+        self.index = (slice(self.y0, self.y1), slice(self.x0, self.x1))
+        grid_x, grid_y = pixel_grid(height, width)
+        self.px, self.py = grid_x[self.index], grid_y[self.index]  # (h, w) frame units
 
-    def gather(self, full: np.ndarray) -> np.ndarray:
-        """Window values of ``full`` ``(T, H, W)`` or ``(C, T, H, W)``."""
-        if full.ndim == 3:
-            return full.reshape(-1)[self.flat]
-        return np.stack([channel.reshape(-1)[self.flat] for channel in full])
+    @classmethod
+    def around(cls, points: np.ndarray, margin: float, height: int, width: int) -> "Box":
+        """The box of all pixels within ``margin`` pixels of ``points`` ``(T, N, 2)`` (pixel x, y) in any frame."""
+        x, y = points[..., 0], points[..., 1]
+        return cls(
+            math.floor(float(y.min()) - margin), math.floor(float(y.max()) + margin) + 2,
+            math.floor(float(x.min()) - margin), math.floor(float(x.max()) + margin) + 2,
+            height, width,
+        )
 
-    def scatter(self, full: np.ndarray, values: np.ndarray) -> None:
-        """Write window ``values`` back into ``full`` (same layouts as :meth:`gather`)."""
-        if full.ndim == 3:
-            full.reshape(-1)[self.flat] = values
-            return
-        for channel, v in zip(full, values):
-            channel.reshape(-1)[self.flat] = v
+    def union(self, other: "Box") -> "Box":
+        """The smallest box holding both (an empty box adds nothing)."""
+        if self.empty:
+            return other
+        if other.empty:
+            return self
+        return Box(min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1), self.height, self.width)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def empty(self) -> bool:
+        return self.y1 == self.y0 or self.x1 == self.x0
+
+    def of(self, full: np.ndarray) -> np.ndarray:
+        """The view of ``full`` ``(..., H, W)`` inside the box ``(..., h, w)``."""
+        return full[(..., *self.index)]
+
+    def within(self, outer: "Box") -> tuple[slice, slice]:
+        """This box's index relative to ``outer`` (which must contain it)."""
+        return slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0)

@@ -4,6 +4,10 @@ Layers, back to front: background, body (torso skin or undershirt, trousers, nec
 garment's torso panel (the only layer the actions change), then a front layer with arms, sleeves and
 hands. The clip and its counterfactual share every layer except the panel, and the panel differs only
 where a deformation field is non-zero, which is what ``interaction_mask`` marks.
+
+Each part is drawn only on the box of pixels it can reach during the clip (:class:`.raster.Box`), through
+views of the frame-sized arrays; outside its box a part has zero coverage, so leaving those pixels alone
+changes no value. The counterfactual is the video with the panel redrawn on the frames where it differs.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from .actions import ACTION_KINDS, envelope
 from .garments import GarmentSpec, paint_sleeve
 from .hands import HandRender, hand_prior, render_hands
 from .plan import ClipPlan
-from .raster import F32, Layer, Window, capsule, coverage, disk_offsets, ellipse_sdf, over, pixel_grid, splat
+from .raster import F32, Box, Layer, capsule, coverage, disk_offsets, ellipse_sdf, over, pixel_grid, stamp
 from .rig import LEFT, RIGHT, BodyShape, solve_arm
 
 AGNOSTIC_HALF_WIDTH = 0.3  # garment-agnostic box around the torso, body units
@@ -30,13 +34,28 @@ POSE_COLOURS = (
 )
 
 
-def to_uint8(x: np.ndarray, low: float = 0.0) -> np.ndarray:
-    """[0, 1] (``low=0``) or [-1, 1] (``low=-1``) float -> uint8, rounding half up like ``video_io.to_uint8``."""
+def to_uint8(x: np.ndarray, low: float = 0.0, in_place: bool = False) -> np.ndarray:
+    """[0, 1] (``low=0``) or [-1, 1] (``low=-1``) float -> uint8, rounding half up like ``video_io.to_uint8``.
+
+    ``in_place`` uses ``x`` as scratch space (its values are lost) instead of allocating a float copy.
+    """
     scale = F32(255.0 / (1.0 - low))
-    y = (x - F32(low)) * scale if low else x * scale
+    if in_place:
+        y = x
+        if low:
+            y -= F32(low)
+        y *= scale
+    else:
+        y = (x - F32(low)) * scale if low else x * scale
     y += F32(0.5)
     np.clip(y, F32(0.0), F32(255.0), out=y)
     return y.astype(np.uint8)  # truncation of non-negative values is the floor
+
+
+GREY = int(to_uint8(np.array([0.5], dtype=F32))[0])  # the agnostic fill
+NO_HAND = int(to_uint8(np.array([0.0], dtype=F32), low=-1.0)[0])  # hand prior value 0
+# uint8 colour of each pose label: 0 background, 1..11 the limbs in drawing order, 12 the joints (drawn last)
+POSE_PALETTE = to_uint8(np.array(((0.0, 0.0, 0.0), *POSE_COLOURS, (1.0, 1.0, 1.0)), dtype=F32).T.copy())  # (3, 13)
 
 
 def _joints(plan: ClipPlan) -> tuple[np.ndarray, dict]:
@@ -65,23 +84,38 @@ def _per_frame(v: np.ndarray) -> np.ndarray:
     return v.astype(F32)[:, None, None]
 
 
-def _body_layers(plan: ClipPlan, image: np.ndarray, bx: np.ndarray, by: np.ndarray, ppu: float) -> None:
-    """Paint torso and trousers onto ``image`` ``(3, T, H, W)``, then neck, head and hair on a window around the head."""
+def _torso_box(plan: ClipPlan) -> Box:
+    """The box of every pixel the torso, the trousers, the garment panel (deformed or not) and the agnostic box can reach.
+
+    In body units that is ``|x| <= 0.37`` from ``y = 0.25`` down to the bottom of the frame (torso and trousers
+    have no lower edge).
+    """
+    t_count, h, w = plan.num_frames, plan.height, plan.width
+    m = plan.motion.to_body  # (T, 2, 3): frame units -> body units
+    bottom = float(np.max(np.abs(m[:, 1, 0]) * (w / (2.0 * h)) + m[:, 1, 1] + m[:, 1, 2])) + 0.05  # below every bottom corner
+    corners = np.array([[-0.37, 0.25], [0.37, 0.25], [-0.37, bottom], [0.37, bottom]])
+    box = Box.around(plan.motion.to_pixels(np.broadcast_to(corners, (t_count, 4, 2)), h, w), 1.0, h, w)
+    return Box(box.y0, h, box.x0, box.x1, h, w)
+
+
+def _body_layers(plan: ClipPlan, image: np.ndarray, box: Box, bx: np.ndarray, by: np.ndarray, ppu: float) -> None:
+    """Paint torso and trousers onto ``image`` ``(3, T, H, W)`` inside ``box`` (body grid ``bx``, ``by``), then neck, head and hair inside a box around the head."""
     body, look = plan.body, plan.appearance
     skin = np.asarray(look.skin[1], dtype=F32)
+    torso_part = box.of(image)  # (3, T, h, w) view
     half_width = body.torso_half_width(by)
     torso = np.maximum(np.abs(bx) - half_width, body.torso_top_at(bx) - by)
     under = look.undershirt[1] if plan.garment.garment_class == "jacket" else look.skin[1]
-    over(image, under, coverage(torso, ppu))
+    over(torso_part, under, coverage(torso, ppu))
     trousers = np.maximum(np.abs(bx) - half_width - F32(0.012), F32(plan.garment.hem_y + 0.025) - by)
-    over(image, look.trousers[1], coverage(trousers, ppu))
+    over(torso_part, look.trousers[1], coverage(trousers, ppu))
 
-    t_count, h, w = bx.shape
+    t_count, h, w = plan.num_frames, plan.height, plan.width
     corners = np.array([[-0.11, body.head_y - body.head_ry - 0.01], [0.11, body.torso_top + 0.03]])
     px = plan.motion.to_pixels(np.broadcast_to(np.array([corners[0], corners[1], [corners[0, 0], corners[1, 1]], [corners[1, 0], corners[0, 1]]]), (t_count, 4, 2)), h, w)
-    window = Window(px[..., 0].min(1) - 1, px[..., 0].max(1) + 1, px[..., 1].min(1) - 1, px[..., 1].max(1) + 1, h, w)
-    hx, hy = plan.motion.body_grid(window.px, window.py)
-    patch = window.gather(image)
+    head_box = Box.around(px, 1.0, h, w)
+    hx, hy = plan.motion.body_grid(head_box.px, head_box.py)
+    patch = head_box.of(image)
     neck = np.maximum(np.abs(hx) - F32(body.neck_half), np.maximum(F32(body.head_y + 0.05) - hy, hy - F32(body.torso_top + 0.02)))
     over(patch, skin * F32(0.85), coverage(neck, ppu))
     head = ellipse_sdf(hx, hy, F32(0.0), F32(body.head_y), F32(body.head_rx), F32(body.head_ry))
@@ -91,51 +125,48 @@ def _body_layers(plan: ClipPlan, image: np.ndarray, bx: np.ndarray, by: np.ndarr
         hy - F32(body.head_y - 0.025) - F32(0.25) * np.abs(hx),
     )
     over(patch, look.hair[1], coverage(hair, ppu))
-    window.scatter(image, patch)
 
 
-def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float) -> tuple[Layer, np.ndarray]:
-    """Arms, sleeves and hands as one premultiplied layer ``(3, T, H, W)``, and the arms' and hands' dilated silhouette.
+def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float) -> tuple[Layer, np.ndarray, Box]:
+    """Arms, sleeves and hands as one premultiplied layer ``(3, T, H, W)``, the arms' and hands' dilated silhouette ``(T, H, W)``, and the box holding them.
 
-    Each arm and hand is drawn on a per-frame window around it and written back into the full layer.
+    Each arm segment and each hand is drawn on its own box, in a fixed order: right arm, left arm, hands.
     """
     body, garment, motion = plan.body, plan.garment, plan.motion
     t_count, h, w = plan.num_frames, plan.height, plan.width
-    skin = np.asarray(plan.appearance.skin[1], dtype=F32)
+    skin = np.asarray(plan.appearance.skin[1], dtype=F32).reshape(3, 1, 1, 1)
     layer = Layer((t_count, h, w))
     region = np.zeros((t_count, h, w), dtype=bool)
+    boxes = []
     for hand in (RIGHT, LEFT):
         shoulder, elbow, wrist = arms[hand]
         points = np.stack([np.broadcast_to(np.asarray(shoulder, dtype=float), elbow.shape), elbow, wrist], axis=1)  # (T, 3, 2)
         px = motion.to_pixels(points, h, w)
         margin = (body.upper_radius + 0.03) * ppu * 1.2 + 1.0
-        window = Window(px[..., 0].min(1) - margin, px[..., 0].max(1) + margin, px[..., 1].min(1) - margin, px[..., 1].max(1) + margin, h, w)
-        bx, by = motion.body_grid(window.px, window.py)
-        patch = Layer(window.shape)
-        patch.rgb, patch.alpha = window.gather(layer.rgb), window.gather(layer.alpha)
-        near = window.gather(region)
         s = (F32(shoulder[0]), F32(shoulder[1]))
         e = (_per_frame(elbow[:, 0]), _per_frame(elbow[:, 1]))
         wr = (_per_frame(wrist[:, 0]), _per_frame(wrist[:, 1]))
         for which, (a, b, radius) in enumerate(((s, e, body.upper_radius), (e, wr, body.fore_radius))):
+            box = Box.around(px[:, which : which + 2], margin, h, w)  # around the segment's two joints
+            bx, by = motion.body_grid(box.px, box.py)  # (T, h, w)
+            patch = layer.view(box)
             arm = capsule(bx, by, a[0], a[1], b[0], b[1])
             shade = F32(1.0) - F32(50.0) * arm[2] * arm[2]
-            patch.paint([c * shade for c in skin], coverage(arm[0] - F32(radius), ppu))
+            patch.paint(skin * shade, coverage(arm[0] - F32(radius), ppu))
             length = np.sqrt((b[0] - a[0]) * (b[0] - a[0]) + (b[1] - a[1]) * (b[1] - a[1]))
             paint_sleeve(patch, garment, body, arm, length, which, ppu)
+            near = box.of(region)
             near |= arm[0] < F32(radius + 0.025)
-        window.scatter(layer.rgb, patch.rgb)
-        window.scatter(layer.alpha, patch.alpha)
-        window.scatter(region, near)
+            boxes.append(box)
     for hand in hands:
-        patch = Layer(hand.window.shape)
-        patch.rgb, patch.alpha = hand.window.gather(layer.rgb), hand.window.gather(layer.alpha)
-        shade = F32(0.7) + F32(0.3) * hand.nz
-        patch.paint([c * shade for c in skin], hand.alpha)
-        hand.window.scatter(layer.rgb, patch.rgb)
-        hand.window.scatter(layer.alpha, patch.alpha)
-        hand.window.scatter(region, hand.window.gather(region) | (hand.alpha > 0))
-    return layer, region
+        layer.view(hand.box).paint(skin * (F32(0.7) + F32(0.3) * hand.nz), hand.alpha)
+        near = hand.box.of(region)
+        near |= hand.alpha > 0
+        boxes.append(hand.box)
+    front = boxes[0]
+    for box in boxes[1:]:
+        front = front.union(box)
+    return layer, region, front
 
 
 def _panel(garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cut=None, fold=None) -> tuple[np.ndarray, np.ndarray]:
@@ -146,64 +177,47 @@ def _panel(garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cu
     return coverage(d, ppu), garment.panel_colour(body, gx, gy, pull_y, fold)
 
 
-def _deformed_panel(plan: ClipPlan, bx, by, ppu: float, rest_cov, rest_rgb):
-    """The panel with every event's deformation, and the support of the deformation ``(T, H, W)`` bool."""
+def _deformed_panel(plan: ClipPlan, bx, by, ppu: float) -> tuple[int, int, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The panel under every event's deformation on the frames ``[t0, t1)`` where any envelope is non-zero.
+
+    Returns ``(t0, t1, coverage (t, h, w), RGB (3, t, h, w), support (t, h, w) bool)``, or ``(0, 0, None, None,
+    None)`` when no frame is deformed. On all other frames the deformed panel is the panel at rest.
+    """
     garment, body, t_count = plan.garment, plan.body, plan.num_frames
-    cov, rgb = rest_cov.copy(), rest_rgb.copy()
-    support = np.zeros(bx.shape, dtype=bool)
     envelopes = [envelope(e, t_count, ACTION_KINDS[e.kind].persists) for e in plan.events]
     active = np.flatnonzero(np.any(np.stack(envelopes), axis=0)) if envelopes else np.zeros(0, dtype=np.int64)
     if active.size == 0:
-        return cov, rgb, support
+        return 0, 0, None, None, None
     t0, t1 = int(active[0]), int(active[-1]) + 1
     sx, sy = bx[t0:t1], by[t0:t1]
     dx, dy, fold = np.zeros_like(sx), np.zeros_like(sx), np.zeros_like(sx)
     cut = None
     pull_y = F32(garment.zip_top + 0.02)
-    block_support = np.zeros(sx.shape, dtype=bool)
+    support = np.zeros(sx.shape, dtype=bool)
     for event, a in zip(plan.events, envelopes):
         deformation = ACTION_KINDS[event.kind].field(event, garment, sx, sy, _per_frame(a[t0:t1]))
         dx += deformation.dx
         dy += deformation.dy
         fold += deformation.fold
-        block_support |= deformation.support
+        support |= deformation.support
         if deformation.cut is not None:
             cut = deformation.cut if cut is None else np.maximum(cut, deformation.cut)
             pull_y = deformation.pull_y
-    cov[t0:t1], rgb[:, t0:t1] = _panel(garment, body, sx - dx, sy - dy, pull_y, ppu, cut, np.minimum(fold, F32(1.0)))
-    support[t0:t1] = block_support
-    return cov, rgb, support
-
-
-def _torso_window(plan: ClipPlan) -> Window:
-    """Per-frame windows holding every pixel the torso panel can reach, deformed or not."""
-    t_count, h, w = plan.num_frames, plan.height, plan.width
-    top, bottom, half = 0.26, plan.garment.hem_y + 0.04, 0.36
-    corners = np.array([[-half, top], [half, top], [-half, bottom], [half, bottom]])
-    px = plan.motion.to_pixels(np.broadcast_to(corners, (t_count, 4, 2)), h, w)
-    return Window(px[..., 0].min(1) - 1, px[..., 0].max(1) + 1, px[..., 1].min(1) - 1, px[..., 1].max(1) + 1, h, w)
-
-
-def _full(window: Window, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Window values placed in a zero array of the full ``shape``."""
-    full = np.zeros(shape, dtype=values.dtype)
-    window.scatter(full, values)
-    return full
+    cov, rgb = _panel(garment, body, sx - dx, sy - dy, pull_y, ppu, cut, np.minimum(fold, F32(1.0)))
+    return t0, t1, cov, rgb, support
 
 
 def _pose(plan: ClipPlan, joints: np.ndarray) -> np.ndarray:
-    """2D skeleton ``(3, T, H, W)`` in [0, 1] on black (garment-agnostic: drawn from joints only)."""
-    h, w = plan.height, plan.width
-    image = np.zeros((3, plan.num_frames, h, w), dtype=F32)
+    """2D skeleton uint8 ``(3, T, H, W)`` on black (garment-agnostic: drawn from joints only): the limbs in order, then the joints on top."""
+    t_count, h, w = plan.num_frames, plan.height, plan.width
+    labels = np.zeros((t_count, h, w), dtype=np.uint8)
     pixels = plan.motion.to_pixels(joints, h, w)  # (T, 12, 2)
-    steps = np.linspace(0.0, 1.0, max(8, int(0.6 * h)))[None, :, None]
-    line = disk_offsets(max(0.5, h / 96.0))
-    for (i, j), colour in zip(POSE_LIMBS, POSE_COLOURS):
-        a, b = pixels[:, i : i + 1], pixels[:, j : j + 1]
-        splat(image, a + steps * (b - a), colour, line)
-    dot = disk_offsets(max(1.0, h / 40.0))
-    splat(image, pixels, (1.0, 1.0, 1.0), dot)
-    return image
+    steps = np.linspace(0.0, 1.0, max(8, int(0.6 * h)))[None, None, :, None]  # (1, 1, S, 1)
+    first, second = np.array(POSE_LIMBS).T
+    a, b = pixels[:, first, None], pixels[:, second, None]  # (T, L, 1, 2)
+    stamp(labels, a + steps * (b - a), np.arange(1, len(POSE_LIMBS) + 1)[None, :, None], disk_offsets(max(0.5, h / 96.0)))
+    stamp(labels, pixels, len(POSE_LIMBS) + 1, disk_offsets(max(1.0, h / 40.0)))
+    return np.take(POSE_PALETTE, labels, axis=1)
 
 
 def _in_shop(plan: ClipPlan, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,6 +228,7 @@ def _in_shop(plan: ClipPlan, height: int, width: int) -> tuple[np.ndarray, np.nd
     gx, gy = px * span, F32(0.6) + (py - F32(0.5)) * span
     ppu = height / float(span)
     layer = Layer(px.shape)
+    sleeves = garment.sleeve_segments(body)
     for hand in (RIGHT, LEFT):
         side = (-1.0, 1.0)[hand]
         sx, sy = body.shoulder(hand)
@@ -221,8 +236,9 @@ def _in_shop(plan: ClipPlan, height: int, width: int) -> tuple[np.ndarray, np.nd
         ex, ey = sx + side * body.upper_arm * math.sin(0.6), sy + body.upper_arm * math.cos(0.6)
         wx, wy = ex + side * body.forearm * math.sin(0.6), ey + body.forearm * math.cos(0.6)
         for which, (ax, ay, bx, by) in enumerate(((sx, sy, ex, ey), (ex, ey, wx, wy))):
-            arm = capsule(gx, gy, F32(ax), F32(ay), F32(bx), F32(by))
-            paint_sleeve(layer, garment, body, arm, F32(math.hypot(bx - ax, by - ay)), which, ppu)
+            if sleeves[which][0] > 0.0:
+                arm = capsule(gx, gy, F32(ax), F32(ay), F32(bx), F32(by))
+                paint_sleeve(layer, garment, body, arm, F32(math.hypot(bx - ax, by - ay)), which, ppu)
     cov, rgb = _panel(garment, body, gx, gy, F32(garment.zip_top + 0.02), ppu)
     layer.paint(rgb, cov)
     image = layer.composite(np.ones((3, height, width), dtype=F32))
@@ -237,48 +253,62 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
     """
     t_count, h, w = plan.num_frames, plan.height, plan.width
     px, py = pixel_grid(h, w)
-    bx, by = plan.motion.body_grid(px, py)  # (T, H, W)
     ppu = h * plan.motion.scale
 
     # 1. background and body
-    base = np.broadcast_to(plan.background.render(px, py)[:, None], (3, t_count, h, w)).copy()
-    _body_layers(plan, base, bx, by, ppu)
+    image = np.empty((3, t_count, h, w), dtype=F32)
+    image[...] = plan.background.render(px, py)[:, None]
+    torso_box = _torso_box(plan)
+    bx, by = plan.motion.body_grid(torso_box.px, torso_box.py)  # (T, h, w) on the torso box
+    _body_layers(plan, image, torso_box, bx, by, ppu)
 
     # 2. arms, sleeves and hands (identical in the clip and its counterfactual)
     joints, arms = _joints(plan)
     hands = render_hands(plan.tracks, plan.motion, h, w, ppu)
-    front, limbs = _front_layer(plan, arms, hands, ppu)
+    front, limbs, front_box = _front_layer(plan, arms, hands, ppu)
 
-    # 3. the torso panel at rest and deformed; the clip shows one, the counterfactual the other
-    window = _torso_window(plan)
-    wx, wy = plan.motion.body_grid(window.px, window.py)  # (T, h, w)
-    rest = _panel(plan.garment, plan.body, wx, wy, F32(plan.garment.zip_top + 0.02), ppu)
-    moved_cov, moved_rgb, support = _deformed_panel(plan, wx, wy, ppu, *rest)
-    region = np.zeros((t_count, h, w), dtype=bool)
-    window.scatter(region, support & ((rest[0] > 0) | (moved_cov > 0)))  # (T, H, W): where the two panels may differ
-    rest_cov, rest_rgb = _full(window, rest[0], (t_count, h, w)), _full(window, rest[1], (3, t_count, h, w))
-    moved_cov, moved_rgb = _full(window, moved_cov, (t_count, h, w)), _full(window, moved_rgb, (3, t_count, h, w))
-    shown, other = ((rest_cov, rest_rgb), (moved_cov, moved_rgb)) if plan.passive else ((moved_cov, moved_rgb), (rest_cov, rest_rgb))
-    video = front.composite(over(base.copy(), shown[1], shown[0]))
-    counterfactual = front.composite(over(base, other[1], other[0]))
+    # 3. the torso panel at rest and, on frames [t0, t1), deformed; the clip shows one, the counterfactual the other
+    rest_cov, rest_rgb = _panel(plan.garment, plan.body, bx, by, F32(plan.garment.zip_top + 0.02), ppu)
+    t0, t1, moved_cov, moved_rgb, support = _deformed_panel(plan, bx, by, ppu)
+    torso = torso_box.of(image)  # (3, T, h, w) view
+    counter = torso[:, t0:t1].copy()  # the body under the panel while the two panels differ
+    over(torso[:, :t0], rest_rgb[:, :t0], rest_cov[:t0])
+    over(torso[:, t1:], rest_rgb[:, t1:], rest_cov[t1:])
+    region = np.zeros((t_count, h, w), dtype=bool)  # where the two panels may differ
+    if t1 > t0:
+        rest = rest_cov[t0:t1], rest_rgb[:, t0:t1]
+        shown, other = (rest, (moved_cov, moved_rgb)) if plan.passive else ((moved_cov, moved_rgb), rest)
+        over(torso[:, t0:t1], shown[1], shown[0])
+        over(counter, other[1], other[0])
+        torso_box.of(region)[t0:t1] = support & ((rest[0] > 0) | (moved_cov > 0))
+        counter *= F32(1.0) - torso_box.of(front.alpha)[t0:t1]  # the front layer over the counterfactual panel
+        counter += torso_box.of(front.rgb)[:, t0:t1]
+    front.view(front_box).composite(front_box.of(image))
+    video = to_uint8(image, in_place=True)
+    counterfactual = video.copy()
+    torso_box.of(counterfactual)[:, t0:t1] = to_uint8(counter, in_place=True)
 
     # 4. garment-agnostic conditions
-    box = (np.abs(bx) < F32(AGNOSTIC_HALF_WIDTH)) & (by > F32(AGNOSTIC_TOP))
-    agnostic_mask = box | limbs
-    agnostic = np.where(agnostic_mask, F32(0.5), video)
+    agnostic_mask = np.zeros((t_count, h, w), dtype=bool)
+    torso_box.of(agnostic_mask)[...] = (np.abs(bx) < F32(AGNOSTIC_HALF_WIDTH)) & (by > F32(AGNOSTIC_TOP))
+    agnostic_mask |= limbs
+    agnostic = np.where(agnostic_mask, np.uint8(GREY), video)
     interaction_mask = np.zeros_like(region) if plan.passive else region
+    prior_box, prior = hand_prior(hands)
+    prior_u8 = np.full((3, t_count, h, w), NO_HAND, dtype=np.uint8)
+    prior_box.of(prior_u8)[...] = to_uint8(prior, low=-1.0, in_place=True)
 
     garment_h, garment_w = garment_size or (h, w)
     garment, garment_mask = _in_shop(plan, garment_h, garment_w)
     return {
-        "video": to_uint8(video),
-        "counterfactual": to_uint8(counterfactual),
-        "agnostic": to_uint8(agnostic),
-        "agnostic_mask": agnostic_mask[None].astype(np.uint8) * 255,
-        "pose": to_uint8(_pose(plan, joints)),
-        "hand_prior": to_uint8(hand_prior(hands, (t_count, h, w)), low=-1.0),
-        "interaction_mask": interaction_mask[None].astype(np.uint8) * 255,
-        "counterfactual_mask": region[None].astype(np.uint8) * 255,
-        "garment": to_uint8(garment),
-        "garment_mask": garment_mask[None].astype(np.uint8) * 255,
+        "video": video,
+        "counterfactual": counterfactual,
+        "agnostic": agnostic,
+        "agnostic_mask": agnostic_mask[None].astype(np.uint8) * np.uint8(255),
+        "pose": _pose(plan, joints),
+        "hand_prior": prior_u8,
+        "interaction_mask": interaction_mask[None].astype(np.uint8) * np.uint8(255),
+        "counterfactual_mask": region[None].astype(np.uint8) * np.uint8(255),
+        "garment": to_uint8(garment, in_place=True),
+        "garment_mask": garment_mask[None].astype(np.uint8) * np.uint8(255),
     }

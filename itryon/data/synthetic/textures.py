@@ -102,7 +102,10 @@ class TextureSpec:
     def colour(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """RGB ``(3, ...)`` (channels first) float32 in [0, 1] at garment coordinates."""
         m = self.mix(u, v)
-        return np.stack([F32(a) + m * F32(b - a) for a, b in zip(self.colour_a, self.colour_b)])
+        lead = (3,) + (1,) * m.ndim
+        a = np.array(self.colour_a, dtype=F32).reshape(lead)
+        d = np.array([b - a for a, b in zip(self.colour_a, self.colour_b)], dtype=F32).reshape(lead)
+        return a + m * d
 
 
 def _variant_params(pattern: str, variant: int) -> tuple[float, ...]:
