@@ -32,6 +32,11 @@ class MetricsFile(L.Callback):
             if k.startswith(self.prefix)
         }
         record = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "metrics": values}
+        protocols = {}
+        for callback in trainer.callbacks:  # metric callbacks record how each value was measured
+            protocols.update(getattr(callback, "descriptions", None) or {})
+        if protocols:
+            record["protocols"] = protocols
         write_json_atomic(Path(trainer.default_root_dir) / self.filename, record)
 
 

@@ -281,9 +281,11 @@ def test_routing_concatenates_by_kind_and_pads_reference_channels():
     assert torch.isnan(cond.context_positions[:, :global_len]).all()
     assert not torch.isnan(cond.context_positions[0, global_len:]).all()
     assert cond.token_residual.shape == (B, 12, DIM) and torch.equal(cond.token_residual, torch.zeros(B, 12, DIM))
-    assert set(cond.backbone_kwargs()) == {"context_positions", "context_mask", "token_residual", "reference_latents"} - (
-        {"context_mask"} if cond.context_mask is None else set()
-    )
+    assert set(cond.backbone_kwargs()) == {
+        "context_positions", "context_mask", "token_residual", "reference_latents", "gated_context"
+    } - ({"context_mask"} if cond.context_mask is None else set())
+    # the action captions are gated, the global caption is not
+    assert not cond.gated_context[:, :global_len].any() and cond.gated_context[:, global_len:].all()
 
 
 def test_cfg_dropout_rates_independence_drop_all_and_eval():

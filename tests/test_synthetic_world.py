@@ -12,6 +12,7 @@ from itryon.data.contract import collate, validate_sample
 from itryon.data.synthetic import HELD_OUT_COMBINATION, SyntheticTryOnDataset, contact_sheet, generate_clip
 from itryon.data.synthetic.captions import frames_to_seconds, seconds_to_frames
 from itryon.data.synthetic.plan import plan_clip
+from itryon.data.synthetic.raster import Box, Layer, disk_offsets, over, pixel_grid, stamp
 from itryon.data.synthetic.seeding import clip_key
 from itryon.data.synthetic.splits import GLYPH_LETTERS, SPLITS, glyph_letters, hue_sectors, texture_variants
 
@@ -51,6 +52,77 @@ def test_pixels_match_a_recorded_digest():
     for key in sorted(PIXEL_KEYS):
         digest.update(clip[key].tobytes())
     assert digest.hexdigest() == "f1b8d6f7afdb07221a91fb38376e1fc8a79dea1a868d2f6a5e6007cd77a16a7c"
+
+
+@pytest.mark.parametrize(
+    "split, index, seed, kwargs, expected",
+    [
+        # a jacket with a zipper pulled down and a stretch, at the default size
+        ("train", 32, 0, {}, "411ea23d410c9e39e3585b66798c9a518d3a6113a989c9f76367df6f7fc2a2ce"),
+        # a passive gesture (its counterfactual deforms the garment)
+        ("train", 6, 0, {}, "71367ce465ad70323a2961717130e251b9c5a784d9f27daeb7d3afc38cc1287e"),
+        ("val", 11, 2, {"garment_size": (40, 30)}, "7ff643c98522fe469daf1ac8c55d42f81c337c8839413b00070d05886defe559"),
+        # frames smaller than the parts' boxes: every box is clipped to the frame
+        ("test", 4, 1, {"num_frames": 6, "height": 12, "width": 10}, "a6f270b4512ab8afe881083e4e045ea994873d4decdd22cbf3cf03811f2af87c"),
+    ],
+)
+def test_default_size_pixels_match_digests_of_the_full_frame_render(split, index, seed, kwargs, expected):
+    # Recorded when every layer was drawn on the whole frame: drawing each part only on its box must not
+    # change a byte (outside its box a part has zero coverage).
+    clip = generate_clip(split, index, seed, **kwargs)
+    digest = hashlib.sha256()
+    for key in sorted(PIXEL_KEYS):
+        digest.update(clip[key].tobytes())
+    assert digest.hexdigest() == expected
+
+
+def test_box_views_clip_to_the_frame_and_unite():
+    points = np.array([[[3.2, 4.9], [10.5, 2.1]], [[-4.0, 6.0], [9.0, 7.5]]])  # (T, N, 2) pixel x, y
+    box = Box.around(points, 1.5, height=8, width=12)
+    assert (box.y0, box.y1, box.x0, box.x1) == (0, 8, 0, 12)  # floor(2.1 - 1.5) = 0; y1 = floor(7.5 + 1.5) + 2 = 11 -> 8
+    box = Box.around(points[:1], 0.5, height=8, width=12)
+    assert (box.y0, box.y1, box.x0, box.x1) == (1, 7, 2, 12)
+    full = np.arange(2 * 8 * 12, dtype=np.float32).reshape(2, 8, 12)
+    view = box.of(full)
+    assert view.shape == (2, 6, 10) and np.shares_memory(view, full) and view[1, 0, 0] == full[1, 1, 2]
+    px, py = pixel_grid(8, 12)
+    assert np.array_equal(box.px, px[1:7, 2:12]) and box.py[0, 0] == np.float32(1.5 / 8)
+    assert box.px[0, 0] == np.float32((2 + 0.5 - 6) / 8)
+    other = Box(6, 8, 0, 3, 8, 12)
+    union = box.union(other)
+    assert (union.y0, union.y1, union.x0, union.x1) == (1, 8, 0, 12)
+    assert Box(5, 5, 0, 3, 8, 12).empty and box.union(Box(5, 5, 0, 3, 8, 12)) is box
+    assert other.within(union) == (slice(5, 7), slice(0, 3))
+
+
+def test_stamp_keeps_the_highest_label_in_any_order():
+    labels = np.zeros((2, 4, 5), dtype=np.uint8)
+    x = np.array([[0.2, 0.9, 4.99, 6.0], [2.5, 2.5, -0.5, 1.0]])  # (T, N) pixel x
+    y = np.array([[0.5, 0.5, 3.0, 1.0], [1.0, 1.0, 1.0, 4.0]])
+    stamp(labels, x, y, np.array([3, 2, 7, 9]), disk_offsets(0.5))
+    expected = np.zeros_like(labels)
+    expected[0, 0, 0] = 3  # labels 3 and 2 share pixel (0, 0): the higher one stays
+    expected[0, 3, 4] = 7  # x = 6.0 and y = 4.0 lie outside the frame and are dropped
+    expected[1, 1, 2] = 3  # frame 1: labels 3 and 2 again, in the same pixel
+    assert np.array_equal(labels, expected)
+    stamp(labels, np.array([[4.0], [0.0]]), np.array([[3.0], [0.0]]), 1, disk_offsets(1.0))  # plus-shaped dots
+    assert labels[0, 3, 4] == 7 and labels[0, 2, 4] == 1 and labels[0, 3, 3] == 1 and labels[1, 0, 0] == 1 and labels[1, 1, 0] == 1
+
+
+def test_over_and_layer_composite_in_place():
+    image = np.full((3, 2, 2), 0.25, dtype=np.float32)
+    alpha = np.array([[0.0, 1.0], [0.5, 0.75]], dtype=np.float32)
+    out = over(image, (1.0, 0.5, 0.0), alpha)
+    assert out is image
+    np.testing.assert_array_equal(image[:, 0, 0], [0.25, 0.25, 0.25])
+    np.testing.assert_array_equal(image[:, 1, 0], [0.625, 0.375, 0.125])  # 0.25 + 0.5 * (c - 0.25)
+    np.testing.assert_array_equal(image[:, 0, 1], [1.0, 0.5, 0.0])
+    layer = Layer((2, 2))
+    layer.view(Box(0, 1, 0, 2, 2, 2)).paint((1.0, 0.0, 0.0), np.array([[0.5, 1.0]], dtype=np.float32))
+    np.testing.assert_array_equal(layer.alpha, [[0.5, 1.0], [0.0, 0.0]])
+    base = np.zeros((3, 2, 2), dtype=np.float32)
+    assert layer.composite(base) is base
+    np.testing.assert_array_equal(base[0], [[0.5, 1.0], [0.0, 0.0]])
 
 
 def test_clip_key_is_a_stable_hash_not_python_hash():

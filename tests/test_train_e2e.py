@@ -48,6 +48,8 @@ def test_default_run_writes_the_run_folder(tmp_path: Path) -> None:
     assert metrics["global_step"] == 4
     assert {"val/loss", "val/ssim", "val/psnr"} <= set(metrics["metrics"])
     assert -1.0 <= metrics["metrics"]["val/ssim"] <= 1.0
+    assert 0.0 <= metrics["metrics"]["val/isr"] <= 1.0
+    assert metrics["protocols"]["ssim"]["metric"] == "ssim"
     assert list((run / "samples").glob("*.mp4")) and list((run / "samples").glob("*.png"))
     assert (run / "logs" / "csv" / "metrics.csv").is_file()
     assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))

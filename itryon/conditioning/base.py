@@ -14,6 +14,11 @@ context    ``(B, L, D)`` (+ positions,     keys/values of the text cross-attenti
            mask)                           (NaN = not rotated), mask ``(B, F, L)`` bool (per latent frame)
 =========  ==============================  =====================================================================
 
+A ``context`` adapter declared ``gated=True`` has its tokens marked in ``Conditions.gated_context``: with a
+``WanDiT(zero_init_gates=True)`` they go through the zero-initialised gated cross-attention branch (an exact no-op
+at init), otherwise they join the one softmax like every other context token. Reference frames and tokens need no
+declaration: with ``zero_init_gates`` the backbone always gates them.
+
 Each adapter applies its own *null* condition to the samples whose ``keep`` flag is False (classifier-free
 guidance dropout decided by the stack): e.g. a grey video, the empty caption, or an exact zero residual.
 """
@@ -69,19 +74,28 @@ class ConditioningAdapter(nn.Module):
 
     Subclasses implement ``forward(batch, env, keep) -> AdapterOutput`` where ``keep`` ``(B,)`` bool says
     which samples keep the condition (the others get the adapter's null condition). Adapters of the latent
-    kinds also set ``out_channels`` (channels they contribute).
+    kinds also set ``out_channels`` (channels they contribute). ``gated`` (context adapters only) routes the
+    adapter's context tokens through the backbone's gated cross-attention branch (see the module docstring).
     """
 
-    def __init__(self, input_keys: Sequence[str], output_kind: str, *, trainable: bool, drop_prob: float) -> None:
+    def __init__(
+        self, input_keys: Sequence[str], output_kind: str, *, trainable: bool, drop_prob: float, gated: bool = False
+    ) -> None:
         super().__init__()
         if output_kind not in OUTPUT_KINDS:
             raise ValueError(f"{type(self).__name__}: output kind must be one of {OUTPUT_KINDS}, got {output_kind!r}")
         if not 0.0 <= drop_prob <= 1.0:
             raise ValueError(f"{type(self).__name__}: drop_prob must lie in [0, 1], got {drop_prob}")
+        if gated and output_kind != "context":
+            raise ValueError(
+                f"{type(self).__name__}: gated=True applies to 'context' outputs only, got kind {output_kind!r} "
+                "(reference frames and tokens are gated by the backbone's zero_init_gates)"
+            )
         self.input_keys = tuple(input_keys)
         self.output_kind = output_kind
         self.trainable = trainable
         self.drop_prob = float(drop_prob)
+        self.gated = bool(gated)
         self.out_channels = 0
 
     def bind(self, adapters: Mapping[str, ConditioningAdapter]) -> None:
@@ -93,7 +107,7 @@ class ConditioningAdapter(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"keys={list(self.input_keys)}, kind={self.output_kind}, trainable={self.trainable}, "
-            f"drop_prob={self.drop_prob}"
+            f"drop_prob={self.drop_prob}" + (", gated=True" if self.gated else "")
         )
 
 

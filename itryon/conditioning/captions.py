@@ -10,6 +10,9 @@ action caption covering latent frames ``a..b`` is placed, for :class:`~itryon.mo
 Segments without interaction get the empty action caption, with no position; global-caption keys are never
 rotated. With ``hard_mask=True`` a frame may attend only the global caption and its own action's tokens (the
 copy at its own segment in ``segment`` mode), or the empty action caption when no action covers it.
+
+The global caption is the base context of the cross-attention; the action captions are declared ``gated``: on a
+``WanDiT(zero_init_gates=True)`` they enter through the zero-initialised gated branch (an exact no-op at init).
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class ActionCaptionAdapter(ConditioningAdapter):
         positions: ``segment``, ``center`` or ``none`` (A-RoPE off).
         hard_mask: a frame sees only its own action's tokens (plus the global caption).
         empty_caption: the text of a segment without interaction.
+        gated: mark the tokens for the backbone's gated cross-attention branch (used with ``zero_init_gates``).
     """
 
     def __init__(
@@ -118,12 +122,13 @@ class ActionCaptionAdapter(ConditioningAdapter):
         hard_mask: bool = False,
         empty_caption: str = "",
         drop_prob: float = 0.1,
+        gated: bool = True,
     ) -> None:
         if positions not in POSITION_MODES:
             raise ValueError(f"ActionCaptionAdapter positions must be one of {POSITION_MODES}, got {positions!r}")
         if k < 1:
             raise ValueError(f"ActionCaptionAdapter k must be >= 1, got {k}")
-        super().__init__(("actions",), "context", trainable=False, drop_prob=drop_prob)
+        super().__init__(("actions",), "context", trainable=False, drop_prob=drop_prob, gated=gated)
         self.encoder = encoder
         self.encoder_from = encoder_from
         self.k = k

@@ -23,9 +23,10 @@ class GarmentAdapter(ConditioningAdapter):
       patch-embedded by this adapter (trainable) and appended to the sequence at RoPE time index ``time_index``
       (default: the frame after the last video frame), spatial indices on its own grid.
 
-    Null condition: a grey (zero) garment image. Appended or prepended tokens enter softmax self-attention,
-    so neither mode can start as an exact no-op on a pretrained backbone; the garment is a base try-on condition
-    present from the first training stage.
+    Null condition: a grey (zero) garment image. Appended or prepended tokens enter softmax self-attention: on a
+    ``WanDiT(zero_init_gates=True)`` the video tokens read them through the zero-initialised gated branch, so both
+    modes start as an exact no-op on a pretrained backbone; without gates they join the one softmax (what a
+    pretrained Wan-VACE expects of its reference frames).
     """
 
     def __init__(

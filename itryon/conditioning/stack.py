@@ -26,6 +26,7 @@ class Conditions:
     reference_latents: torch.Tensor | None  # (B, C_in, R, h, w)
     extra_tokens: torch.Tensor | None  # (B, M, dim)
     extra_token_positions: torch.Tensor | None  # (M, 3) long
+    gated_context: torch.Tensor | None = None  # (B, L) bool: context tokens of gated adapters; None if none is gated
 
     def backbone_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``WanDiT.forward`` other than latents, timestep and context (None ones omitted)."""
@@ -37,7 +38,8 @@ class ConditioningStack(nn.Module):
     """Builds the backbone inputs from a batch with a dictionary of named adapters.
 
     * Outputs are routed by kind: channels and VACE contexts concatenate along channels (in adapter order),
-      reference frames along time, tokens along the sequence, residuals add, contexts concatenate along ``L``.
+      reference frames along time, tokens along the sequence, residuals add, contexts concatenate along ``L``;
+      the context tokens of adapters declared ``gated`` are marked in ``Conditions.gated_context``.
     * Classifier-free guidance dropout while training: each adapter's samples are dropped independently with its
       ``drop_prob``, and all adapters together with ``drop_all_prob``. ``drop="all"`` or a list of adapter names
       forces conditions off (sampling-time CFG), in training and evaluation alike.
@@ -205,10 +207,17 @@ class ConditioningStack(nn.Module):
                  for _, o in parts],
                 dim=2,
             )  # (B, F, L)
+        gated = None
+        if any(self.adapters[name].gated for name, _ in parts):
+            gated = torch.cat(
+                [torch.full((b, o.value.shape[1]), self.adapters[name].gated, dtype=torch.bool, device=o.value.device)
+                 for name, o in parts],
+                dim=1,
+            )  # (B, L)
         return Conditions(
             channels=channels, context=context, context_positions=positions, context_mask=mask,
             token_residual=residual, vace_context=vace, reference_latents=reference,
-            extra_tokens=tokens, extra_token_positions=token_positions,
+            extra_tokens=tokens, extra_token_positions=token_positions, gated_context=gated,
         )
 
 

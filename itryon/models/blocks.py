@@ -2,7 +2,8 @@
 
 A block: adaLN-modulated self-attention with 3D RoPE, text cross-attention (optionally LayerNorm'd input,
 optional rotary hook and mask), adaLN-modulated tanh-GELU FFN. Norms and modulation run in float32; the
-residual stream keeps the activation dtype.
+residual stream keeps the activation dtype. With ``zero_init_gates`` both attentions hold zero-initialised
+per-head gates for the tokens that join a pretrained model's attention (see :mod:`itryon.models.attention`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from itryon.models.attention import CrossAttentionRope, WanAttention
+from itryon.models.attention import CrossAttentionRope, GatedContext, WanAttention
 
 
 class AffineLayerNorm(nn.LayerNorm):
@@ -33,13 +34,15 @@ class WanBlock(nn.Module):
         eps: float = 1e-6,
         cross_attn_norm: bool = True,
         attention_backend: str = "sdpa",
+        zero_init_gates: bool = False,
     ):
         super().__init__()
         self.dim = dim
         self.eps = eps
-        self.self_attn = WanAttention(dim, num_heads, eps=eps, backend=attention_backend)
+        attn_kwargs = dict(eps=eps, backend=attention_backend, gated=zero_init_gates)
+        self.self_attn = WanAttention(dim, num_heads, **attn_kwargs)
         self.cross_norm = AffineLayerNorm(dim, eps=eps) if cross_attn_norm else nn.Identity()
-        self.cross_attn = WanAttention(dim, num_heads, eps=eps, backend=attention_backend)
+        self.cross_attn = WanAttention(dim, num_heads, **attn_kwargs)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
@@ -57,6 +60,8 @@ class WanBlock(nn.Module):
         cross_rope: CrossAttentionRope | None = None,
         query_frames: torch.Tensor | None = None,  # (N,) long
         key_positions: torch.Tensor | None = None,  # (B, L) float
+        video_span: tuple[int, int] | None = None,  # [start, end) of the video tokens (gated self-attention)
+        gated_context: GatedContext | None = None,  # gated cross-attention branch
     ) -> torch.Tensor:
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation + time_modulation.float()).chunk(
             6, dim=1
@@ -64,7 +69,7 @@ class WanBlock(nn.Module):
 
         # 1. self-attention
         h = (self._norm(x) * (1 + scale_sa) + shift_sa).to(x.dtype)
-        x = (x.float() + self.self_attn(h, rope=(rope_cos, rope_sin)) * gate_sa).to(x.dtype)
+        x = (x.float() + self.self_attn(h, rope=(rope_cos, rope_sin), video_span=video_span) * gate_sa).to(x.dtype)
 
         # 2. cross-attention to text
         h = self.cross_norm(x.float()).to(x.dtype)
@@ -75,6 +80,7 @@ class WanBlock(nn.Module):
             cross_rope=cross_rope,
             query_frames=query_frames,
             key_positions=key_positions,
+            gated_context=gated_context,
         )
 
         # 3. feed-forward
@@ -106,10 +112,13 @@ class VaceBlock(WanBlock):
         cross_rope: CrossAttentionRope | None = None,
         query_frames: torch.Tensor | None = None,
         key_positions: torch.Tensor | None = None,
+        video_span: tuple[int, int] | None = None,
+        gated_context: GatedContext | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.before_proj is not None:
             control = self.before_proj(control) + x
         control = super().forward(
-            control, context, time_modulation, rope_cos, rope_sin, cross_mask, cross_rope, query_frames, key_positions
+            control, context, time_modulation, rope_cos, rope_sin, cross_mask, cross_rope, query_frames, key_positions,
+            video_span, gated_context,
         )
         return self.after_proj(control), control  # hint (B, N, dim), new context stream

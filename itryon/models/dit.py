@@ -4,6 +4,10 @@ With only ``(latents, timestep, context)`` it computes what diffusers' ``WanTran
 with ``vace_context`` what ``WanVACETransformer3DModel`` computes with that control input. The keyword
 hooks (reference frames, token residual, extra tokens, cross-attention rotary/mask) are what the
 conditioning adapters use; each is absent by default and then changes nothing.
+
+``zero_init_gates=True`` adds zero-initialised per-head gates to every (main and VACE) block, so that the tokens
+that join a softmax (reference frames, extra tokens, and the context tokens marked by ``gated_context``) start as
+an exact no-op on a pretrained backbone (see :mod:`itryon.models.attention`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from itryon.models.attention import check_backend
+from itryon.models.attention import GatedContext, WanAttention, check_backend
 from itryon.models.blocks import VaceBlock, WanBlock
 from itryon.models.rope import RotaryEmbedding3D, grid_positions
 
@@ -71,6 +75,7 @@ class WanDiT(nn.Module):
         attention_backend: str = "sdpa",
         gradient_checkpointing: bool = False,
         rope_theta: float = 10000.0,
+        zero_init_gates: bool = False,
     ):
         super().__init__()
         patch_size = tuple(int(p) for p in patch_size)
@@ -100,6 +105,7 @@ class WanDiT(nn.Module):
         self.vace_in_channels = vace_in_channels
         self.attention_backend = check_backend(attention_backend)
         self.gradient_checkpointing = gradient_checkpointing
+        self.zero_init_gates = zero_init_gates
 
         # 1. embeddings
         self.patch_embedding = nn.Conv3d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
@@ -109,7 +115,9 @@ class WanDiT(nn.Module):
         self.rope = RotaryEmbedding3D(dim // num_heads, max_position=rope_max_seq_len, theta=rope_theta)
 
         # 2. blocks
-        block_kwargs = dict(eps=eps, cross_attn_norm=cross_attn_norm, attention_backend=attention_backend)
+        block_kwargs = dict(
+            eps=eps, cross_attn_norm=cross_attn_norm, attention_backend=attention_backend, zero_init_gates=zero_init_gates
+        )
         self.blocks = nn.ModuleList([WanBlock(dim, ffn_dim, num_heads, **block_kwargs) for _ in range(num_layers)])
         self.vace_patch_embedding = None
         self.vace_blocks = None
@@ -128,7 +136,8 @@ class WanDiT(nn.Module):
     # ------------------------------------------------------------------ construction helpers
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Wan's initialisation: xavier linears, small-normal embeddings, zero output head and zero VACE projections."""
+        """Wan's initialisation: xavier linears, small-normal embeddings, zero output head and zero VACE projections
+        (and zero attention gates)."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -142,6 +151,9 @@ class WanDiT(nn.Module):
                 if isinstance(layer, nn.Linear):
                     nn.init.normal_(layer.weight, std=0.02)
         nn.init.zeros_(self.head.proj.weight)
+        for module in self.modules():
+            if isinstance(module, WanAttention) and module.gate is not None:
+                nn.init.zeros_(module.gate)
         if self.vace_blocks is not None:
             for block in self.vace_blocks:
                 for proj in (block.before_proj, block.after_proj):
@@ -171,7 +183,8 @@ class WanDiT(nn.Module):
 
         ``extra_in_channels`` widens the patch embedding with zero-initialised input channels; ``dtype`` casts
         the weights (None keeps the checkpoint's); ``overrides`` set non-architecture arguments
-        (attention_backend, gradient_checkpointing, cross_attention_rope, ...).
+        (attention_backend, gradient_checkpointing, cross_attention_rope, ...). ``zero_init_gates=True`` adds the
+        attention gates, zero-initialised (reported as newly initialised by ``load_native_state``).
         """
         from itryon.models.loading import load_wan_dit
 
@@ -203,6 +216,7 @@ class WanDiT(nn.Module):
         extra_token_positions: torch.Tensor | None = None,  # (M, 3) long (t, h, w)
         context_positions: torch.Tensor | None = None,  # (B, L) float, NaN = not rotated
         context_mask: torch.Tensor | None = None,  # (B, F_lat, L) bool
+        gated_context: torch.Tensor | None = None,  # (B, L) bool, True = context token of the gated branch
     ) -> torch.Tensor:
         """Velocity (or whatever the head was trained for) ``(B, out_channels, F, H, W)`` for the video frames.
 
@@ -212,6 +226,11 @@ class WanDiT(nn.Module):
         zeros. ``extra_tokens`` join the sequence at ``extra_token_positions`` and are dropped from the output.
         ``context_positions`` feed ``cross_attention_rope`` (ignored without one). ``context_mask[b, f]`` says which
         text tokens queries of latent frame ``f`` may attend; reference and extra tokens attend every text token.
+
+        With ``zero_init_gates``: reference and extra tokens reach the video tokens only through the gated
+        self-attention branch, and the context tokens marked by ``gated_context`` only through the gated
+        cross-attention branch (with their mask and positions). Without ``zero_init_gates`` ``gated_context`` is
+        ignored: every token joins one softmax, as in Wan / Wan-VACE.
         """
         batch, channels, frames, height, width = latents.shape
         pt, ph, pw = self.patch_size
@@ -262,12 +281,11 @@ class WanDiT(nn.Module):
             raise ValueError("extra_token_positions given without extra_tokens")
         rope_cos, rope_sin = self.rope(positions)  # (N, head_dim/2) each
 
-        # 2. time and text embeddings
+        # 2. time embedding, cross-attention mask and rotary key positions
         time_dtype = self.time_embedding[0].weight.dtype
         time_embedding = self.time_embedding(timestep_sinusoid(timestep, self.freq_dim).to(time_dtype))
         time_embedding = time_embedding.to(context.dtype)  # (B, dim)
         time_modulation = self.time_projection(time_embedding).unflatten(1, (6, self.dim))  # (B, 6, dim)
-        text = self.text_embedding(context)  # (B, L, dim)
 
         cross_mask = None
         if context_mask is not None:
@@ -278,9 +296,23 @@ class WanDiT(nn.Module):
         if self.cross_attention_rope is not None and context_positions is not None:
             self._check("context_positions", context_positions, (batch, context.shape[1]))
             key_positions = context_positions
-        cross_args = (cross_mask, self.cross_attention_rope, query_frames, key_positions)
 
-        # 3. VACE context branch: one hint per context block
+        # 3. text embedding; with gates, the side tokens and the gated context go through the gated branches
+        if gated_context is not None:
+            self._check("gated_context", gated_context, (batch, context.shape[1]))
+        video_span = None
+        gated_text = None
+        if self.zero_init_gates and x.shape[1] > num_video:
+            video_span = (num_ref, num_ref + num_video)
+        if self.zero_init_gates and gated_context is not None and bool(gated_context.any()):
+            text, cross_mask, key_positions, gated_text = self._split_context(
+                context, gated_context, cross_mask, key_positions, x.shape[1]
+            )
+        else:
+            text = self.text_embedding(context)  # (B, L, dim)
+        cross_args = (cross_mask, self.cross_attention_rope, query_frames, key_positions, video_span, gated_text)
+
+        # 4. VACE context branch: one hint per context block
         hints: dict[int, torch.Tensor] = {}
         if vace_context is not None:
             hints = self._vace_hints(
@@ -288,17 +320,47 @@ class WanDiT(nn.Module):
                 rope_cos, rope_sin, cross_args,
             )
 
-        # 4. main blocks
+        # 5. main blocks
         for index, block in enumerate(self.blocks):
             x = self._run(block, x, text, time_modulation, rope_cos, rope_sin, *cross_args)
             if index in hints:
                 x = x + hints[index]
 
-        # 5. head on the video tokens, unpatchify
+        # 6. head on the video tokens, unpatchify
         out = self.head(x[:, num_ref : num_ref + num_video], time_embedding)  # (B, N_video, C_out * pt ph pw)
         out = out.reshape(batch, video_frames, grid_h, grid_w, pt, ph, pw, self.out_channels)
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F', pt, h, ph, w, pw)
         return out.reshape(batch, self.out_channels, frames, height, width)
+
+    def _split_context(
+        self,
+        context: torch.Tensor,  # (B, L, text_dim)
+        gated: torch.Tensor,  # (B, L) bool
+        cross_mask: torch.Tensor | None,  # (B, N, L) bool
+        key_positions: torch.Tensor | None,  # (B, L) float
+        num_queries: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, GatedContext]:
+        """Embedded text, mask and key positions of the base branch, and the gated branch's ``GatedContext``.
+
+        Each branch takes the columns that belong to it in any sample (a sample's columns of the other branch are
+        masked out). An all-True mask becomes None and all-NaN positions become None, so that the base branch
+        computes exactly what the backbone computes without the gated tokens.
+        """
+        batch = context.shape[0]
+        gated = gated.to(device=context.device, dtype=torch.bool)
+        parts = []
+        for member in (~gated, gated):
+            cols = member.any(0).nonzero().squeeze(1)  # (L_part,)
+            mask = member[:, None, cols]  # (B, 1, L_part)
+            if cross_mask is not None:
+                mask = cross_mask[..., cols] & mask  # (B, N, L_part)
+            mask = None if bool(mask.all()) else mask.expand(batch, num_queries, cols.numel())
+            positions = None
+            if key_positions is not None and not bool(torch.isnan(key_positions[:, cols]).all()):
+                positions = key_positions[:, cols]  # (B, L_part)
+            parts.append((self.text_embedding(context[:, cols]), mask, positions))  # (B, L_part, dim)
+        (text, mask, positions), gated_part = parts
+        return text, mask, positions, GatedContext(*gated_part)
 
     def _vace_hints(
         self,

@@ -12,6 +12,7 @@ Parameter names are converted to WanDiT's (which follow the original Wan names).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ _ORIGINAL_TO_NATIVE = [
     (r"^head\.head\.", "head.proj."),
 ]
 _UNSUPPORTED_PREFIXES = ("img_emb.", "condition_embedder.image_embedder.", "motion_encoder.", "face_adapter.")
+# parameters WanDiT adds on top of a Wan checkpoint (``zero_init_gates``): zero-initialised when the checkpoint lacks them
+_NEW_PARAMETERS = re.compile(r"^(blocks|vace_blocks)\.\d+\.(self_attn|cross_attn)\.gate$")
+
+logger = logging.getLogger(__name__)
 
 
 def _rename(key: str, rules: list[tuple[str, str]]) -> str:
@@ -172,15 +177,18 @@ def load_native_state(
     *,
     extra_in_channels: int = 0,
     dtype: torch.dtype | None = torch.float32,
-) -> None:
+) -> list[str]:
     """Put ``state`` into ``model`` (which may live on the meta device); fail naming every missing/unexpected
     tensor and any shape mismatch. Tensors are cast to ``dtype`` (None keeps the checkpoint's).
 
     With ``extra_in_channels`` the patch embedding's pretrained input channels are kept and the extra ones zeroed.
+    The attention gates of ``zero_init_gates`` that ``state`` lacks are set to zero; returns their names (the newly
+    initialised parameters), also logged at INFO level.
     """
     # a pluggable cross-attention rotary module is not part of Wan checkpoints; it keeps its own state
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("cross_attention_rope.")}
-    missing = sorted(set(own) - set(state))
+    new = sorted(k for k in set(own) - set(state) if _NEW_PARAMETERS.match(k))
+    missing = sorted(set(own) - set(state) - set(new))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise KeyError(f"checkpoint does not match WanDiT: missing tensors {missing}, unexpected tensors {unexpected}")
@@ -200,7 +208,13 @@ def load_native_state(
                 f"tensor {key!r}: checkpoint shape {tuple(value.shape)} does not match the model's {tuple(target.shape)}"
             )
         ready[key] = value.contiguous()
+    if new:
+        new_dtype = dtype if dtype is not None else next(iter(state.values())).dtype
+        for key in new:
+            ready[key] = torch.zeros(own[key].shape, dtype=new_dtype)
+        logger.info("newly initialised (zero) parameters not in the checkpoint: %s", new)
     model.load_state_dict(ready, strict=False, assign=True)
+    return new
 
 
 def _normalise(value: Any) -> Any:

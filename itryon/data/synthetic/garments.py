@@ -50,9 +50,12 @@ class GarmentSpec:
     def half_width(self, body: BodyShape, y):
         return body.torso_half_width(y) + self.looseness
 
-    def panel_sdf(self, body: BodyShape, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-        """Signed distance of the torso panel (body, neck opening, class details) at garment coordinates."""
-        hw = self.half_width(body, gy).astype(F32)
+    def panel_sdf(self, body: BodyShape, gx: np.ndarray, gy: np.ndarray, hw: np.ndarray | None = None) -> np.ndarray:
+        """Signed distance of the torso panel (body, neck opening, class details) at garment coordinates.
+
+        ``hw`` is ``half_width(body, gy)`` when the caller has it already.
+        """
+        hw = np.asarray(self.half_width(body, gy), dtype=F32) if hw is None else hw
         top = body.torso_top_at(gx).astype(F32) - F32(0.01)
         d = np.maximum(np.maximum(np.abs(gx) - hw, top - gy), gy - F32(self.hem_y))
         d = np.maximum(d, -ellipse_sdf(gx, gy, F32(0.0), F32(self.neck_y), F32(self.neck_rx), F32(self.neck_ry)))
@@ -64,10 +67,10 @@ class GarmentSpec:
             d = np.minimum(d, collar)
         return d
 
-    def panel_colour(self, body: BodyShape, gx: np.ndarray, gy: np.ndarray, pull_y, fold: np.ndarray | None = None) -> np.ndarray:
-        """Panel RGB ``(3, ...)``: texture, cloth shading across the body, fold shading, zipper line and pull."""
+    def panel_colour(self, body: BodyShape, gx: np.ndarray, gy: np.ndarray, pull_y, fold: np.ndarray | None = None, hw: np.ndarray | None = None) -> np.ndarray:
+        """Panel RGB ``(3, ...)``: texture, cloth shading across the body, fold shading, zipper line and pull (``hw`` as in :meth:`panel_sdf`)."""
         rgb = self.texture.colour(gx, gy)
-        hw = self.half_width(body, gy).astype(F32)
+        hw = np.asarray(self.half_width(body, gy), dtype=F32) if hw is None else hw
         q = gx / hw
         shade = F32(1.0) - F32(0.22) * q * q
         if fold is not None:

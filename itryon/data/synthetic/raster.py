@@ -73,34 +73,40 @@ def over(image: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
     colour = np.asarray(colour, dtype=F32)
     if colour.ndim == 1:
         colour = colour.reshape(3, *([1] * (image.ndim - 1)))
-    image += alpha * (colour - image)
+    step = np.subtract(colour, image)  # alpha * (colour - image) with one temporary
+    step *= alpha
+    image += step
     return image
 
 
-def stamp(labels: np.ndarray, points: np.ndarray, label, offsets: np.ndarray) -> None:
-    """Raise ``labels`` (contiguous ``(T, H, W)`` uint8) to ``label`` under ``points`` ``(T, ..., 2)`` (pixel x, y) and their ``offsets``.
+def stamp(labels: np.ndarray, x: np.ndarray, y: np.ndarray, label, offsets: np.ndarray) -> None:
+    """Raise ``labels`` (contiguous ``(T, H, W)`` uint8) to ``label`` under the points ``(x, y)`` ``(T, ...)`` (pixel coordinates) and their ``offsets``.
 
-    ``label`` broadcasts against ``points.shape[:-1]``. Where marks overlap the highest label wins, so labels
-    in drawing order reproduce painting the strokes one after the other. Used for thin lines and dots (the
-    pose skeleton), where a full-grid distance field would cost more.
+    ``label`` broadcasts against ``x``. Where marks overlap the highest label wins, so labels in drawing
+    order reproduce painting the strokes one after the other. Used for thin lines and dots (the pose
+    skeleton), where a full-grid distance field would cost more.
     """
     t_count, height, width = labels.shape
-    ix = np.floor(points[..., 0])[..., None].astype(np.int64) + offsets[:, 0]  # (T, ..., O)
-    iy = np.floor(points[..., 1])[..., None].astype(np.int64) + offsets[:, 1]
-    frame = np.arange(t_count).reshape(-1, *([1] * (ix.ndim - 1)))
-    value = np.broadcast_to(np.asarray(label, dtype=labels.dtype)[..., None], ix.shape)
-    inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
-    flat = (frame * height + iy) * width + ix
-    np.maximum.at(labels.reshape(-1), flat[inside], value[inside])  # unbuffered: repeated pixels keep the maximum
+    ix, iy = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    row0 = np.arange(t_count).reshape(-1, *([1] * (ix.ndim - 1))) * height  # (T, 1, ...)
+    value = np.broadcast_to(np.asarray(label, dtype=labels.dtype), ix.shape)
+    flat = labels.reshape(-1)
+    for ox, oy in offsets.tolist():
+        cx, cy = ix + ox, iy + oy
+        inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+        np.maximum.at(flat, ((row0 + cy) * width + cx)[inside], value[inside])  # unbuffered: repeated pixels keep the maximum
 
 
+@functools.lru_cache(maxsize=16)
 def disk_offsets(radius: float) -> np.ndarray:
     """Integer pixel offsets ``(O, 2)`` inside a disk of ``radius`` pixels (at least the centre)."""
     r = int(np.ceil(radius))
     oy, ox = np.mgrid[-r : r + 1, -r : r + 1]
     keep = ox * ox + oy * oy <= radius * radius
     keep[r, r] = True
-    return np.stack([ox[keep], oy[keep]], axis=1)
+    offsets = np.stack([ox[keep], oy[keep]], axis=1)
+    offsets.flags.writeable = False  # cached and shared
+    return offsets
 
 
 class Layer:

@@ -58,6 +58,11 @@ NO_HAND = int(to_uint8(np.array([0.0], dtype=F32), low=-1.0)[0])  # hand prior v
 POSE_PALETTE = to_uint8(np.array(((0.0, 0.0, 0.0), *POSE_COLOURS, (1.0, 1.0, 1.0)), dtype=F32).T.copy())  # (3, 13)
 
 
+def _mask_uint8(mask: np.ndarray) -> np.ndarray:
+    """bool ``(...)`` -> uint8 ``(1, ...)`` with 0 and 255."""
+    return np.multiply(mask.view(np.uint8)[None], np.uint8(255))  # a bool array holds 0/1 bytes
+
+
 def _joints(plan: ClipPlan) -> tuple[np.ndarray, dict]:
     """Pose joints ``(T, 12, 2)`` in body coordinates and the arm segments for rendering."""
     body, tracks, t_count = plan.body, plan.tracks, plan.num_frames
@@ -171,10 +176,11 @@ def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float
 
 def _panel(garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cut=None, fold=None) -> tuple[np.ndarray, np.ndarray]:
     """Torso-panel coverage ``(...)`` and RGB ``(3, ...)`` at garment coordinates."""
-    d = garment.panel_sdf(body, gx, gy)
+    hw = np.asarray(garment.half_width(body, gy), dtype=F32)
+    d = garment.panel_sdf(body, gx, gy, hw)
     if cut is not None:
         d = np.maximum(d, cut)
-    return coverage(d, ppu), garment.panel_colour(body, gx, gy, pull_y, fold)
+    return coverage(d, ppu), garment.panel_colour(body, gx, gy, pull_y, fold, hw)
 
 
 def _deformed_panel(plan: ClipPlan, bx, by, ppu: float) -> tuple[int, int, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -212,11 +218,13 @@ def _pose(plan: ClipPlan, joints: np.ndarray) -> np.ndarray:
     t_count, h, w = plan.num_frames, plan.height, plan.width
     labels = np.zeros((t_count, h, w), dtype=np.uint8)
     pixels = plan.motion.to_pixels(joints, h, w)  # (T, 12, 2)
-    steps = np.linspace(0.0, 1.0, max(8, int(0.6 * h)))[None, None, :, None]  # (1, 1, S, 1)
+    x, y = pixels[..., 0], pixels[..., 1]  # (T, 12)
+    steps = np.linspace(0.0, 1.0, max(8, int(0.6 * h)))  # (S,)
     first, second = np.array(POSE_LIMBS).T
-    a, b = pixels[:, first, None], pixels[:, second, None]  # (T, L, 1, 2)
-    stamp(labels, a + steps * (b - a), np.arange(1, len(POSE_LIMBS) + 1)[None, :, None], disk_offsets(max(0.5, h / 96.0)))
-    stamp(labels, pixels, len(POSE_LIMBS) + 1, disk_offsets(max(1.0, h / 40.0)))
+    ax, ay, bx, by = x[:, first, None], y[:, first, None], x[:, second, None], y[:, second, None]  # (T, L, 1)
+    limb_labels = np.arange(1, len(POSE_LIMBS) + 1)[None, :, None]
+    stamp(labels, ax + steps * (bx - ax), ay + steps * (by - ay), limb_labels, disk_offsets(max(0.5, h / 96.0)))  # (T, L, S) points
+    stamp(labels, x, y, len(POSE_LIMBS) + 1, disk_offsets(max(1.0, h / 40.0)))
     return np.take(POSE_PALETTE, labels, axis=1)
 
 
@@ -304,11 +312,11 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
         "video": video,
         "counterfactual": counterfactual,
         "agnostic": agnostic,
-        "agnostic_mask": agnostic_mask[None].astype(np.uint8) * np.uint8(255),
+        "agnostic_mask": _mask_uint8(agnostic_mask),
         "pose": _pose(plan, joints),
         "hand_prior": prior_u8,
-        "interaction_mask": interaction_mask[None].astype(np.uint8) * np.uint8(255),
-        "counterfactual_mask": region[None].astype(np.uint8) * np.uint8(255),
+        "interaction_mask": _mask_uint8(interaction_mask),
+        "counterfactual_mask": _mask_uint8(region),
         "garment": to_uint8(garment, in_place=True),
-        "garment_mask": garment_mask[None].astype(np.uint8) * np.uint8(255),
+        "garment_mask": _mask_uint8(garment_mask),
     }

@@ -8,6 +8,7 @@ garment texture stays attached to the body from frame to frame.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -85,9 +86,13 @@ class BodyMotion:
     to_image: np.ndarray
     scale: float  # mean scale: body units -> frame units
 
+    @functools.cached_property
+    def _to_body_f32(self) -> np.ndarray:
+        return self.to_body.astype(np.float32)[:, :, :, None, None]  # (T, 2, 3, 1, 1)
+
     def body_grid(self, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Body coordinates ``(T, H, W)`` float32 of the pixel grid ``(H, W)`` (or of per-frame windows ``(T, h, w)``)."""
-        a = self.to_body.astype(np.float32)[:, :, :, None, None]  # (T, 2, 3, 1, 1)
+        """Body coordinates ``(T, h, w)`` float32 of frame-unit pixel positions ``(h, w)`` (the grid or a box of it)."""
+        a = self._to_body_f32
         bx = a[:, 0, 0] * px + a[:, 0, 1] * py + a[:, 0, 2]
         by = a[:, 1, 0] * px + a[:, 1, 1] * py + a[:, 1, 2]
         return bx, by
