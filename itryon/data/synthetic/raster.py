@@ -73,9 +73,12 @@ def over(image: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
     colour = np.asarray(colour, dtype=F32)
     if colour.ndim == 1:
         colour = colour.reshape(3, *([1] * (image.ndim - 1)))
-    step = np.subtract(colour, image)  # alpha * (colour - image) with one temporary
+    work = np.ascontiguousarray(image)  # on a box view, copying in and out beats strided arithmetic
+    step = np.subtract(colour, work)  # alpha * (colour - image) with one temporary
     step *= alpha
-    image += step
+    work += step
+    if work is not image:
+        image[...] = work
     return image
 
 
@@ -123,8 +126,11 @@ class Layer:
 
     def composite(self, image: np.ndarray) -> np.ndarray:
         """``image`` (``(3, ...)``) with this layer over it, in place."""
-        image *= F32(1.0) - self.alpha
-        image += self.rgb
+        work = np.ascontiguousarray(image)
+        work *= F32(1.0) - self.alpha
+        work += self.rgb
+        if work is not image:
+            image[...] = work
         return image
 
     def view(self, box: "Box") -> "Layer":
@@ -132,6 +138,17 @@ class Layer:
         part = Layer.__new__(Layer)
         part.rgb, part.alpha = box.of(self.rgb), box.of(self.alpha)
         return part
+
+    def take(self, box: "Box") -> "Layer":
+        """A contiguous copy of the part inside ``box``: paint it, then :meth:`put` it back (faster than painting a view)."""
+        part = Layer.__new__(Layer)
+        part.rgb, part.alpha = box.of(self.rgb).copy(), box.of(self.alpha).copy()
+        return part
+
+    def put(self, box: "Box", part: "Layer") -> None:
+        """Write a part taken with :meth:`take` back."""
+        box.of(self.rgb)[...] = part.rgb
+        box.of(self.alpha)[...] = part.alpha
 
 
 class Box:
@@ -154,7 +171,7 @@ class Box:
     def around(cls, points: np.ndarray, margin: float, height: int, width: int) -> "Box":
         """The box of all pixels within ``margin`` pixels of ``points`` ``(T, N, 2)`` (pixel x, y) in any frame."""
         x, y = points[..., 0], points[..., 1]
-        return cls(
+        return cls(  # the pixel holding coordinate c is floor(c); + 1 more for the exclusive end and + 1 of slack
             math.floor(float(y.min()) - margin), math.floor(float(y.max()) + margin) + 2,
             math.floor(float(x.min()) - margin), math.floor(float(x.max()) + margin) + 2,
             height, width,

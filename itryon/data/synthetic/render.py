@@ -92,13 +92,14 @@ def _per_frame(v: np.ndarray) -> np.ndarray:
 def _torso_box(plan: ClipPlan) -> Box:
     """The box of every pixel the torso, the trousers, the garment panel (deformed or not) and the agnostic box can reach.
 
-    In body units that is ``|x| <= 0.37`` from ``y = 0.25`` down to the bottom of the frame (torso and trousers
-    have no lower edge).
+    In body units that is ``|x| <= 0.34`` (the widest garment, 0.25, stretched sideways by up to 0.075, plus
+    the anti-aliasing ramp) from ``y = 0.25`` down to the bottom of the frame (torso and trousers have no
+    lower edge).
     """
     t_count, h, w = plan.num_frames, plan.height, plan.width
     m = plan.motion.to_body  # (T, 2, 3): frame units -> body units
     bottom = float(np.max(np.abs(m[:, 1, 0]) * (w / (2.0 * h)) + m[:, 1, 1] + m[:, 1, 2])) + 0.05  # below every bottom corner
-    corners = np.array([[-0.37, 0.25], [0.37, 0.25], [-0.37, bottom], [0.37, bottom]])
+    corners = np.array([[-0.34, 0.25], [0.34, 0.25], [-0.34, bottom], [0.34, bottom]])
     box = Box.around(plan.motion.to_pixels(np.broadcast_to(corners, (t_count, 4, 2)), h, w), 1.0, h, w)
     return Box(box.y0, h, box.x0, box.x1, h, w)
 
@@ -107,20 +108,21 @@ def _body_layers(plan: ClipPlan, image: np.ndarray, box: Box, bx: np.ndarray, by
     """Paint torso and trousers onto ``image`` ``(3, T, H, W)`` inside ``box`` (body grid ``bx``, ``by``), then neck, head and hair inside a box around the head."""
     body, look = plan.body, plan.appearance
     skin = np.asarray(look.skin[1], dtype=F32)
-    torso_part = box.of(image)  # (3, T, h, w) view
+    torso_part = box.of(image).copy()  # (3, T, h, w), contiguous
     half_width = body.torso_half_width(by)
     torso = np.maximum(np.abs(bx) - half_width, body.torso_top_at(bx) - by)
     under = look.undershirt[1] if plan.garment.garment_class == "jacket" else look.skin[1]
     over(torso_part, under, coverage(torso, ppu))
     trousers = np.maximum(np.abs(bx) - half_width - F32(0.012), F32(plan.garment.hem_y + 0.025) - by)
     over(torso_part, look.trousers[1], coverage(trousers, ppu))
+    box.of(image)[...] = torso_part
 
     t_count, h, w = plan.num_frames, plan.height, plan.width
     corners = np.array([[-0.11, body.head_y - body.head_ry - 0.01], [0.11, body.torso_top + 0.03]])
     px = plan.motion.to_pixels(np.broadcast_to(np.array([corners[0], corners[1], [corners[0, 0], corners[1, 1]], [corners[1, 0], corners[0, 1]]]), (t_count, 4, 2)), h, w)
     head_box = Box.around(px, 1.0, h, w)
     hx, hy = plan.motion.body_grid(head_box.px, head_box.py)
-    patch = head_box.of(image)
+    patch = head_box.of(image).copy()
     neck = np.maximum(np.abs(hx) - F32(body.neck_half), np.maximum(F32(body.head_y + 0.05) - hy, hy - F32(body.torso_top + 0.02)))
     over(patch, skin * F32(0.85), coverage(neck, ppu))
     head = ellipse_sdf(hx, hy, F32(0.0), F32(body.head_y), F32(body.head_rx), F32(body.head_ry))
@@ -130,6 +132,7 @@ def _body_layers(plan: ClipPlan, image: np.ndarray, box: Box, bx: np.ndarray, by
         hy - F32(body.head_y - 0.025) - F32(0.25) * np.abs(hx),
     )
     over(patch, look.hair[1], coverage(hair, ppu))
+    head_box.of(image)[...] = patch
 
 
 def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float) -> tuple[Layer, np.ndarray, Box]:
@@ -147,24 +150,27 @@ def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float
         shoulder, elbow, wrist = arms[hand]
         points = np.stack([np.broadcast_to(np.asarray(shoulder, dtype=float), elbow.shape), elbow, wrist], axis=1)  # (T, 3, 2)
         px = motion.to_pixels(points, h, w)
-        margin = (body.upper_radius + 0.03) * ppu * 1.2 + 1.0
+        margin = (body.upper_radius + 0.025) * ppu * 1.02 + 0.5  # farthest reach (the silhouette), breathing scales by <= 1.5%
         s = (F32(shoulder[0]), F32(shoulder[1]))
         e = (_per_frame(elbow[:, 0]), _per_frame(elbow[:, 1]))
         wr = (_per_frame(wrist[:, 0]), _per_frame(wrist[:, 1]))
         for which, (a, b, radius) in enumerate(((s, e, body.upper_radius), (e, wr, body.fore_radius))):
             box = Box.around(px[:, which : which + 2], margin, h, w)  # around the segment's two joints
             bx, by = motion.body_grid(box.px, box.py)  # (T, h, w)
-            patch = layer.view(box)
+            patch = layer.take(box)
             arm = capsule(bx, by, a[0], a[1], b[0], b[1])
             shade = F32(1.0) - F32(50.0) * arm[2] * arm[2]
             patch.paint(skin * shade, coverage(arm[0] - F32(radius), ppu))
             length = np.sqrt((b[0] - a[0]) * (b[0] - a[0]) + (b[1] - a[1]) * (b[1] - a[1]))
             paint_sleeve(patch, garment, body, arm, length, which, ppu)
+            layer.put(box, patch)
             near = box.of(region)
             near |= arm[0] < F32(radius + 0.025)
             boxes.append(box)
     for hand in hands:
-        layer.view(hand.box).paint(skin * (F32(0.7) + F32(0.3) * hand.nz), hand.alpha)
+        patch = layer.take(hand.box)
+        patch.paint(skin * (F32(0.7) + F32(0.3) * hand.nz), hand.alpha)
+        layer.put(hand.box, patch)
         near = hand.box.of(region)
         near |= hand.alpha > 0
         boxes.append(hand.box)
@@ -278,7 +284,7 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
     # 3. the torso panel at rest and, on frames [t0, t1), deformed; the clip shows one, the counterfactual the other
     rest_cov, rest_rgb = _panel(plan.garment, plan.body, bx, by, F32(plan.garment.zip_top + 0.02), ppu)
     t0, t1, moved_cov, moved_rgb, support = _deformed_panel(plan, bx, by, ppu)
-    torso = torso_box.of(image)  # (3, T, h, w) view
+    torso = torso_box.of(image).copy()  # (3, T, h, w), contiguous
     counter = torso[:, t0:t1].copy()  # the body under the panel while the two panels differ
     over(torso[:, :t0], rest_rgb[:, :t0], rest_cov[:t0])
     over(torso[:, t1:], rest_rgb[:, t1:], rest_cov[t1:])
@@ -291,6 +297,7 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
         torso_box.of(region)[t0:t1] = support & ((rest[0] > 0) | (moved_cov > 0))
         counter *= F32(1.0) - torso_box.of(front.alpha)[t0:t1]  # the front layer over the counterfactual panel
         counter += torso_box.of(front.rgb)[:, t0:t1]
+    torso_box.of(image)[...] = torso
     front.view(front_box).composite(front_box.of(image))
     video = to_uint8(image, in_place=True)
     counterfactual = video.copy()

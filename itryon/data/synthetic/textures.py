@@ -103,9 +103,9 @@ class TextureSpec:
         """RGB ``(3, ...)`` (channels first) float32 in [0, 1] at garment coordinates."""
         m = self.mix(u, v)
         lead = (3,) + (1,) * m.ndim
-        a = np.array(self.colour_a, dtype=F32).reshape(lead)
-        d = np.array([b - a for a, b in zip(self.colour_a, self.colour_b)], dtype=F32).reshape(lead)
-        return a + m * d
+        first = np.array(self.colour_a, dtype=F32).reshape(lead)
+        step = np.array([b - a for a, b in zip(self.colour_a, self.colour_b)], dtype=F32).reshape(lead)
+        return first + m * step
 
 
 def _variant_params(pattern: str, variant: int) -> tuple[float, ...]:

@@ -1,0 +1,80 @@
+"""Generate try-on videos with a trained run for every clip of a manifest, named by clip id.
+
+``itryon infer --run runs/NAME/STAMP --manifest data/synthetic/val.jsonl --out preds/`` writes
+``preds/<clip id>.mp4``, ready for ``itryon evaluate --pred preds --manifest ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from itryon.config import ConfigError, instantiate
+from itryon.data.contract import collate
+from itryon.data.manifest import InteractiveManifestDataset
+from itryon.data.video_io import to_uint8, write_video
+
+WEIGHTS = Path("weights") / "model.safetensors"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run folder of train.py (holds config.yaml and weights/ or checkpoints/)")
+    parser.add_argument("--manifest", required=True, help="interactive manifest (JSON lines) of the clips to generate")
+    parser.add_argument("--out", required=True, help="folder for the generated MP4s")
+    parser.add_argument("--weights", help="safetensors or Lightning checkpoint (default: the run's weights/model.safetensors)")
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the run's sampler)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's sampler)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of the first batch (batch i uses seed + i)")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def load_module(run_dir: Path, weights: Path | None = None) -> torch.nn.Module:
+    """The run's TryOnModule with its trained weights (frozen VAE weights come from its own config)."""
+    from itryon.training.run import load_run_config
+
+    cfg = load_run_config(run_dir)
+    module = instantiate(cfg.model, "model")
+    path = weights or run_dir / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path} (train.py writes weights/model.safetensors at the end of a run)")
+    if path.suffix == ".safetensors":
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    result = module.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("vae.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{path} does not fit the run's model: missing {missing[:8]}, unexpected {result.unexpected_keys[:8]}")
+    return module.eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        module = load_module(Path(args.run), Path(args.weights) if args.weights else None).to(args.device)
+        dataset = InteractiveManifestDataset(args.manifest)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate)
+    for i, batch in enumerate(tqdm(loader, desc="infer", unit="batch", disable=args.no_progress)):
+        batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        videos = module.generate(batch, num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed + i)
+        for video, meta in zip(videos, batch["meta"]):
+            write_video(out / f"{meta['id']}.mp4", to_uint8(video), fps=float(meta.get("fps") or 8.0))
+    print(f"wrote {len(dataset)} videos to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="itryon infer", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    raise SystemExit(run(p.parse_args()))
