@@ -8,6 +8,8 @@ A config file may start with a ``defaults`` list that composes pieces from the c
       - /default                       # configs/default.yaml merged at the root (experiments start so)
 
 Later entries win; the file's own keys win over its defaults. Command-line ``a.b=c`` overrides win last.
+Mappings merge key by key; a mapping marked ``_replace_: true`` replaces the entry it lands on instead
+(e.g. to swap a ``_target_`` whose arguments differ).
 Every leaf remembers the file (or ``command line``) it came from, so that validation errors name it.
 
 Validation (:func:`validate`) runs before anything is built: each ``_target_`` must import, every key
@@ -131,7 +133,7 @@ def _default_entry(entry: Any, path: Path, root: Path) -> tuple[Path, str]:
 
 
 def _yaml_path(p: Path) -> Path:
-    return p if p.suffix in (".yaml", ".yml") else p.with_suffix(".yaml")
+    return p if p.suffix in (".yaml", ".yml") else p.with_name(p.name + ".yaml")
 
 
 def _join(a: str, b: str) -> str:
@@ -139,12 +141,31 @@ def _join(a: str, b: str) -> str:
 
 
 def _merge_at(base: DictConfig, piece: DictConfig, mount: str) -> DictConfig:
-    if not mount:
-        return OmegaConf.merge(base, piece)
-    wrapped: Any = piece
-    for part in reversed(mount.split(".")):
-        wrapped = {part: wrapped}
-    return OmegaConf.merge(base, OmegaConf.create(wrapped))
+    if mount:
+        wrapped: Any = piece
+        for part in reversed(mount.split(".")):
+            wrapped = {part: wrapped}
+        piece = OmegaConf.create(wrapped)
+    for key in _replaced_keys(piece, ""):
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(base, parent) if parent else base
+        if isinstance(node, DictConfig) and leaf in node:
+            del node[leaf]  # `_replace_: true` swaps the whole entry instead of merging into it
+    return OmegaConf.merge(base, piece)
+
+
+def _replaced_keys(node: Any, prefix: str) -> list[str]:
+    """Dotted keys of mappings marked ``_replace_: true`` (the marker is removed)."""
+    found = []
+    if isinstance(node, DictConfig):
+        if node.get("_replace_", False) is True and prefix:
+            found.append(prefix)
+            del node["_replace_"]
+        for k in list(node.keys()):
+            child = node._get_node(k)
+            if isinstance(child, DictConfig):
+                found += _replaced_keys(child, _join(prefix, str(k)))
+    return found
 
 
 def _record(origins: dict[str, str], prefix: str, node: Any, source: str) -> None:
@@ -332,21 +353,34 @@ def _unknown_key(root: DictConfig, full_key: str, key: str, allowed: Sequence[st
 
 
 def import_target(name: Any, key: str = "_target_", origin: str | None = None) -> Any:
-    """Import a dotted ``module.attr`` path; errors name the key and the closest attributes."""
+    """Import a dotted path ``module.attr`` (or ``module.Class.method``, e.g. ``WanDiT.from_pretrained``);
+    errors name the key and the closest attributes."""
     where = f" (set in {origin})" if origin else ""
     if not isinstance(name, str) or "." not in name:
         raise ConfigError(f"'{key}'{where} must be a dotted path like 'package.module.Class', got {name!r}")
-    module_name, _, attr = name.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"'{key}'{where}: cannot import module '{module_name}' for target {name!r} ({exc})") from exc
-    if not hasattr(module, attr):
-        names = [n for n in dir(module) if not n.startswith("_")]
-        close = difflib.get_close_matches(attr, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"'{key}'{where}: module '{module_name}' has no '{attr}'{hint}")
-    return getattr(module, attr)
+    parts = name.split(".")
+    module, error = None, None
+    for cut in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+            break
+        except ModuleNotFoundError as exc:
+            error = error or exc
+            if exc.name is not None and not ".".join(parts[:cut]).startswith(exc.name):
+                raise ConfigError(f"'{key}'{where}: importing {name!r} failed ({exc})") from exc
+        except ImportError as exc:
+            raise ConfigError(f"'{key}'{where}: importing {name!r} failed ({exc})") from exc
+    if module is None:
+        raise ConfigError(f"'{key}'{where}: cannot import module '{parts[0]}' for target {name!r} ({error})")
+    obj: Any = module
+    for attr in parts[cut:]:
+        if not hasattr(obj, attr):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(attr, names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"'{key}'{where}: '{getattr(obj, '__name__', obj)}' has no '{attr}'{hint}")
+        obj = getattr(obj, attr)
+    return obj
 
 
 # ----------------------------------------------------------------------------------------------------

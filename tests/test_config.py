@@ -120,3 +120,14 @@ def test_defaults_cycle_is_an_error(tmp_path: Path) -> None:
 def test_bad_override_syntax(config_tree: Path) -> None:
     with pytest.raises(ConfigError, match="not of the form key=value"):
         load_config(config_tree / "default.yaml", ["parts.flow.shift"])
+
+
+def test_replace_marker_swaps_an_entry_instead_of_merging(config_tree: Path) -> None:
+    write(
+        config_tree / "swap.yaml",
+        "defaults:\n  - /default\nparts:\n  flow:\n    _replace_: true\n    _target_: itryon.diffusion.EulerSampler\n    num_steps: 3\n",
+    )
+    cfg = load_config(config_tree / "swap.yaml")
+    assert set(cfg.parts.flow.keys()) == {"_target_", "num_steps"}  # no leftover FlowMatching keys
+    assert cfg.parts.loss.ac_weight == 0.25
+    validate(cfg)

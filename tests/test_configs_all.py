@@ -13,7 +13,8 @@ from itryon.config import CONFIG_ROOT, instantiate, load_config, validate
 from itryon.data.contract import collate
 from itryon.training.run import prepare_config
 
-EXPERIMENTS = sorted((CONFIG_ROOT / "experiment").glob("*.yaml"))
+PRETRAINED = CONFIG_ROOT / "experiment" / "wan2.1_vace_1.3b_itryon.yaml"  # needs local Wan weights
+EXPERIMENTS = sorted(p for p in (CONFIG_ROOT / "experiment").glob("*.yaml") if p != PRETRAINED)
 MODEL_PIECES = sorted((CONFIG_ROOT / "model").glob("*.yaml"))
 TRAINER_PIECES = sorted((CONFIG_ROOT / "trainer").glob("*.yaml"))
 DATA_PIECES = sorted((CONFIG_ROOT / "data").glob("*.yaml"))
@@ -96,3 +97,19 @@ def test_trainer_piece_validates(path: Path) -> None:
 @pytest.mark.parametrize("path", DATA_PIECES, ids=lambda p: p.stem)
 def test_data_piece_validates(path: Path) -> None:
     validate(load_config(path))
+
+
+def test_pretrained_experiment_validates_and_names_missing_weights(tmp_path: Path) -> None:
+    from itryon.config import ConfigError
+
+    with pytest.raises(ConfigError, match="Missing mandatory value: paths.wan"):
+        prepare_config(PRETRAINED)
+    cfg = prepare_config(PRETRAINED, [f"paths.wan={tmp_path}/wan", f"paths.data={tmp_path}/data"])
+    assert cfg.model.backbone._target_ == "itryon.models.WanDiT.from_pretrained"
+    assert set(cfg.model.vae.keys()) == {"_target_", "path", "spatial_compression", "temporal_compression"}
+    assert cfg.model.conditioning.adapters.caption.encoder._target_ == "itryon.models.T5TextEncoder"
+    assert cfg.data.train.num_frames == 81
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/transformer"):
+        instantiate(cfg.model.backbone, "model.backbone")
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/vae"):
+        instantiate(cfg.model.vae, "model.vae")

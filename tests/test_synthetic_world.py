@@ -76,6 +76,18 @@ def test_default_size_pixels_match_digests_of_the_full_frame_render(split, index
     assert digest.hexdigest() == expected
 
 
+def test_drawing_each_part_on_its_box_equals_drawing_it_on_the_whole_frame(monkeypatch):
+    # every part has zero coverage outside the box it is drawn on, so full-frame boxes change no byte
+    cases = [("train", _find(lambda p, k=k: not p.passive and any(e.kind == k for e in p.events)), 0, {}) for k in ("stretch_sideways", "pull_zipper_down", "lift_hem", "tug_collar")]
+    cases += [("test", 3, 2, {"passive": True}), ("val", 5, 1, {"num_frames": 7, "height": 96, "width": 128}), ("train", 8, 4, {"num_frames": 6, "height": 12, "width": 10})]
+    boxed = [generate_clip(split, index, seed, **kwargs) for split, index, seed, kwargs in cases]
+    monkeypatch.setattr(Box, "around", classmethod(lambda cls, points, margin, height, width: cls(0, height, 0, width, height, width)))
+    for (split, index, seed, kwargs), clip in zip(cases, boxed):
+        whole = generate_clip(split, index, seed, **kwargs)
+        for key in PIXEL_KEYS:
+            assert whole[key].tobytes() == clip[key].tobytes(), (split, index, key)
+
+
 def test_box_views_clip_to_the_frame_and_unite():
     points = np.array([[[3.2, 4.9], [10.5, 2.1]], [[-4.0, 6.0], [9.0, 7.5]]])  # (T, N, 2) pixel x, y
     box = Box.around(points, 1.5, height=8, width=12)

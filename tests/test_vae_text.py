@@ -165,3 +165,10 @@ def test_t5_encoder_missing_parts(tmp_path):
         T5TextEncoder(tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         T5TextEncoder(tmp_path)
+
+
+def test_wan_vae_checks_stated_compressions(wan_vae_folder):
+    vae = WanVAE(wan_vae_folder, spatial_compression=8, temporal_compression=4)
+    assert vae.spatial_compression == 8
+    with pytest.raises(ValueError, match="spatial_compression=4 was given but the VAE config gives 8"):
+        WanVAE(wan_vae_folder, spatial_compression=4)

@@ -11,6 +11,8 @@ from itryon.config import CONFIG_ROOT, ConfigError, to_yaml
 
 DEFAULT_CONFIG = CONFIG_ROOT / "default.yaml"
 RUN_DIR_ENV = "ITRYON_RUN_DIR"
+# errors of a config that validates but points at files that are missing or wrong: a message, not a traceback
+BUILD_ERRORS = (ConfigError, FileNotFoundError, KeyError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from itryon.training.run import load_run_config, new_run_dir, prepare_config, resume_target, train
+    from itryon.data.manifest import ManifestError
+    from itryon.training.run import build, fit, load_run_config, new_run_dir, prepare_config, resume_target
+
+    build_errors = (*BUILD_ERRORS, ManifestError)
 
     try:
         if args.resume:
@@ -41,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_dir or (Path(inherited) if inherited else new_run_dir(cfg))
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
-        train(cfg, Path(run_dir), ckpt)
+        try:
+            trainer, module, datamodule = build(cfg, Path(run_dir))
+        except build_errors as exc:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        fit(trainer, module, datamodule, cfg, Path(run_dir), ckpt)
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     print(f"run folder: {run_dir}")

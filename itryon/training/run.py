@@ -27,6 +27,7 @@ def root_schema() -> dict[str, Any]:
         "name": str,
         "seed": int,
         "output_dir": str,
+        "paths": None,  # free-form local paths that other entries interpolate (${paths.x})
         "float32_matmul_precision": str,
         "model": None,  # a _target_ node (TryOnModule)
         "data": None,  # a _target_ node (a LightningDataModule)
@@ -107,18 +108,29 @@ def _fresh_version(folder: Path, name: str) -> str:
     return version
 
 
-def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> tuple[L.Trainer, L.LightningModule]:
-    """Build everything from ``cfg`` (already validated), save the resolved config and fit."""
+def build(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
+    """Seed, save the resolved config and build the data, the model and the trainer from ``cfg``."""
     L.seed_everything(int(cfg.get("seed", 0)), workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.float32_matmul_precision))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt_path is None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
     datamodule = instantiate(cfg.data, "data")
     module = instantiate(cfg.model, "model")
     trainer = build_trainer(cfg, run_dir)
+    return trainer, module, datamodule
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> None:
+    """Save the resolved config (new runs, rank zero) and fit, resuming from ``ckpt_path`` when given."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt_path is None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+
+
+def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> tuple[L.Trainer, L.LightningModule]:
+    """Build everything from ``cfg`` (already validated) and fit."""
+    trainer, module, datamodule = build(cfg, run_dir)
+    fit(trainer, module, datamodule, cfg, run_dir, ckpt_path)
     return trainer, module
 
 
