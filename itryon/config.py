@@ -31,7 +31,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
-RESERVED = ("_target_", "_partial_")
+RESERVED = ("_target_", "_partial_", "_replace_")
 COMMAND_LINE = "command line"
 
 
