@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--no-dataloader", action="store_true", help="skip the DataLoader row")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "synthetic_world.json")
     args = parser.parse_args()
+    if args.workers < 1 or args.clips < 1:
+        parser.error(f"--workers and --clips must be >= 1, got {args.workers} and {args.clips}")
     torch.set_num_threads(1)
     size = (args.frames, args.height, args.width)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

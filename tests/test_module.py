@@ -60,3 +60,19 @@ def test_channel_mismatch_names_the_key_and_the_value(cfg) -> None:
     node.backbone.in_channels = int(node.backbone.in_channels) + 1
     with pytest.raises(Exception, match=r"model.backbone.in_channels=\d+"):
         instantiate(node, "model")
+
+
+def test_guidance_uses_the_configured_unconditional_pass(cfg, batch) -> None:
+    torch.manual_seed(0)
+    module = instantiate(cfg.model, "model")
+    for p in module.backbone.parameters():  # a fresh backbone outputs zeros; give it a response to conditions
+        torch.nn.init.normal_(p, std=0.02)
+    plain = module.generate(batch, num_steps=2, guidance_scale=1.0)
+    guided = module.generate(batch, num_steps=2, guidance_scale=4.0)
+    assert not torch.allclose(plain, guided)
+    module.guidance_drop = ["garment", "caption", "actions"]
+    partial = module.generate(batch, num_steps=2, guidance_scale=4.0)
+    assert not torch.allclose(partial, guided)  # keeping the person changes the unconditional pass
+    module.guidance_drop = ["no_such_adapter"]
+    with pytest.raises(Exception, match="no_such_adapter"):
+        module.generate(batch, num_steps=2, guidance_scale=4.0)

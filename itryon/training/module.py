@@ -21,7 +21,9 @@ class TryOnModule(L.LightningModule):
     frozen text encoder inside the conditioning stack. ``validation_step`` returns ``{"loss", "pred"}``
     where ``pred`` is a sampled video ``(B, 3, T, H, W)`` in [-1, 1] on the first ``num_sample_batches``
     batches every ``sample_every_n_epochs`` validation epochs (``None`` otherwise), for the metric and
-    sample-video callbacks.
+    sample-video callbacks. With classifier-free guidance (``sampler.guidance_scale != 1``) the unconditional
+    pass drops the adapters named in ``guidance_drop`` (``"all"``, or e.g. ``[garment, caption, actions]`` to
+    keep the person).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class TryOnModule(L.LightningModule):
         sample_every_n_epochs: int = 1,
         sample_seed: int = 0,
         compile_blocks: bool = False,
+        guidance_drop: str | list[str] = "all",
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -55,6 +58,7 @@ class TryOnModule(L.LightningModule):
         self.sample_every_n_epochs = sample_every_n_epochs
         self.sample_seed = sample_seed
         self.compile_blocks = compile_blocks
+        self.guidance_drop = guidance_drop if isinstance(guidance_drop, str) else list(guidance_drop)
         self._check_channels()
 
     # ------------------------------------------------------------------------------------------------
@@ -167,7 +171,9 @@ class TryOnModule(L.LightningModule):
         try:
             shape = self.latent_shape(batch["video"])
             cond = self.conditioning(batch, vae=self.vae, latent_shape=shape)
-            uncond = self.conditioning(batch, vae=self.vae, latent_shape=shape, drop="all") if sampler.guidance_scale != 1.0 else None
+            uncond = None
+            if sampler.guidance_scale != 1.0:
+                uncond = self.conditioning(batch, vae=self.vae, latent_shape=shape, drop=self.guidance_drop)
             device = batch["video"].device
             gen = torch.Generator(device=device).manual_seed(seed)
             noise = torch.randn(shape, generator=gen, device=device, dtype=batch["video"].dtype)
