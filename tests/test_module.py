@@ -76,3 +76,28 @@ def test_guidance_uses_the_configured_unconditional_pass(cfg, batch) -> None:
     module.guidance_drop = ["no_such_adapter"]
     with pytest.raises(Exception, match="no_such_adapter"):
         module.generate(batch, num_steps=2, guidance_scale=4.0)
+
+
+def test_sample_prediction_is_converted_to_a_velocity(cfg) -> None:
+    module = instantiate(cfg.model, "model")
+    assert module.prediction == "sample"
+    x0 = torch.randn(2, 192, 5, 12, 16)
+    noise = torch.randn_like(x0)
+    t = torch.tensor([0.3, 0.8])
+    x_t = module.flow.interpolate(x0, noise, t)
+    module.backbone.forward = lambda *args, **kwargs: x0  # a perfect clean-sample prediction
+
+    class NoConditions:
+        channels, context = None, torch.zeros(2, 1, 64)
+
+        @staticmethod
+        def backbone_kwargs():
+            return {}
+
+    v = module.predict_velocity(x_t, t * 1000, NoConditions())
+    torch.testing.assert_close(v, noise - x0, atol=1e-5, rtol=1e-5)  # exactly the flow's velocity
+    # near t = 0 the division is clamped at min_sample_t
+    v0 = module.predict_velocity(x_t, torch.tensor([0.0, 0.0]), NoConditions())
+    torch.testing.assert_close(v0, (x_t - x0) / module.min_sample_t)
+    with pytest.raises(ValueError, match="prediction must be 'velocity' or 'sample'"):
+        type(module)(module.backbone, module.conditioning, module.vae, prediction="eps")

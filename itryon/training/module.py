@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -21,7 +21,15 @@ class TryOnModule(L.LightningModule):
     frozen text encoder inside the conditioning stack. ``validation_step`` returns ``{"loss", "pred"}``
     where ``pred`` is a sampled video ``(B, 3, T, H, W)`` in [-1, 1] on the first ``num_sample_batches``
     batches every ``sample_every_n_epochs`` validation epochs (``None`` otherwise), for the metric and
-    sample-video callbacks. With classifier-free guidance (``sampler.guidance_scale != 1``) the unconditional
+    sample-video callbacks.
+
+    ``prediction="velocity"`` reads the backbone's output as the flow velocity (Wan2.1); ``"sample"`` reads it
+    as the clean latents and converts it to a velocity (``(x_t - x0) / max(t, min_sample_t)``), so that the
+    loss and the sampler stay the same. Sample prediction suits backbones whose width is smaller than the
+    values in one patch token (pixel-space latents on the tiny CPU configs): noise cannot pass through such a
+    bottleneck, clean content can.
+
+    With classifier-free guidance (``sampler.guidance_scale != 1``) the unconditional
     pass drops the adapters named in ``guidance_drop`` (``"all"``, or e.g. ``[garment, caption, actions]`` to
     keep the person).
     """
@@ -44,6 +52,8 @@ class TryOnModule(L.LightningModule):
         sample_seed: int = 0,
         compile_blocks: bool = False,
         guidance_drop: str | list[str] = "all",
+        prediction: Literal["velocity", "sample"] = "velocity",
+        min_sample_t: float = 0.05,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -59,6 +69,10 @@ class TryOnModule(L.LightningModule):
         self.sample_seed = sample_seed
         self.compile_blocks = compile_blocks
         self.guidance_drop = guidance_drop if isinstance(guidance_drop, str) else list(guidance_drop)
+        if prediction not in ("velocity", "sample"):
+            raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
+        self.prediction = prediction
+        self.min_sample_t = min_sample_t
         self._check_channels()
 
     # ------------------------------------------------------------------------------------------------
@@ -99,7 +113,12 @@ class TryOnModule(L.LightningModule):
     def predict_velocity(self, x_t: torch.Tensor, timestep: torch.Tensor, cond: Any) -> torch.Tensor:
         """Backbone velocity for noisy latents ``(B, C, F, h, w)`` and model timesteps ``(B,)`` in [0, 1000]."""
         x = torch.cat([x_t, cond.channels.to(x_t.dtype)], dim=1) if cond.channels is not None else x_t
-        return self.backbone(x, timestep, cond.context, **cond.backbone_kwargs())
+        out = self.backbone(x, timestep, cond.context, **cond.backbone_kwargs())
+        if self.prediction == "velocity":
+            return out
+        # the backbone predicts the clean sample; its velocity is (x_t - x0) / t on the rectified flow
+        t = (timestep / self.flow.num_train_timesteps).clamp_min(self.min_sample_t)
+        return (x_t - out) / t.view(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
 
     # ------------------------------------------------------------------------------------------------
     # training
