@@ -27,7 +27,8 @@ class SafetensorsExport(L.Callback):
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self.export(trainer, pl_module)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after every callback's on_train_end, so that weight averaging has put its average in place
         self.export(trainer, pl_module)
 
     def export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:

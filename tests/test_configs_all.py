@@ -56,7 +56,10 @@ def one_training_step(cfg) -> None:
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_experiment_takes_a_training_step(path: Path) -> None:
-    one_training_step(prepare_config(path, CHEAP))
+    cfg = prepare_config(path, CHEAP)
+    one_training_step(cfg)
+    callbacks = instantiate(cfg.callbacks, "callbacks")
+    assert all(isinstance(c, L.Callback) for c in callbacks.values())
 
 
 def test_disk_experiment_trains_on_written_splits(tmp_path: Path) -> None:

@@ -128,3 +128,13 @@ def test_infer_names_missing_weights(tmp_path: Path, trained_run: Path, capsys: 
     code = itryon(["infer", "--run", str(trained_run), "--manifest", str(tmp_path / "none.jsonl"), "--out", str(tmp_path), "--weights", str(tmp_path / "w.safetensors")])
     assert code == 2
     assert "w.safetensors" in capsys.readouterr().err
+
+
+def test_ema_experiment_exports_averaged_weights(trained_run: Path, tmp_path: Path) -> None:
+    ema_args = ["--config", str(CONFIG_ROOT / "experiment" / "ema.yaml"), *FAST, f"output_dir={tmp_path}", "name=e2e"]
+    assert main([*ema_args, "callbacks.ema.update_starting_at_step=1", "callbacks.ema.decay=0.5"]) == 0
+    averaged = load_file(only_run_dir(tmp_path) / "weights" / "model.safetensors")
+    plain = load_file(trained_run / "weights" / "model.safetensors")  # the same run without EMA
+    assert averaged.keys() == plain.keys()
+    changed = [k for k in plain if not torch.equal(plain[k], averaged[k])]
+    assert changed and all(torch.isfinite(averaged[k]).all() for k in changed)
