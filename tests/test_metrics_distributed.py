@@ -59,7 +59,7 @@ def _free_port() -> int:
 def test_two_gloo_processes_match_one(tmp_path):
     single = _compute(*_data())
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
-    ranks = {r: torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)}
+    ranks = {r: torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)}
     for rank in (0, 1):
         assert ranks[rank][0] == pytest.approx(single[0], rel=1e-9)
         assert ranks[rank][1] == pytest.approx(single[1], abs=1e-9)

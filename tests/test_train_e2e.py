@@ -64,10 +64,10 @@ def test_default_run_writes_the_run_folder(trained_run: Path) -> None:
 def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert main([*FAST, f"output_dir={tmp_path}", "name=resume"]) == 0
     run = only_run_dir(tmp_path)
-    first = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    first = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert first["global_step"] == 4
     assert main(["--resume", str(run), "trainer.max_steps=6"]) == 0
-    second = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    second = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert second["global_step"] == 6
     assert only_run_dir(tmp_path) == run  # same folder, no new run
 
