@@ -101,3 +101,13 @@ def test_sample_prediction_is_converted_to_a_velocity(cfg) -> None:
     torch.testing.assert_close(v0, (x_t - x0) / module.min_sample_t)
     with pytest.raises(ValueError, match="prediction must be 'velocity' or 'sample'"):
         type(module)(module.backbone, module.conditioning, module.vae, prediction="eps")
+
+
+def test_backbone_flops_of_a_batch_are_counted(cfg, batch) -> None:
+    from itryon.models import dit_forward_flops
+
+    module = instantiate(cfg.model, "model")
+    module.diffusion_loss(batch)
+    cond = module.conditioning(batch, vae=module.vae, latent_shape=(2, 192, 5, 12, 16))
+    expected = dit_forward_flops(module.backbone, (2, 192, 5, 12, 16), cond.context.shape[1], reference_frames=1)
+    assert module.last_backbone_flops == expected > 0

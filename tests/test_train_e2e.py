@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -27,6 +28,7 @@ FAST = [
     "model.sampler.num_steps=2",
     "model.warmup_steps=0",
     "checkpoint.every_n_train_steps=2",
+    "callbacks.throughput.window=2",
 ]
 
 
@@ -57,7 +59,10 @@ def test_default_run_writes_the_run_folder(trained_run: Path) -> None:
     assert 0.0 <= metrics["metrics"]["val/isr"] <= 1.0
     assert metrics["protocols"]["ssim"]["metric"] == "ssim"
     assert list((run / "samples").glob("*.mp4")) and list((run / "samples").glob("*.png"))
-    assert (run / "logs" / "csv" / "metrics.csv").is_file()
+    rows = list(csv.DictReader((run / "logs" / "csv" / "metrics.csv").open()))
+    speeds = [float(r["train/samples_per_sec"]) for r in rows if r.get("train/samples_per_sec")]
+    tflops = [float(r["train/backbone_tflops"]) for r in rows if r.get("train/backbone_tflops")]
+    assert len(speeds) >= 2 and all(v > 0 for v in speeds) and all(v > 0 for v in tflops)
     assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from itryon.data.temporal import latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
+from itryon.models import WanDiT, dit_forward_flops
 
 
 class TryOnModule(L.LightningModule):
@@ -68,6 +69,7 @@ class TryOnModule(L.LightningModule):
         self.sample_every_n_epochs = sample_every_n_epochs
         self.sample_seed = sample_seed
         self.compile_blocks = compile_blocks
+        self.last_backbone_flops: int | None = None  # forward FLOPs of the last training batch (throughput)
         self.guidance_drop = guidance_drop if isinstance(guidance_drop, str) else list(guidance_drop)
         if prediction not in ("velocity", "sample"):
             raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
@@ -120,6 +122,17 @@ class TryOnModule(L.LightningModule):
         t = (timestep / self.flow.num_train_timesteps).clamp_min(self.min_sample_t)
         return (x_t - out) / t.view(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
 
+    def _backbone_flops(self, latent_shape: torch.Size, cond: Any) -> int | None:
+        """Analytic forward FLOPs of the backbone for this batch (None for a backbone it cannot count)."""
+        if not isinstance(self.backbone, WanDiT):
+            return None
+        reference = cond.reference_latents.shape[2] if cond.reference_latents is not None else 0
+        extra = cond.extra_tokens.shape[1] if cond.extra_tokens is not None else 0
+        return dit_forward_flops(
+            self.backbone, latent_shape, cond.context.shape[1], reference_frames=reference, extra_tokens=extra,
+            with_vace=cond.vace_context is not None,
+        )
+
     # ------------------------------------------------------------------------------------------------
     # training
 
@@ -132,6 +145,7 @@ class TryOnModule(L.LightningModule):
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
         x_t = self.flow.interpolate(x0, noise, t)
         v = self.predict_velocity(x_t, self.flow.model_timestep(t), cond)
+        self.last_backbone_flops = self._backbone_flops(x0.shape, cond)
         mask = None
         if self.loss_fn.ac_weight > 0:
             mask = self.loss_fn.action_mask(
