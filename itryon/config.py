@@ -24,6 +24,7 @@ import importlib
 import inspect
 import types
 import typing
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,11 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), config_root: st
     except Exception as exc:  # omegaconf raises several unrelated types for a bad interpolation
         raise ConfigError(f"cannot resolve an interpolation in {path}: {exc}") from exc
     _ORIGINS[id(cfg)] = origins
+    weakref.finalize(cfg, _ORIGINS.pop, id(cfg), None)  # forget the origins with the config
     return cfg
 
 
-_ORIGINS: dict[int, dict[str, str]] = {}
+_ORIGINS: dict[int, dict[str, str]] = {}  # id(config) -> {dotted key: file}; configs cannot carry attributes
 
 
 def origin_of(cfg: DictConfig, key: str) -> str | None:
