@@ -9,6 +9,7 @@ empty mask) do not count.
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from typing import Literal
 
 import torch
@@ -40,9 +41,9 @@ class PairedVideoMetric(Metric):
         """Per-pixel scores ``(N, 1, H', W')`` for masked averaging."""
         raise NotImplementedError(f"{type(self).__name__} has no per-pixel score map")
 
+    @abstractmethod
     def frame_scores(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Scores ``(N,)`` of frames ``(N, 3, H, W)`` in [-1, 1]; ``mask`` ``(N, 1, H, W)`` weights pixels."""
-        raise NotImplementedError
 
     def update(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from abc import abstractmethod
 
 import torch
 from torch import nn
@@ -43,9 +44,9 @@ class FrechetClipMetric(Metric):
             self.add_state(f"{prefix}_sum", torch.zeros(num_features, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{prefix}_outer", torch.zeros(num_features, num_features, dtype=torch.float64), dist_reduce_fx="sum")
 
+    @abstractmethod
     def features(self, videos: torch.Tensor, real: bool) -> torch.Tensor:
         """Clip features ``(N, D)`` of videos ``(B, 3, T, H, W)`` in [-1, 1]."""
-        raise NotImplementedError(f"{type(self).__name__} must implement features()")
 
     def _accumulate(self, feats: torch.Tensor, prefix: str) -> None:
         if feats.shape[-1] != self.num_features:

@@ -10,6 +10,7 @@ the clip and its counterfactual agree there bit for bit.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,27 +65,28 @@ def envelope(event: Event, num_frames: int, persists: bool) -> np.ndarray:
     return a
 
 
-class ActionKind:
+class ActionKind(ABC):
     name = ""
     phrase = ""  # caption verb phrase; {garment} and {hand} are filled in
     grip = GRASP
     persists = False
     classes: tuple[str, ...] = ("t_shirt", "tank_top", "long_sleeve", "jacket")
 
+    @abstractmethod
     def sample(self, rng: np.random.Generator, garment: GarmentSpec, body: BodyShape, hand: int, start: int, end: int) -> Event:
-        raise NotImplementedError
+        """Draw the event (contact point, extent) of one occurrence of this action."""
 
+    @abstractmethod
     def hand_path(self, event: Event, a: np.ndarray) -> np.ndarray:
         """Hand centre ``(T, 2)`` while acting, given the envelope ``a`` ``(T,)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def hand_angle(self, event: Event) -> float:
         """Direction the fingers point while acting (radians, image axes: 0 = +x, pi/2 = down)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def field(self, event: Event, garment: GarmentSpec, bx: np.ndarray, by: np.ndarray, a: np.ndarray) -> Deformation:
         """The deformation on body coordinates ``(t, H, W)`` with envelope values ``a`` ``(t, 1, 1)``."""
-        raise NotImplementedError
 
     def text(self, garment: GarmentSpec, event: Event) -> str:
         return "The person " + self.phrase.format(garment=garment.name, hand=HAND_NAMES[event.hand]) + "."
