@@ -8,6 +8,7 @@ import importlib
 COMMANDS = {
     "train": ("itryon.cli.train", "train a model from a YAML config"),
     "synth": ("itryon.cli.synth", "write a split of the synthetic interactive try-on world"),
+    "convert": ("itryon.cli.convert", "turn a folder-per-modality try-on dataset into a manifest"),
     "infer": ("itryon.cli.infer", "generate videos for a manifest with a trained run"),
     "evaluate": ("itryon.cli.evaluate", "compute metrics on folders of videos"),
 }
