@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from itryon.config import CONFIG_ROOT, ConfigError, to_yaml
@@ -23,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # frozen parts (VAE, text encoder) stay in eval mode on purpose; Lightning warns about it at every start
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     from itryon.data.manifest import ManifestError
     from itryon.training.run import build, fit, load_run_config, new_run_dir, prepare_config, resume_target
 
