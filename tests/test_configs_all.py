@@ -14,8 +14,9 @@ from itryon.data.contract import collate
 from itryon.training.run import prepare_config
 
 PRETRAINED = CONFIG_ROOT / "experiment" / "wan2.1_vace_1.3b_itryon.yaml"  # needs local Wan weights
+STAGE1 = CONFIG_ROOT / "experiment" / "wan2.1_vace_1.3b_stage1.yaml"
 DISK = CONFIG_ROOT / "experiment" / "synthetic_disk.yaml"  # needs splits written by itryon synth
-EXPERIMENTS = sorted(p for p in (CONFIG_ROOT / "experiment").glob("*.yaml") if p not in (PRETRAINED, DISK))
+EXPERIMENTS = sorted(p for p in (CONFIG_ROOT / "experiment").glob("*.yaml") if p not in (PRETRAINED, STAGE1, DISK))
 MODEL_PIECES = sorted((CONFIG_ROOT / "model").glob("*.yaml"))
 TRAINER_PIECES = sorted((CONFIG_ROOT / "trainer").glob("*.yaml"))
 DATA_PIECES = sorted((CONFIG_ROOT / "data").glob("*.yaml"))
@@ -130,3 +131,13 @@ def test_pretrained_experiment_validates_and_names_missing_weights(tmp_path: Pat
         instantiate(cfg.model.backbone, "model.backbone")
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/vae"):
         instantiate(cfg.model.vae, "model.vae")
+
+
+def test_stage1_experiment_is_the_stage2_one_without_interaction_parts(tmp_path: Path) -> None:
+    paths = [f"paths.wan={tmp_path}/wan", f"paths.data={tmp_path}/data"]
+    stage2 = flatten(prepare_config(PRETRAINED, paths))
+    stage1 = flatten(prepare_config(STAGE1, paths))
+    changed = {k for k in set(stage1) | set(stage2) if stage1.get(k, "<absent>") != stage2.get(k, "<absent>")}
+    prefixes = ("name", "model.conditioning.adapters.hands", "model.conditioning.adapters.actions", "model.loss.ac_weight", "callbacks.metrics.metrics")
+    assert changed and all(k.startswith(prefixes) for k in changed), sorted(changed)
+    assert stage1["model.conditioning.adapters.hands"] is None and stage1["model.loss.ac_weight"] == 0.0

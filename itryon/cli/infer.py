@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -39,20 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_module(run_dir: Path, weights: Path | None = None) -> torch.nn.Module:
     """The run's TryOnModule with its trained weights (frozen VAE weights come from its own config)."""
     from itryon.training.run import load_run_config
+    from itryon.training.weights import load_trained_weights
 
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir, ["model.init_from=null"])  # the run's own weights replace any starting point
     module = instantiate(cfg.model, "model")
-    path = weights or run_dir / WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights at {path} (train.py writes weights/model.safetensors at the end of a run)")
-    if path.suffix == ".safetensors":
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    result = module.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("vae.")]
-    if missing or result.unexpected_keys:
-        raise ValueError(f"{path} does not fit the run's model: missing {missing[:8]}, unexpected {result.unexpected_keys[:8]}")
+    load_trained_weights(module, weights or run_dir / WEIGHTS)
     return module.eval()
 
 

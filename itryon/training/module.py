@@ -13,6 +13,7 @@ from torch import nn
 from itryon.data.temporal import latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
 from itryon.models import WanDiT, dit_forward_flops
+from itryon.training.weights import load_trained_weights
 
 
 class TryOnModule(L.LightningModule):
@@ -29,6 +30,10 @@ class TryOnModule(L.LightningModule):
     loss and the sampler stay the same. Sample prediction suits backbones whose width is smaller than the
     values in one patch token (pixel-space latents on the tiny CPU configs): noise cannot pass through such a
     bottleneck, clean content can.
+
+    ``init_from`` starts from the weights of an earlier run (``weights/model.safetensors`` or a checkpoint),
+    as the paper's second stage starts from the first; parameters the file lacks keep their initialisation and
+    are listed in ``initialised_fresh``.
 
     With classifier-free guidance (``sampler.guidance_scale != 1``) the unconditional
     pass drops the adapters named in ``guidance_drop`` (``"all"``, or e.g. ``[garment, caption, actions]`` to
@@ -55,6 +60,7 @@ class TryOnModule(L.LightningModule):
         guidance_drop: str | list[str] = "all",
         prediction: Literal["velocity", "sample"] = "velocity",
         min_sample_t: float = 0.05,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -76,6 +82,8 @@ class TryOnModule(L.LightningModule):
         self.prediction = prediction
         self.min_sample_t = min_sample_t
         self._check_channels()
+        # weights of an earlier run (e.g. training stage 1); parts it lacks, such as new adapters, stay as built
+        self.initialised_fresh = load_trained_weights(self, init_from, allow_missing=True) if init_from else []
 
     # ------------------------------------------------------------------------------------------------
     # wiring
