@@ -126,7 +126,7 @@ def test_pretrained_experiment_validates_and_names_missing_weights(tmp_path: Pat
     assert cfg.model.backbone._target_ == "itryon.models.WanDiT.from_pretrained"
     assert set(cfg.model.vae.keys()) == {"_target_", "path", "spatial_compression", "temporal_compression"}
     assert cfg.model.conditioning.adapters.caption.encoder._target_ == "itryon.models.T5TextEncoder"
-    assert cfg.data.train.num_frames == 81
+    assert cfg.data.train.transforms[0].num_frames == 81
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/transformer"):
         instantiate(cfg.model.backbone, "model.backbone")
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/vae"):

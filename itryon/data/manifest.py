@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,9 +179,18 @@ class InteractiveManifestDataset(Dataset):
 
     ``manifest`` is the ``.jsonl`` file, or a folder together with ``split``. ``num_frames`` keeps the first
     ``num_frames`` frames (actions are cut to them; a shorter clip is an error); None keeps every frame.
+    ``transforms`` (e.g. :class:`itryon.data.transforms.Resize`, :class:`~itryon.data.transforms.TemporalCrop`)
+    apply in order to each sample, before its contract is checked.
     """
 
-    def __init__(self, manifest: str | Path, num_frames: int | None = None, split: str | None = None, check_files: bool = True):
+    def __init__(
+        self,
+        manifest: str | Path,
+        num_frames: int | None = None,
+        split: str | None = None,
+        check_files: bool = True,
+        transforms: Sequence[Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+    ):
         path = Path(manifest)
         if path.is_dir():
             if split is None:
@@ -192,6 +201,7 @@ class InteractiveManifestDataset(Dataset):
         self.path = path
         self.root = path.parent
         self.num_frames = num_frames
+        self.transforms = list(transforms or [])
         self.records = read_manifest(path, check_files=check_files)
         if num_frames is not None:
             short = [r["id"] for r in self.records if r["num_frames"] < num_frames]
@@ -227,5 +237,7 @@ class InteractiveManifestDataset(Dataset):
                 actions.append({**a, "end": end, "end_s": round(end / fps, 6)} if end != a["end"] else dict(a))
         meta = {"source": "manifest", **record.get("meta", {}), "id": record["id"], "fps": fps, "manifest": str(self.path), "video_path": str(self.root / record["video"])}
         sample = sample_from_arrays(arrays, record["caption"], actions, meta)
+        for transform in self.transforms:
+            sample = transform(sample)
         validate_sample(sample)
         return sample
