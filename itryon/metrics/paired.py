@@ -37,10 +37,6 @@ class PairedVideoMetric(Metric):
         self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def score_maps(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-pixel scores ``(N, 1, H', W')`` for masked averaging."""
-        raise NotImplementedError(f"{type(self).__name__} has no per-pixel score map")
-
     @abstractmethod
     def frame_scores(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Scores ``(N,)`` of frames ``(N, 3, H, W)`` in [-1, 1]; ``mask`` ``(N, 1, H, W)`` weights pixels."""
