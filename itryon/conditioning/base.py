@@ -61,12 +61,18 @@ class ConditionEnv:
 
 @dataclass
 class AdapterOutput:
-    """One adapter's contribution; ``positions`` and ``mask`` only for the kinds that use them."""
+    """One adapter's contribution; ``positions`` and ``mask`` only for the kinds that use them.
+
+    ``estimate`` is an optional first guess of the clean latents ``(B, C, F, h, w)`` (e.g. the person's kept region),
+    which a module predicting the clean sample as a residual adds to the backbone's output; one adapter at most
+    gives it.
+    """
 
     kind: str
     value: torch.Tensor
     positions: torch.Tensor | None = None  # tokens: (M, 3) long; context: (B, L) float
     mask: torch.Tensor | None = None  # context: (B, F, L) bool
+    estimate: torch.Tensor | None = None  # (B, C, F, h, w) clean-latent estimate
 
 
 class ConditioningAdapter(nn.Module):

@@ -15,12 +15,15 @@ class PersonAdapter(ConditioningAdapter):
 
     * ``mode="vace"`` (Wan2.1-VACE inpainting input): ``[E(agnostic * (1 - m)), E(agnostic * m), fold(m)]`` with
       ``E`` the VAE and ``fold`` the VACE mask folding, ``2 * latent_channels + s * s`` channels of the VACE context.
-    * ``mode="channels"`` (a backbone without a context branch): ``[E(agnostic), fold(m)]``,
+    * ``mode="channels"`` (a backbone without a context branch): ``[E(agnostic * (1 - m)), fold(m)]``,
       ``latent_channels + s * s`` channels concatenated to the noisy latents.
 
     With ``pose_in_mask=True`` (VACE mode only) the adapter also reads ``pose`` and draws the pose render inside
     the region to generate: ``reactive = pose * m`` instead of ``agnostic * m`` (the greyed region), VACE's way of
     composing a control video with inpainting, which keeps the pretrained ``2C + s * s`` context width.
+
+    The output's ``estimate`` is the latent of the agnostic video with the region to generate greyed out (the kept
+    region), the clean-latent guess a residual-predicting module starts from: copy-the-input.
 
     Null condition (CFG dropout): a grey video with the mask everywhere (generate everything), VACE's
     text-to-video input. The output paths are zero-initialised in the backbone (VACE projections, or the extra
@@ -63,7 +66,7 @@ class PersonAdapter(ConditioningAdapter):
             both = torch.cat([agnostic * (1 - mask), inside * mask], dim=0)  # (2B, 3, T, H, W): one VAE call
             inactive, reactive = encode_video(env.vae, both).chunk(2, dim=0)  # (B, C, F, h, w) each
             value = torch.cat([inactive, reactive, folded.to(inactive.dtype)], dim=1)
-        else:
-            latents = encode_video(env.vae, agnostic)  # (B, C, F, h, w)
-            value = torch.cat([latents, folded.to(latents.dtype)], dim=1)
-        return AdapterOutput(self.output_kind, value)
+            return AdapterOutput(self.output_kind, value, estimate=inactive)
+        inactive = encode_video(env.vae, agnostic * (1 - mask))  # (B, C, F, h, w)
+        value = torch.cat([inactive, folded.to(inactive.dtype)], dim=1)
+        return AdapterOutput(self.output_kind, value, estimate=inactive)

@@ -27,10 +27,11 @@ class Conditions:
     extra_tokens: torch.Tensor | None  # (B, M, dim)
     extra_token_positions: torch.Tensor | None  # (M, 3) long
     gated_context: torch.Tensor | None = None  # (B, L) bool: context tokens of gated adapters; None if none is gated
+    estimate: torch.Tensor | None = None  # (B, C, F, h, w): an adapter's first guess of the clean latents
 
     def backbone_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``WanDiT.forward`` other than latents, timestep and context (None ones omitted)."""
-        skip = {"channels", "context"}
+        skip = {"channels", "context", "estimate"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip and getattr(self, f.name) is not None}
 
 
@@ -177,6 +178,15 @@ class ConditioningStack(nn.Module):
             return torch.cat([o.value for _, o in parts], dim=dim) if parts else None
 
         # 1. latent-grid conditions
+        estimates = [(name, o.estimate) for name, o in outputs.items() if o.estimate is not None]
+        if len(estimates) > 1:
+            raise ValueError(f"adapters {[n for n, _ in estimates]} all give a clean-latent estimate; at most one may")
+        estimate = estimates[0][1] if estimates else None
+        if estimate is not None and tuple(estimate.shape) != (b, c, f, h, w):
+            raise ValueError(
+                f"adapter '{estimates[0][0]}' gave an estimate of shape {tuple(estimate.shape)}; expected the latent "
+                f"shape {latent_shape}"
+            )
         channels = cat("channels", 1)
         vace = cat("vace", 1)
         reference = cat("reference", 2)
@@ -217,7 +227,7 @@ class ConditioningStack(nn.Module):
         return Conditions(
             channels=channels, context=context, context_positions=positions, context_mask=mask,
             token_residual=residual, vace_context=vace, reference_latents=reference,
-            extra_tokens=tokens, extra_token_positions=token_positions, gated_context=gated,
+            extra_tokens=tokens, extra_token_positions=token_positions, gated_context=gated, estimate=estimate,
         )
 
 

@@ -1,32 +1,87 @@
-"""Flow-matching loss with the action-aware constraint (AC) term of iTryOn.
+"""The training objective: flow-matching regression in a named space and weighting, plus iTryOn's AC term.
 
-``L = L_flow + lambda * E[ || M_action * (v_hat - v) ||^2 ]`` where ``M_action`` marks latent frames that
-contain an interaction (a latent frame counts when any of its source frames does), optionally narrowed to
-the ``interaction_mask`` region. Both expectations are means over all latent elements, so the AC term is the
-flow loss restricted to interaction frames and scaled by their share, as the paper writes it.
+``L = E_t[ w(t) * ( ||e||^2 + lambda * ||M_action * e||^2 ) ]`` where ``e`` is the prediction error measured in
+``space`` and ``w(t)`` is the ``weighting`` scheme; ``M_action`` marks latent frames that contain an interaction (a
+latent frame counts when any of its source frames does), optionally narrowed to the ``interaction_mask`` region.
+Both expectations are means over all latent elements, so the AC term is the loss restricted to interaction frames and
+scaled by their share, as the paper writes it.
+
+On the rectified flow ``x_t = (1 - t) x_0 + t * noise`` every parametrisation gives both a velocity ``v_hat`` and a
+clean sample ``x0_hat = x_t - t * v_hat``, and their errors are tied by ``||x0_hat - x0|| = t * ||v_hat - v||``.
+The loss weight that a clean-sample error receives at time ``t`` is therefore (:func:`effective_x0_weight`):
+
+==================  ====================  ======================================================================
+``space``           ``weighting``         weight of ``||x0_hat - x0||^2`` at ``t``
+==================  ====================  ======================================================================
+``velocity``        ``none``              ``1 / t^2`` (Wan2.1, SD3 "none"): the high-noise end weighs least
+``x0``              ``none``              ``1``: every noise level alike
+``velocity``        ``sigma_sqrt``        ``1 / t^4``
+``velocity``        ``cosmap``            ``2 / (pi (1 - 2t + 2t^2)) / t^2``
+``x0``              ``sigma_sqrt``        ``1 / t^2``
+``x0``              ``cosmap``            ``2 / (pi (1 - 2t + 2t^2))``
+==================  ====================  ======================================================================
+
+The weighting schemes are diffusers' (``compute_loss_weighting_for_sd3``), applied per sample; the density of ``t``
+is the :class:`~itryon.diffusion.FlowMatching` sampler's and multiplies all of these.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from diffusers.training_utils import compute_loss_weighting_for_sd3
 from torch import nn
 
 from itryon.data.temporal import frames_to_latent
 
+LossSpace = Literal["velocity", "x0"]
+LossWeighting = Literal["none", "sigma_sqrt", "cosmap"]
+LOSS_SPACES = ("velocity", "x0")
+LOSS_WEIGHTINGS = ("none", "sigma_sqrt", "cosmap")
+
+
+def loss_weighting(weighting: str, t: torch.Tensor) -> torch.Tensor:
+    """Per-sample weight ``(B,)`` of scheme ``weighting`` at flow times ``t`` ``(B,)`` (``sigma = t``)."""
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+    return compute_loss_weighting_for_sd3(weighting, sigmas=t.float())
+
+
+def effective_x0_weight(space: str, weighting: str, t: torch.Tensor) -> torch.Tensor:
+    """The weight that the objective gives a clean-sample squared error at time ``t`` (see the module table)."""
+    if space not in LOSS_SPACES:
+        raise ValueError(f"loss space must be one of {LOSS_SPACES}, got {space!r}")
+    w = loss_weighting(weighting, t)
+    return w / t.float().square() if space == "velocity" else w
+
 
 class ActionConstraintLoss(nn.Module):
-    """Velocity MSE plus ``ac_weight`` times the MSE inside interaction frames (and regions).
+    """Weighted MSE in ``space`` plus ``ac_weight`` times the same MSE inside interaction frames (and regions).
 
-    ``ac_weight = 0`` is exactly the plain flow-matching loss.
+    ``ac_weight = 0`` is exactly the plain flow-matching loss. ``space`` and ``weighting`` are documented in the
+    module docstring; ``space="x0"`` trains every noise level alike whatever the backbone predicts.
     """
 
-    def __init__(self, ac_weight: float = 0.5, use_region: bool = False) -> None:
+    def __init__(
+        self,
+        ac_weight: float = 0.5,
+        use_region: bool = False,
+        space: LossSpace = "velocity",
+        weighting: LossWeighting = "none",
+    ) -> None:
         super().__init__()
         if ac_weight < 0:
             raise ValueError(f"ac_weight must be >= 0, got {ac_weight}")
+        if space not in LOSS_SPACES:
+            raise ValueError(f"loss space must be one of {LOSS_SPACES}, got {space!r}")
+        if weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
         self.ac_weight = ac_weight
         self.use_region = use_region
+        self.space = space
+        self.weighting = weighting
 
     def action_mask(
         self,
@@ -54,9 +109,22 @@ class ActionConstraintLoss(nn.Module):
             mask = mask * pooled
         return mask
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, action_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``{"loss", "flow", "ac"}`` for velocity prediction ``pred`` and ``target`` ``(B, C, F, h, w)``."""
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``{"loss", "flow", "ac"}`` for a prediction and its target ``(B, C, F, h, w)`` in ``space``.
+
+        ``t`` ``(B,)`` are the flow times of the samples; it may be omitted only with ``weighting="none"``.
+        """
         diff = (pred.float() - target.float()).square()
+        if self.weighting != "none":
+            if t is None:
+                raise ValueError(f"ActionConstraintLoss(weighting={self.weighting!r}) needs the flow times t (B,)")
+            diff = diff * loss_weighting(self.weighting, t).to(diff.device).view(-1, *([1] * (diff.ndim - 1)))
         flow = diff.mean()
         if action_mask is None or self.ac_weight == 0:
             return {"loss": flow, "flow": flow, "ac": torch.zeros_like(flow)}

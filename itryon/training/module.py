@@ -26,10 +26,14 @@ class TryOnModule(L.LightningModule):
     sample-video callbacks.
 
     ``prediction="velocity"`` reads the backbone's output as the flow velocity (Wan2.1); ``"sample"`` reads it
-    as the clean latents and converts it to a velocity (``(x_t - x0) / max(t, min_sample_t)``), so that the
-    loss and the sampler stay the same. Sample prediction suits backbones whose width is smaller than the
-    values in one patch token (pixel-space latents on the tiny CPU configs): noise cannot pass through such a
-    bottleneck, clean content can.
+    as the clean latents. Either way the module forms both the velocity ``v_hat`` and the clean sample
+    ``x0_hat = x_t - t v_hat`` and the loss measures its error in the space it names (``loss.space``, see
+    :mod:`itryon.diffusion.losses` for the weight each choice gives every noise level); the sampler integrates
+    velocities, ``(x_t - x0_hat) / max(t, min_sample_t)`` for sample prediction. Sample prediction suits backbones
+    whose width is smaller than the values in one patch token (pixel-space latents on the tiny CPU configs): noise
+    cannot pass through such a bottleneck, clean content can. ``residual=True`` (sample prediction only) adds the
+    conditioning's clean-latent estimate (the person adapter's kept region) to the output, so that a zero-initialised
+    head starts at copy-the-input and the backbone learns only what the input lacks.
 
     ``init_from`` starts from the weights of an earlier run (``weights/model.safetensors`` or a checkpoint),
     as the paper's second stage starts from the first; parameters the file lacks keep their initialisation and
@@ -59,6 +63,7 @@ class TryOnModule(L.LightningModule):
         compile_blocks: bool = False,
         guidance_drop: str | list[str] = "all",
         prediction: Literal["velocity", "sample"] = "velocity",
+        residual: bool = False,
         min_sample_t: float = 0.05,
         init_from: str | None = None,
     ) -> None:
@@ -79,7 +84,10 @@ class TryOnModule(L.LightningModule):
         self.guidance_drop = guidance_drop if isinstance(guidance_drop, str) else list(guidance_drop)
         if prediction not in ("velocity", "sample"):
             raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
+        if residual and prediction != "sample":
+            raise ValueError("residual=True adds an estimate of the clean latents: it needs prediction='sample'")
         self.prediction = prediction
+        self.residual = residual
         self.min_sample_t = min_sample_t
         self._check_channels()
         # weights of an earlier run (e.g. training stage 1); parts it lacks, such as new adapters, stay as built
@@ -120,15 +128,30 @@ class TryOnModule(L.LightningModule):
         frames = latent_frame_count(t, int(self.vae.temporal_compression))
         return (b, int(self.vae.latent_channels), frames, h // sc, w // sc)
 
-    def predict_velocity(self, x_t: torch.Tensor, timestep: torch.Tensor, cond: Any) -> torch.Tensor:
-        """Backbone velocity for noisy latents ``(B, C, F, h, w)`` and model timesteps ``(B,)`` in [0, 1000]."""
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any, min_t: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(v_hat, x0_hat)`` for noisy latents ``(B, C, F, h, w)`` at flow times ``t`` ``(B,)`` in (0, 1].
+
+        For sample prediction the velocity divides by ``max(t, min_t)``.
+        """
         x = torch.cat([x_t, cond.channels.to(x_t.dtype)], dim=1) if cond.channels is not None else x_t
-        out = self.backbone(x, timestep, cond.context, **cond.backbone_kwargs())
+        out = self.backbone(x, self.flow.model_timestep(t), cond.context, **cond.backbone_kwargs())
+        t_b = t.view(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
         if self.prediction == "velocity":
-            return out
-        # the backbone predicts the clean sample; its velocity is (x_t - x0) / t on the rectified flow
-        t = (timestep / self.flow.num_train_timesteps).clamp_min(self.min_sample_t)
-        return (x_t - out) / t.view(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
+            return out, x_t - t_b * out
+        if self.residual:
+            if cond.estimate is None:
+                raise ValueError(
+                    "residual=True needs a clean-latent estimate from the conditioning (the PersonAdapter gives one); "
+                    "no adapter gave it"
+                )
+            out = out + cond.estimate.to(out.dtype)
+        return (x_t - out) / t_b.clamp_min(min_t), out
+
+    def predict_velocity(self, x_t: torch.Tensor, timestep: torch.Tensor, cond: Any) -> torch.Tensor:
+        """Backbone velocity for noisy latents ``(B, C, F, h, w)`` and model timesteps ``(B,)`` in [0, 1000] (the
+        sampler's view: sample predictions divide by ``max(t, min_sample_t)``)."""
+        t = timestep / self.flow.num_train_timesteps
+        return self.predict(x_t, t, cond, min_t=self.min_sample_t)[0]
 
     def _backbone_flops(self, latent_shape: torch.Size, cond: Any) -> int | None:
         """Analytic forward FLOPs of the backbone for this batch (None for a backbone it cannot count)."""
@@ -152,14 +175,16 @@ class TryOnModule(L.LightningModule):
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
         x_t = self.flow.interpolate(x0, noise, t)
-        v = self.predict_velocity(x_t, self.flow.model_timestep(t), cond)
+        v_hat, x0_hat = self.predict(x_t, t, cond)
         self.last_backbone_flops = self._backbone_flops(x0.shape, cond)
         mask = None
         if self.loss_fn.ac_weight > 0:
             mask = self.loss_fn.action_mask(
                 batch["interaction"], x0.shape, int(self.vae.temporal_compression), batch.get("interaction_mask")
             )
-        return self.loss_fn(v, self.flow.velocity(x0, noise), mask)
+        if self.loss_fn.space == "x0":
+            return self.loss_fn(x0_hat, x0, mask, t=t)
+        return self.loss_fn(v_hat, self.flow.velocity(x0, noise), mask, t=t)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.diffusion_loss(batch)
