@@ -111,7 +111,12 @@ def _read_pair(name: str, pred_path: Path, gt_path: Path) -> tuple[torch.Tensor,
     return to_float(pred), to_float(gt)  # (3, T, H, W) in [-1, 1]
 
 
-def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+ANNOTATION_VIDEOS = ("counterfactual", "interaction_mask", "agnostic", "agnostic_mask")  # manifest fields read as videos
+_MASKS = ("interaction_mask", "agnostic_mask")
+
+
+def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, dict[str, Any]] | None, wanted: set[str] | None = None) -> dict[str, Any]:
+    """The pair and, with ``annotations``, the clip's actions, caption, meta and the annotation videos in ``wanted`` (all if None)."""
     pred, video = _read_pair(name, pred_path, gt_path)
     sample: dict[str, Any] = {"pred": pred, "video": video}
     if annotations is None:
@@ -123,11 +128,12 @@ def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, di
     sample["actions"] = [dict(a) for a in ann.get("actions", [])]
     sample["interaction"] = interaction_from_actions(sample["actions"], t)
     sample["caption"] = ann.get("caption", "")
+    sample["meta"] = {"id": name, **ann.get("meta", {})}
     for key, path in ann.items():
-        if key not in ("counterfactual", "interaction_mask"):
+        if key not in ANNOTATION_VIDEOS or (wanted is not None and key not in wanted):
             continue
         frames = read_video(path)  # (T, H, W, C) uint8
-        x = (frames > 127).float().permute(3, 0, 1, 2) if key == "interaction_mask" else to_float(frames)  # (C, T, H, W)
+        x = (frames[..., :1] > 127).float().permute(3, 0, 1, 2) if key in _MASKS else to_float(frames)  # (C, T, H, W)
         if tuple(x.shape[1:]) != tuple(video.shape[1:]):
             raise EvaluationError(f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}")
         sample[key] = x
@@ -154,6 +160,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Update every metric over the video pairs (batching same-shaped videos) and return flat results."""
     built = {name: (metric_spec(name), m.to(device)) for name, m in metrics.items()}
+    wanted = {k for spec, _ in built.values() for k in spec.required_keys + spec.optional_keys}
     pending: list[dict[str, Any]] = []
 
     def flush() -> None:
@@ -165,7 +172,7 @@ def evaluate(
         pending.clear()
 
     for name, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="video", disable=not progress):
-        sample = _sample(name, pred_path, gt_path, annotations)
+        sample = _sample(name, pred_path, gt_path, annotations, wanted)
         if pending and (pending[0]["video"].shape != sample["video"].shape or set(pending[0]) != set(sample) or len(pending) >= batch_size):
             flush()
         pending.append(sample)
@@ -178,15 +185,15 @@ def evaluate(
 
 
 def load_annotations(manifest: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
-    """Per clip id: ``actions``, ``caption`` and the paths of ``counterfactual``/``interaction_mask`` when the
-    record has them; and the reference video path of each clip."""
+    """Per clip id: ``actions``, ``caption``, ``meta`` and the paths of the :data:`ANNOTATION_VIDEOS` the record
+    has; and the reference video path of each clip."""
     from itryon.data.manifest import read_manifest
 
     path = Path(manifest)
     annotations, videos = {}, {}
     for record in read_manifest(path):
-        ann: dict[str, Any] = {"actions": record["actions"], "caption": record.get("caption", "")}
-        for key in ("counterfactual", "interaction_mask"):
+        ann: dict[str, Any] = {"actions": record["actions"], "caption": record.get("caption", ""), "meta": dict(record.get("meta", {}))}
+        for key in ANNOTATION_VIDEOS:
             if key in record:
                 ann[key] = path.parent / record[key]
         annotations[record["id"]] = ann
