@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from itryon.data.contract import interaction_from_actions
 from itryon.data.video_io import is_video_path, read_video, to_float
+from itryon.metrics.clip_selection import CLIP_SELECTIONS
 from itryon.metrics.registry import available_metrics, build_metric, flatten_result, metric_extras, metric_spec
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", help="interactive manifest (JSON lines, docs/manifest.md) giving actions, interaction masks and counterfactuals per clip id")
     parser.add_argument("--weights", help="folder of metric weight files (default $ITRYON_WEIGHTS)")
     parser.add_argument("--vfid-protocol", default="catv2ton", choices=["catv2ton", "rgb"], help="VFID protocol (default catv2ton)")
+    parser.add_argument(
+        "--vfid-clips", default="all", choices=list(CLIP_SELECTIONS),
+        help="VFID clip selection: all (default) or the reference script's, as in its two public variants (benchmarks/README.md)",
+    )  # fmt: skip
     parser.add_argument("--paired-protocol", default="standard", choices=["standard", "catv2ton"], help="SSIM border and LPIPS backbone: standard = skimage-style SSIM + alex; catv2ton = torchmetrics SSIM + squeeze")
     parser.add_argument("--lpips-net", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone (overrides --paired-protocol)")
     parser.add_argument("--batch-size", type=int, default=4, help="videos per metric update (default 4)")
@@ -93,6 +98,8 @@ def _metric_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     if name.startswith("vfid") and "protocol" in options:
         chosen["protocol"] = args.vfid_protocol
+    if name.startswith("vfid") and "clip_selection" in options:
+        chosen["clip_selection"] = args.vfid_clips
     if (name.startswith("ssim") or name.startswith("lpips")) and "protocol" in options:
         chosen["protocol"] = args.paired_protocol
     if name.startswith("lpips") and args.lpips_net:

@@ -40,12 +40,16 @@ class MetricSpec:
         return [p for p in inspect.signature(self.factory).parameters if p != "weights_dir"]
 
 
-def _vfid_i3d(weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "i3d.pt", clips_per_batch: int = 8, reset_real_features: bool = True) -> Metric:
-    return VideoFrechetDistance(i3d_network(weights_dir, filename), protocol, "i3d", clips_per_batch, reset_real_features)
+def _vfid_i3d(
+    weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "i3d.pt", clips_per_batch: int = 8, reset_real_features: bool = True, clip_selection: str = "all"
+) -> Metric:
+    return VideoFrechetDistance(i3d_network(weights_dir, filename), protocol, "i3d", clips_per_batch, reset_real_features, clip_selection)
 
 
-def _vfid_resnext(weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "resnext-101.pth", clips_per_batch: int = 8, reset_real_features: bool = True) -> Metric:
-    return VideoFrechetDistance(resnext_network(weights_dir, filename), protocol, "resnext101", clips_per_batch, reset_real_features)
+def _vfid_resnext(
+    weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "resnext-101.pth", clips_per_batch: int = 8, reset_real_features: bool = True, clip_selection: str = "all"
+) -> Metric:
+    return VideoFrechetDistance(resnext_network(weights_dir, filename), protocol, "resnext101", clips_per_batch, reset_real_features, clip_selection)
 
 
 def _fvd(weights_dir: WeightsDir = None, filename: str = "i3d_torchscript.pt", clips_per_batch: int = 8, reset_real_features: bool = True) -> Metric:
