@@ -14,6 +14,7 @@ from itryon.cli import evaluate
 from itryon.data.manifest import write_clip_files, write_manifest
 from itryon.data.synthetic.world import generate_clip
 from itryon.data.video_io import read_video, write_video
+from itryon.metrics.isr import CounterfactualJudge, JudgedClip
 from itryon.metrics.paired import VideoPSNR, VideoSSIM
 
 
@@ -73,7 +74,12 @@ def test_manifest_isr_and_windowed_metrics(world, tmp_path):
     good, bad = json.loads(out_good.read_text())["metrics"], json.loads(out_bad.read_text())["metrics"]
     assert good["isr_counterfactual"] == 1.0 and good["isr_counterfactual_false_interaction_rate"] == 0.0
     assert bad["isr_counterfactual"] == 0.0 and bad["isr_counterfactual_false_interaction_rate"] == 1.0
-    assert good["isr_counterfactual_interactions"] == sum(len(c["actions"]) for c in world["clips"])
+    judge, to_float = CounterfactualJudge(), lambda a: torch.from_numpy(a).float().div(127.5).sub(1)  # noqa: E731
+    decidable = sum(
+        judge.assess(JudgedClip(to_float(c["video"]), c["actions"], to_float(c["video"]), to_float(c["counterfactual"]), to_float(c["interaction_mask"]).add(1).div(2)), slice(a["start"], a["end"]), True) is not None
+        for c in world["clips"] for a in c["actions"]
+    )  # fmt: skip
+    assert good["isr_counterfactual_interactions"] == decidable >= sum(len(c["actions"]) for c in world["clips"]) - 1
     assert good["isr_counterfactual_passive_clips"] == 1
     assert good["psnr_interaction_masked"] == pytest.approx(100.0)  # identical frames hit the MSE floor
     assert bad["ssim_interaction"] < good["ssim_interaction"] == pytest.approx(1.0)

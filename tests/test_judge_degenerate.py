@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from itryon.data.contract import collate
 from itryon.data.synthetic import SyntheticTryOnDataset
@@ -16,14 +17,23 @@ REJECTED = (
 )  # fmt: skip
 
 
-def _scores(dataset, batch_size: int = 8) -> dict[str, dict[str, float]]:
+def _imperfect(batch) -> dict[str, torch.Tensor]:
+    """Correct but imperfect generations: 80% of the response, a 3x3 blur of the real clip."""
+    real, cf = batch["video"], batch["counterfactual"]  # (B, 3, T, H, W)
+    b, c, t, h, w = real.shape
+    frames = real.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    blurred = F.avg_pool2d(F.pad(frames, (1, 1, 1, 1), mode="replicate"), 3, 1).reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+    return {"share_0.8": cf + 0.8 * (real - cf), "blur_3x3": blurred}
+
+
+def _scores(dataset, batch_size: int = 8, outputs=degenerate_outputs) -> dict[str, dict[str, float]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # many small reductions: one thread avoids contention on a shared machine
     try:
         spec, metrics = metric_spec("isr"), {}
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-            for name, pred in degenerate_outputs(batch).items():
+            for name, pred in outputs(batch).items():
                 metrics.setdefault(name, build_metric("isr")).update(pred, batch["video"], **metric_extras(spec, batch))
         return {name: flatten_result("isr", m.compute()) for name, m in metrics.items()}
     finally:
@@ -33,6 +43,11 @@ def _scores(dataset, batch_size: int = 8) -> dict[str, dict[str, float]]:
 @pytest.fixture(scope="module")
 def val_scores():
     return _scores(SyntheticTryOnDataset("val", 32, 1))
+
+
+@pytest.fixture(scope="module")
+def imperfect_scores():
+    return _scores(SyntheticTryOnDataset("val", 32, 1), outputs=_imperfect)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +72,11 @@ def test_degenerate_outputs_score_at_most_0_1(val_scores, case):
     assert row["isr"] <= 0.1, f"{case}: ISR {row['isr']:.3f}"
     # a passive clip counts as free of false interactions only when the generation reproduces it
     assert row["isr_false_interaction_rate"] >= 0.9, f"{case}: false-interaction rate {row['isr_false_interaction_rate']:.3f}"
+
+
+def test_imperfect_but_correct_outputs_still_pass(imperfect_scores):
+    assert imperfect_scores["share_0.8"]["isr"] == 1.0 and imperfect_scores["share_0.8"]["isr_false_interaction_rate"] == 0.0
+    assert imperfect_scores["blur_3x3"]["isr"] >= 0.8  # the judge compares 2x2 cells, not single pixels
 
 
 def test_every_output_reports_the_chance_floor(val_scores):

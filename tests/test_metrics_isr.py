@@ -34,7 +34,7 @@ def test_contrast_test_values():
     for share, passed in ((1.0, True), (0.8, True), (0.72, True), (0.68, False), (0.5, False), (0.3, False), (0.0, False)):
         a = judge.assess(JudgedClip(_towards(real, cf, share), ACTION, real, cf, mask), window, use_mask=True)
         assert a.contrast.share == pytest.approx(share) and a.contrast.error == pytest.approx(1 - share)
-        assert a.contrast.pixels == 3 * 16 and a.context is None  # nothing moves outside the patch
+        assert a.contrast.pixels == 3 * 4 and a.context is None  # 3 frames of 2x2 cells; nothing moves outside the patch
         assert a.passed is passed
     # overshooting the response by 60%: the share is high but the generation is far from the real clip
     a = judge.assess(JudgedClip(_towards(real, cf, 1.6), ACTION, real, cf, mask), window, use_mask=True)
@@ -82,7 +82,7 @@ def test_reproduction_on_pixel_sets():
     real, cf, _ = _world()
     where = torch.zeros(real.shape[1:], dtype=torch.bool)
     where[2:5, 2:4, 2:6] = True
-    r = reproduction(_towards(real, cf, 0.25), real, cf, where)
+    r = reproduction(_towards(real, cf, 0.25), real, cf, where)  # on pixels: no pooling here
     assert (r.share, r.error, r.pixels) == (pytest.approx(0.25), pytest.approx(0.75), 24)
     empty = reproduction(real, real, real, where)
     assert math.isnan(empty.share) and not empty.passes(0.7, 0.5)

@@ -14,9 +14,10 @@ reproduces the real clip when
    same two bounds with ``s`` in the role of ``cf``. A still or time-shifted output cannot follow the
    real motion; with no moving pixel the test has nothing to check and passes.
 
-Sums run over pixels and channels of the judged frames. With fewer than ``min_pixels`` contrast
-pixels (``C`` restricted to ``interaction_mask`` for actions when ``use_mask``) the verdict is
-undecidable. A 50/50 blend of ``r`` and ``cf`` has ``share = error = 0.5``; a constant, noise, a still
+All videos are first averaged over cells of ``pool x pool`` pixels (masks: a cell is in when any of
+its pixels is), so a slightly blurred but correct response still passes; "pixels" below are cells.
+Sums run over cells and channels of the judged frames. With fewer than ``min_pixels`` contrast cells
+(``C`` restricted to ``interaction_mask`` for actions when ``use_mask``) the verdict is undecidable. A 50/50 blend of ``r`` and ``cf`` has ``share = error = 0.5``; a constant, noise, a still
 frame, the agnostic input or the clip shifted in time fail one of the tests.
 """
 
@@ -81,10 +82,14 @@ class CounterfactualJudge:
         motion_threshold: float = 0.2,
         min_share: float = 0.7,
         max_error: float = 0.5,
-        min_pixels: int = 16,
+        min_pixels: int = 8,
         use_mask: bool = True,
         use_context: bool = True,
+        pool: int = 2,
     ) -> None:
+        if pool < 1:
+            raise ValueError(f"pool (cell size in pixels) must be >= 1, got {pool}")
+        self.pool = pool
         if not 0.5 < min_share <= 1.0 or not 0.0 < max_error < 1.0:
             raise ValueError(f"need 0.5 < min_share <= 1 and 0 < max_error < 1 (else a 50/50 blend or the counterfactual passes), got {min_share}, {max_error}")
         self.contrast_threshold, self.motion_threshold = contrast_threshold, motion_threshold
@@ -92,8 +97,15 @@ class CounterfactualJudge:
         self.use_mask, self.use_context = use_mask, use_context
 
     def describe(self) -> dict:
-        keys = ("contrast_threshold", "motion_threshold", "min_share", "max_error", "min_pixels", "use_mask", "use_context")
+        keys = ("contrast_threshold", "motion_threshold", "min_share", "max_error", "min_pixels", "use_mask", "use_context", "pool")
         return {k: getattr(self, k) for k in keys}
+
+    def _pool(self, x: torch.Tensor, mask: bool = False) -> torch.Tensor:
+        """``x`` ``(C, t, H, W)`` averaged (masks: max) over ``pool x pool`` cells."""
+        if self.pool == 1:
+            return x
+        f = torch.nn.functional.max_pool2d if mask else torch.nn.functional.avg_pool2d
+        return f(x, self.pool, ceil_mode=True) if mask else f(x, self.pool, ceil_mode=True, count_include_pad=False)
 
     def assess(self, clip: JudgedClip, frames: slice, use_mask: bool) -> Assessment | None:
         """Both tests on ``frames`` of ``clip``; None (undecidable) with fewer than ``min_pixels`` contrast pixels."""
@@ -102,20 +114,20 @@ class CounterfactualJudge:
         for key in ("video", "counterfactual"):
             if tuple(getattr(clip, key).shape) != tuple(clip.generated.shape):
                 raise ValueError(f"CounterfactualJudge: '{key}' has shape {tuple(getattr(clip, key).shape)}, the generated video {tuple(clip.generated.shape)}")
-        g, r, cf = (x[:, frames].float() for x in (clip.generated, clip.video, clip.counterfactual))  # (3, t, H, W)
+        g, r, cf = (self._pool(x[:, frames].float()) for x in (clip.generated, clip.video, clip.counterfactual))  # (3, t, H, W)
         different = (r - cf).abs().amax(0) > self.contrast_threshold  # (t, H, W)
         contrast = different
         if use_mask and clip.interaction_mask is not None:
-            contrast = contrast & (clip.interaction_mask[0, frames].to(g.device) > 0.5)
+            contrast = contrast & (self._pool(clip.interaction_mask[:, frames].float(), mask=True)[0].to(g.device) > 0.5)
         if int(contrast.sum()) < self.min_pixels:
             return None
         result = reproduction(g, r, cf, contrast)
         context = None
         if self.use_context:
-            still = clip.video.float().mean(dim=1, keepdim=True).expand_as(r)  # (3, t, H, W): the real clip's temporal mean
+            still = self._pool(clip.video.float().mean(dim=1, keepdim=True)).expand_as(r)  # (3, t, H, W): the real clip's temporal mean
             moving = ((r - still).abs().amax(0) > self.motion_threshold) & ~different
             if clip.agnostic_mask is not None:
-                moving = moving & (clip.agnostic_mask[0, frames].to(g.device) > 0.5)
+                moving = moving & (self._pool(clip.agnostic_mask[:, frames].float(), mask=True)[0].to(g.device) > 0.5)
             if int(moving.sum()) >= self.min_pixels:
                 context = reproduction(g, r, still, moving)
         passed = result.passes(self.min_share, self.max_error) and (context is None or context.passes(self.min_share, self.max_error))

@@ -92,11 +92,12 @@ def _isr_counterfactual(
     motion_threshold: float = 0.2,
     min_share: float = 0.7,
     max_error: float = 0.5,
-    min_pixels: int = 16,
+    min_pixels: int = 8,
     use_mask: bool = True,
     use_context: bool = True,
+    pool: int = 2,
 ) -> Metric:
-    return InteractionSuccessRate(CounterfactualJudge(contrast_threshold, motion_threshold, min_share, max_error, min_pixels, use_mask, use_context))
+    return InteractionSuccessRate(CounterfactualJudge(contrast_threshold, motion_threshold, min_share, max_error, min_pixels, use_mask, use_context, pool))
 
 
 _ISR_KEYS = ("counterfactual", "interaction_mask", "agnostic", "agnostic_mask", "meta")
