@@ -53,7 +53,7 @@ class Assessment:
 
 
 def reproduction(generated: torch.Tensor, real: torch.Tensor, base: torch.Tensor, where: torch.Tensor) -> Reproduction:
-    """``generated``, ``real``, ``base`` ``(3, t, H, W)``; ``where`` bool ``(t, H, W)``: the pixels summed over."""
+    """``generated``, ``real``, ``base`` ``(3, t, h, w)``; ``where`` bool ``(t, h, w)``: the pixels (cells) summed over."""
     g, r, b = (x[:, where].double() for x in (generated, real, base))  # (3, n)
     change = r - b
     gap = float(change.square().sum())
@@ -87,11 +87,11 @@ class CounterfactualJudge:
         use_context: bool = True,
         pool: int = 2,
     ) -> None:
+        if not 0.5 < min_share <= 1.0 or not 0.0 < max_error < 1.0:
+            raise ValueError(f"need 0.5 < min_share <= 1 and 0 < max_error < 1 (else a 50/50 blend or the counterfactual passes), got {min_share}, {max_error}")
         if pool < 1:
             raise ValueError(f"pool (cell size in pixels) must be >= 1, got {pool}")
         self.pool = pool
-        if not 0.5 < min_share <= 1.0 or not 0.0 < max_error < 1.0:
-            raise ValueError(f"need 0.5 < min_share <= 1 and 0 < max_error < 1 (else a 50/50 blend or the counterfactual passes), got {min_share}, {max_error}")
         self.contrast_threshold, self.motion_threshold = contrast_threshold, motion_threshold
         self.min_share, self.max_error, self.min_pixels = min_share, max_error, min_pixels
         self.use_mask, self.use_context = use_mask, use_context
@@ -101,7 +101,7 @@ class CounterfactualJudge:
         return {k: getattr(self, k) for k in keys}
 
     def _pool(self, x: torch.Tensor, mask: bool = False) -> torch.Tensor:
-        """``x`` ``(C, t, H, W)`` averaged (masks: max) over ``pool x pool`` cells."""
+        """``x`` ``(C, t, H, W)`` -> ``(C, t, H', W')``, averaged (masks: max) over ``pool x pool`` cells."""
         if self.pool == 1:
             return x
         f = torch.nn.functional.max_pool2d if mask else torch.nn.functional.avg_pool2d
@@ -114,8 +114,8 @@ class CounterfactualJudge:
         for key in ("video", "counterfactual"):
             if tuple(getattr(clip, key).shape) != tuple(clip.generated.shape):
                 raise ValueError(f"CounterfactualJudge: '{key}' has shape {tuple(getattr(clip, key).shape)}, the generated video {tuple(clip.generated.shape)}")
-        g, r, cf = (self._pool(x[:, frames].float()) for x in (clip.generated, clip.video, clip.counterfactual))  # (3, t, H, W)
-        different = (r - cf).abs().amax(0) > self.contrast_threshold  # (t, H, W)
+        g, r, cf = (self._pool(x[:, frames].float()) for x in (clip.generated, clip.video, clip.counterfactual))  # (3, t, H', W') cells
+        different = (r - cf).abs().amax(0) > self.contrast_threshold  # (t, H', W')
         contrast = different
         if use_mask and clip.interaction_mask is not None:
             contrast = contrast & (self._pool(clip.interaction_mask[:, frames].float(), mask=True)[0].to(g.device) > 0.5)
@@ -124,7 +124,7 @@ class CounterfactualJudge:
         result = reproduction(g, r, cf, contrast)
         context = None
         if self.use_context:
-            still = self._pool(clip.video.float().mean(dim=1, keepdim=True)).expand_as(r)  # (3, t, H, W): the real clip's temporal mean
+            still = self._pool(clip.video.float().mean(dim=1, keepdim=True)).expand_as(r)  # (3, t, H', W'): the real clip's temporal mean
             moving = ((r - still).abs().amax(0) > self.motion_threshold) & ~different
             if clip.agnostic_mask is not None:
                 moving = moving & (self._pool(clip.agnostic_mask[:, frames].float(), mask=True)[0].to(g.device) > 0.5)
