@@ -13,7 +13,8 @@ import torch
 from itryon.cli import evaluate
 from itryon.data.manifest import write_clip_files, write_manifest
 from itryon.data.synthetic.world import generate_clip
-from itryon.data.video_io import write_video
+from itryon.data.video_io import read_video, write_video
+from itryon.metrics.isr import CounterfactualJudge, JudgedClip
 from itryon.metrics.paired import VideoPSNR, VideoSSIM
 
 
@@ -73,7 +74,12 @@ def test_manifest_isr_and_windowed_metrics(world, tmp_path):
     good, bad = json.loads(out_good.read_text())["metrics"], json.loads(out_bad.read_text())["metrics"]
     assert good["isr_counterfactual"] == 1.0 and good["isr_counterfactual_false_interaction_rate"] == 0.0
     assert bad["isr_counterfactual"] == 0.0 and bad["isr_counterfactual_false_interaction_rate"] == 1.0
-    assert good["isr_counterfactual_interactions"] == sum(len(c["actions"]) for c in world["clips"])
+    judge, to_float = CounterfactualJudge(), lambda a: torch.from_numpy(a).float().div(127.5).sub(1)  # noqa: E731
+    decidable = sum(
+        judge.assess(JudgedClip(to_float(c["video"]), c["actions"], to_float(c["video"]), to_float(c["counterfactual"]), to_float(c["interaction_mask"]).add(1).div(2)), slice(a["start"], a["end"]), True) is not None
+        for c in world["clips"] for a in c["actions"]
+    )  # fmt: skip
+    assert good["isr_counterfactual_interactions"] == decidable >= sum(len(c["actions"]) for c in world["clips"]) - 1
     assert good["isr_counterfactual_passive_clips"] == 1
     assert good["psnr_interaction_masked"] == pytest.approx(100.0)  # identical frames hit the MSE floor
     assert bad["ssim_interaction"] < good["ssim_interaction"] == pytest.approx(1.0)
@@ -132,3 +138,47 @@ def test_main_dispatches_evaluate(world, tmp_path):
     out = tmp_path / "main.json"
     code = main(["evaluate", "--pred", str(world["good"]), "--gt", str(world["gt"]), "--metrics", "ssim", "--out", str(out), "--no-progress", "--device", "cpu"])
     assert code == 0 and math.isclose(json.loads(out.read_text())["metrics"]["ssim"], 1.0, abs_tol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """8 val clips written by ``itryon synth`` (every file of the manifest, agnostic inputs included), a mix of
+    6 family clips, and for each a folder of black videos named after the clips."""
+    from itryon.cli.main import main as itryon
+
+    root = tmp_path_factory.mktemp("written")
+    assert itryon(["synth", "--out", str(root / "std"), "--split", "val", "--num", "8", "--seed", "1", "--no-progress"]) == 0
+    assert itryon(["synth", "--out", str(root / "mix"), "--split", "val", "--num", "6", "--seed", "1", "--families", "contact,caption,timing", "--no-progress"]) == 0
+    folders = {}
+    for name in ("std", "mix"):
+        manifest = root / name / "val.jsonl"
+        records = [json.loads(line) for line in manifest.read_text().splitlines()]
+        black = root / f"{name}_black"
+        for r in records:
+            write_video(black / f"{r['id']}.mp4", np.zeros((r["num_frames"], r["height"], r["width"], 3), dtype=np.uint8), lossless=True)
+        folders[name] = {"manifest": manifest, "black": black, "records": records}
+    return folders
+
+
+def test_black_videos_score_no_interactions(written, tmp_path, capsys):
+    out = tmp_path / "black.json"
+    assert evaluate.run(_args(pred=written["std"]["black"], manifest=written["std"]["manifest"], metrics="isr", out=out)) == 0
+    printed = dict(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("isr"))
+    assert float(printed["isr"]) <= 0.1 and float(printed["isr_false_interaction_rate"]) >= 0.9
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["isr_interactions"] >= 6 and metrics["isr_chance"] <= 0.1  # the copied agnostic input scores no better
+    assert metrics["isr_chance"] == pytest.approx(float(printed["isr_chance"]), abs=1e-6)
+
+
+def test_manifest_references_score_one_per_family(written, tmp_path):
+    mix = written["mix"]
+    out, gt = tmp_path / "gt.json", tmp_path / "gt"
+    for r in mix["records"]:
+        write_video(gt / f"{r['id']}.mp4", read_video(mix["manifest"].parent / r["video"]), lossless=True)
+    assert evaluate.run(_args(pred=gt, manifest=mix["manifest"], metrics="isr", out=out)) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert (metrics["isr_contact"], metrics["isr_caption"], metrics["isr_timing"], metrics["isr_false_interaction_rate_contact"]) == (1.0, 1.0, 1.0, 0.0)
+    assert metrics["isr_caption_chance"] == 0.0 and "isr_standard" not in metrics
+    assert evaluate.run(_args(pred=mix["black"], manifest=mix["manifest"], metrics="isr", out=out)) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert max(metrics["isr_contact"], metrics["isr_caption"], metrics["isr_timing"]) == 0.0

@@ -164,3 +164,19 @@ def test_safetensors_weights(tmp_path):
     assert torch.equal(loaded["Conv3d_1a_7x7.conv3d.weight"], state["Conv3d_1a_7x7.conv3d.weight"])
     net = i3d_network(tmp_path, filename="i3d.safetensors")
     assert torch.equal(net.Conv3d_2c_3x3.bn.running_var, state["Conv3d_2c_3x3.bn.running_var"])
+
+
+def test_checkpoints_without_batch_norm_counters_load(tmp_path):
+    # checkpoints saved before torch 0.4.1 have no '*.num_batches_tracked'; torch's strict load accepts them
+    state = _random_state(reference_i3d_layout(), seed=3)
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert len(old) < len(state)
+    torch.save(old, tmp_path / "i3d.pt")
+    net = i3d_network(tmp_path)
+    assert torch.equal(net.Conv3d_1a_7x7.bn.running_mean, state["Conv3d_1a_7x7.bn.running_mean"])
+    assert int(net.Mixed_5c.b3b.bn.num_batches_tracked) == 0
+    # any other missing key still fails, naming it
+    del old["Conv3d_1a_7x7.bn.running_mean"]
+    torch.save(old, tmp_path / "i3d.pt")
+    with pytest.raises(ValueError, match=r"missing \['Conv3d_1a_7x7\.bn\.running_mean'\] \(1 keys\)"):
+        i3d_network(tmp_path)

@@ -13,18 +13,24 @@ from itryon.metrics.weights import MissingWeightsError
 
 
 class StandInDetector(torch.nn.Module):
-    """Same call signature as StyleGAN-V's i3d_torchscript.pt: uint8 (B, 3, T, H, W) in, 400-d out."""
+    """Same call signature as StyleGAN-V's i3d_torchscript.pt: (B, 3, T, H, W) in, 400-d out.
+
+    Like the real network it computes on [-1, 1]: ``rescale=True`` maps [0, 255] there, and without it the
+    input must already lie in [-1, 1] (uint8 levels passed with ``rescale=False`` are refused).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.proj = torch.nn.Linear(6, 400)
 
-    def forward(self, x: torch.Tensor, rescale: bool = True, resize: bool = False, return_features: bool = False) -> torch.Tensor:
-        if x.dtype != torch.uint8:
-            raise RuntimeError("expected uint8 videos")
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
         v = x.float()
         if rescale:
+            if x.dtype != torch.uint8:
+                raise RuntimeError("rescale=True expects uint8 videos in [0, 255]")
             v = v / 127.5 - 1.0
+        elif bool(v.min() < -1.0) or bool(v.max() > 1.0):
+            raise RuntimeError("without rescale the detector expects videos in [-1, 1]")
         if resize:
             v = F.interpolate(v, size=(v.shape[2], 8, 8), mode="trilinear", align_corners=False)
         out = self.proj(torch.cat([v.mean(dim=(2, 3, 4)), v.std(dim=(2, 3, 4))], dim=1))
@@ -53,8 +59,8 @@ def test_fvd_stylegan_v_protocol(detector_folder):
     real_clips = torch.stack([to_u8(real[i, :, o : o + 16]) for i, o in enumerate(offsets.tolist())])
     fake_clips = to_u8(fake[:, :, :16])
     with torch.no_grad():
-        fr = detector(real_clips, rescale=False, resize=True, return_features=True).double().numpy()
-        ff = detector(fake_clips, rescale=False, resize=True, return_features=True).double().numpy()
+        fr = detector(real_clips, rescale=True, resize=True, return_features=True).double().numpy()
+        ff = detector(fake_clips, rescale=True, resize=True, return_features=True).double().numpy()
     s1, s2 = np.cov(ff, rowvar=False, ddof=0), np.cov(fr, rowvar=False, ddof=0)  # biased covariance
     ref = ((ff.mean(0) - fr.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2).real)
     assert value == pytest.approx(ref, rel=1e-4, abs=1e-6)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from itryon.data.contract import interaction_from_actions
 from itryon.data.video_io import is_video_path, read_video, to_float
+from itryon.metrics.clip_selection import CLIP_SELECTIONS
 from itryon.metrics.registry import available_metrics, build_metric, flatten_result, metric_extras, metric_spec
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", help="interactive manifest (JSON lines, docs/manifest.md) giving actions, interaction masks and counterfactuals per clip id")
     parser.add_argument("--weights", help="folder of metric weight files (default $ITRYON_WEIGHTS)")
     parser.add_argument("--vfid-protocol", default="catv2ton", choices=["catv2ton", "rgb"], help="VFID protocol (default catv2ton)")
+    parser.add_argument(
+        "--vfid-clips", default="all", choices=list(CLIP_SELECTIONS),
+        help="VFID clip selection: all (default) or the reference script's, as in its two public variants (benchmarks/README.md)",
+    )  # fmt: skip
     parser.add_argument("--paired-protocol", default="standard", choices=["standard", "catv2ton"], help="SSIM border and LPIPS backbone: standard = skimage-style SSIM + alex; catv2ton = torchmetrics SSIM + squeeze")
     parser.add_argument("--lpips-net", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone (overrides --paired-protocol)")
     parser.add_argument("--batch-size", type=int, default=4, help="videos per metric update (default 4)")
@@ -93,6 +98,8 @@ def _metric_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     if name.startswith("vfid") and "protocol" in options:
         chosen["protocol"] = args.vfid_protocol
+    if name.startswith("vfid") and "clip_selection" in options:
+        chosen["clip_selection"] = args.vfid_clips
     if (name.startswith("ssim") or name.startswith("lpips")) and "protocol" in options:
         chosen["protocol"] = args.paired_protocol
     if name.startswith("lpips") and args.lpips_net:
@@ -111,7 +118,12 @@ def _read_pair(name: str, pred_path: Path, gt_path: Path) -> tuple[torch.Tensor,
     return to_float(pred), to_float(gt)  # (3, T, H, W) in [-1, 1]
 
 
-def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+ANNOTATION_VIDEOS = ("counterfactual", "interaction_mask", "agnostic", "agnostic_mask")  # manifest fields read as videos
+_MASKS = ("interaction_mask", "agnostic_mask")
+
+
+def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, dict[str, Any]] | None, wanted: set[str] | None = None) -> dict[str, Any]:
+    """The pair and, with ``annotations``, the clip's actions, caption, meta and the annotation videos in ``wanted`` (all if None)."""
     pred, video = _read_pair(name, pred_path, gt_path)
     sample: dict[str, Any] = {"pred": pred, "video": video}
     if annotations is None:
@@ -123,11 +135,12 @@ def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, di
     sample["actions"] = [dict(a) for a in ann.get("actions", [])]
     sample["interaction"] = interaction_from_actions(sample["actions"], t)
     sample["caption"] = ann.get("caption", "")
+    sample["meta"] = {"id": name, **ann.get("meta", {})}
     for key, path in ann.items():
-        if key not in ("counterfactual", "interaction_mask"):
+        if key not in ANNOTATION_VIDEOS or (wanted is not None and key not in wanted):
             continue
         frames = read_video(path)  # (T, H, W, C) uint8
-        x = (frames > 127).float().permute(3, 0, 1, 2) if key == "interaction_mask" else to_float(frames)  # (C, T, H, W)
+        x = (frames[..., :1] > 127).float().permute(3, 0, 1, 2) if key in _MASKS else to_float(frames)  # (C, T, H, W)
         if tuple(x.shape[1:]) != tuple(video.shape[1:]):
             raise EvaluationError(f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}")
         sample[key] = x
@@ -154,6 +167,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Update every metric over the video pairs (batching same-shaped videos) and return flat results."""
     built = {name: (metric_spec(name), m.to(device)) for name, m in metrics.items()}
+    wanted = {k for spec, _ in built.values() for k in spec.required_keys + spec.optional_keys}
     pending: list[dict[str, Any]] = []
 
     def flush() -> None:
@@ -165,7 +179,7 @@ def evaluate(
         pending.clear()
 
     for name, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="video", disable=not progress):
-        sample = _sample(name, pred_path, gt_path, annotations)
+        sample = _sample(name, pred_path, gt_path, annotations, wanted)
         if pending and (pending[0]["video"].shape != sample["video"].shape or set(pending[0]) != set(sample) or len(pending) >= batch_size):
             flush()
         pending.append(sample)
@@ -178,15 +192,15 @@ def evaluate(
 
 
 def load_annotations(manifest: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
-    """Per clip id: ``actions``, ``caption`` and the paths of ``counterfactual``/``interaction_mask`` when the
-    record has them; and the reference video path of each clip."""
+    """Per clip id: ``actions``, ``caption``, ``meta`` and the paths of the :data:`ANNOTATION_VIDEOS` the record
+    has; and the reference video path of each clip."""
     from itryon.data.manifest import read_manifest
 
     path = Path(manifest)
     annotations, videos = {}, {}
     for record in read_manifest(path):
-        ann: dict[str, Any] = {"actions": record["actions"], "caption": record.get("caption", "")}
-        for key in ("counterfactual", "interaction_mask"):
+        ann: dict[str, Any] = {"actions": record["actions"], "caption": record.get("caption", ""), "meta": dict(record.get("meta", {}))}
+        for key in ANNOTATION_VIDEOS:
             if key in record:
                 ann[key] = path.parent / record[key]
         annotations[record["id"]] = ann

@@ -3,11 +3,15 @@
 Writes ``DIR/<split>.jsonl`` (the interactive manifest, docs/manifest.md) and the clips' files under
 ``DIR/<split>/``; with ``--preview`` also ``DIR/<split>_preview.png``, a contact sheet of the first clips
 (rows: video, hand prior, agnostic, counterfactual; red bars mark action frames, white bars passive gestures).
+``--families contact,caption,timing`` writes benchmark-family clips instead (a comma-separated list takes
+turns clip by clip; ``standard`` names the standard clips), e.g. a test split mixing every family:
+``itryon synth --out DIR --split test --num 256 --families standard,contact,caption,timing``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -22,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--fps", type=float, default=8.0)
     parser.add_argument("--passive-fraction", type=float, default=0.25, help="share of clips with passive look-alike gestures")
+    parser.add_argument("--families", "--family", dest="families", help="comma-separated benchmark families to mix (standard, contact, caption, timing); default: the standard clips")
     parser.add_argument("--format", default="mp4", choices=("mp4", "png"), help="RGB videos as lossless MP4 or PNG frame folders")
     parser.add_argument("--preview", action="store_true", help="also write DIR/<split>_preview.png")
     parser.add_argument("--preview-clips", type=int, default=6, help="clips in the contact sheet")
@@ -32,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from itryon.data.synthetic import contact_sheet, generate_clip, write_split
+    from itryon.data.synthetic.families import family_mix, mixed_clip
 
+    try:
+        mix = family_mix([f.strip() for f in args.families.split(",") if f.strip()] if args.families is not None else None)
+    except ValueError as exc:
+        print(f"itryon synth: error: --families: {exc}", file=sys.stderr)
+        return 2
     manifest = write_split(
         args.out,
         args.split,
@@ -46,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
         video_format=args.format,
         start_index=args.start_index,
         progress=not args.no_progress,
+        families=mix,
     )
     print(f"wrote {args.num} clips of split {args.split!r} to {manifest}")
     if args.preview and args.num > 0:
         indices = range(args.start_index, args.start_index + min(args.num, args.preview_clips))
-        clips = [generate_clip(args.split, i, args.seed, args.frames, args.height, args.width, args.fps, args.passive_fraction) for i in indices]
+        picks = [(None, i) if mix is None else mixed_clip(i, mix) for i in indices]
+        clips = [generate_clip(args.split, i, args.seed, args.frames, args.height, args.width, args.fps, args.passive_fraction, family=f) for f, i in picks]
         path = Path(args.out) / f"{args.split}_preview.png"
         Image.fromarray(contact_sheet(clips)).save(path)
         print(f"wrote the contact sheet {path}")

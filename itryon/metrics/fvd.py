@@ -3,7 +3,8 @@
 One clip per video: generated videos from frame 0, reference videos at a random offset drawn from a
 generator seeded with the protocol's seed (offsets follow the order videos arrive in, so a different
 split across ranks draws different offsets). Features are the detector's 400-d outputs with
-``rescale=False, resize=True, return_features=True``; the covariance is biased (divide by N).
+``rescale=True, resize=True, return_features=True`` on uint8 clips, as StyleGAN-V calls it (the detector
+maps [0, 255] to [-1, 1] itself and resizes to 224x224); the covariance is biased (divide by N).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class FrechetVideoDistance(FrechetClipMetric):
         else:
             offsets = torch.zeros(b, dtype=torch.long)
         clips = fvd_clip(videos, self.protocol, offsets)  # (B, 3, 16, H, W) uint8
-        out = [self.detector(c, rescale=False, resize=True, return_features=True).float() for c in clips.split(self.clips_per_batch)]
+        out = [self.detector(c, rescale=True, resize=True, return_features=True).float() for c in clips.split(self.clips_per_batch)]
         return torch.cat(out)
 
     def describe(self) -> dict:

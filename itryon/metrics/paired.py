@@ -95,9 +95,12 @@ def _masked_mean(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class VideoSSIM(PairedVideoMetric):
     """SSIM per frame: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, frames mapped to [0, 1] (data range 1).
 
-    ``border="valid"`` averages the map over pixels whose window lies inside the frame, as
-    ``skimage.metrics.structural_similarity`` does; ``border="reflect"`` averages over the whole
-    reflect-padded map, as ``torchmetrics``' SSIM (and the CatV2TON evaluation script) does.
+    ``border="valid"`` averages the map over pixels whose window lies inside the frame: equal to
+    ``skimage.metrics.structural_similarity(..., data_range=1, channel_axis=-1, gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False)``. skimage's default ``use_sample_covariance=True`` divides the
+    local variances by ``N - 1`` instead of ``N`` and gives slightly different values. ``border="reflect"``
+    averages over the whole reflect-padded map, as ``torchmetrics``' SSIM (and the CatV2TON evaluation
+    script) does.
     """
 
     higher_is_better = True

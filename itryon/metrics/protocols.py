@@ -9,7 +9,7 @@ VFID (``vfid_i3d``, ``vfid_resnext``):
 - ``rgb`` is the same with frames in RGB order.
 
 FVD (``fvd``): ``stylegan-v`` — uint8 clips of 16 frames fed to the TorchScript I3D detector with
-``rescale=False, resize=True, return_features=True`` (400-d), biased covariance (divide by N), one
+``rescale=True, resize=True, return_features=True`` (400-d), biased covariance (divide by N), one
 clip per video: generated clips from frame 0, reference clips at a seeded random offset.
 
 See ``benchmarks/README.md`` for how these differ from the reference scripts in detail.

@@ -40,12 +40,16 @@ class MetricSpec:
         return [p for p in inspect.signature(self.factory).parameters if p != "weights_dir"]
 
 
-def _vfid_i3d(weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "i3d.pt", clips_per_batch: int = 8, reset_real_features: bool = True) -> Metric:
-    return VideoFrechetDistance(i3d_network(weights_dir, filename), protocol, "i3d", clips_per_batch, reset_real_features)
+def _vfid_i3d(
+    weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "i3d.pt", clips_per_batch: int = 8, reset_real_features: bool = True, clip_selection: str = "all"
+) -> Metric:
+    return VideoFrechetDistance(i3d_network(weights_dir, filename), protocol, "i3d", clips_per_batch, reset_real_features, clip_selection)
 
 
-def _vfid_resnext(weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "resnext-101.pth", clips_per_batch: int = 8, reset_real_features: bool = True) -> Metric:
-    return VideoFrechetDistance(resnext_network(weights_dir, filename), protocol, "resnext101", clips_per_batch, reset_real_features)
+def _vfid_resnext(
+    weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "resnext-101.pth", clips_per_batch: int = 8, reset_real_features: bool = True, clip_selection: str = "all"
+) -> Metric:
+    return VideoFrechetDistance(resnext_network(weights_dir, filename), protocol, "resnext101", clips_per_batch, reset_real_features, clip_selection)
 
 
 def _fvd(weights_dir: WeightsDir = None, filename: str = "i3d_torchscript.pt", clips_per_batch: int = 8, reset_real_features: bool = True) -> Metric:
@@ -82,8 +86,21 @@ def _lpips(window: str, masked: bool) -> Callable[..., Metric]:
     return factory
 
 
-def _isr_counterfactual(weights_dir: WeightsDir = None, use_mask: bool = True, tolerance: float = 2.0 / 255.0) -> Metric:
-    return InteractionSuccessRate(CounterfactualJudge(use_mask=use_mask, tolerance=tolerance))
+def _isr_counterfactual(
+    weights_dir: WeightsDir = None,
+    contrast_threshold: float = 0.1,
+    motion_threshold: float = 0.2,
+    min_share: float = 0.7,
+    max_error: float = 0.5,
+    min_pixels: int = 8,
+    use_mask: bool = True,
+    use_context: bool = True,
+    pool: int = 2,
+) -> Metric:
+    return InteractionSuccessRate(CounterfactualJudge(contrast_threshold, motion_threshold, min_share, max_error, min_pixels, use_mask, use_context, pool))
+
+
+_ISR_KEYS = ("counterfactual", "interaction_mask", "agnostic", "agnostic_mask", "meta")
 
 
 def _isr_vlm(
@@ -114,11 +131,11 @@ def _specs() -> dict[str, MetricSpec]:
         MetricSpec("lpips", _lpips("all", False), False, True, weight_files=("alexnet-owt-7be5be79.pth",), description="LPIPS v0.1 per frame, frames then videos"),
         MetricSpec("lpips_interaction", _lpips("interaction", False), False, True, ("interaction",), weight_files=("alexnet-owt-7be5be79.pth",), description="LPIPS on interaction frames"),
         MetricSpec("lpips_interaction_masked", _lpips("interaction", True), False, True, ("interaction", "interaction_mask"), weight_files=("alexnet-owt-7be5be79.pth",), description="LPIPS on interaction frames inside interaction_mask"),
-        MetricSpec("isr_counterfactual", _isr_counterfactual, True, True, ("actions",), ("counterfactual", "interaction_mask"), description="interaction success rate, counterfactual judge (synthetic world)"),
-        MetricSpec("isr_vlm", _isr_vlm, True, False, ("actions",), ("caption",), description="interaction success rate, local video-language-model judge"),
+        MetricSpec("isr_counterfactual", _isr_counterfactual, True, True, ("actions",), _ISR_KEYS, description="interaction success rate, counterfactual judge (synthetic world), per family and at chance"),
+        MetricSpec("isr_vlm", _isr_vlm, True, False, ("actions",), ("caption", "meta"), description="interaction success rate, local video-language-model judge"),
     ]
     out = {s.name: s for s in specs}
-    out["isr"] = MetricSpec("isr", _isr_counterfactual, True, True, ("actions",), ("counterfactual", "interaction_mask"), description="alias of isr_counterfactual")
+    out["isr"] = MetricSpec("isr", _isr_counterfactual, True, True, ("actions",), _ISR_KEYS, description="alias of isr_counterfactual")
     return out
 
 

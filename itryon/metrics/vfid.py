@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+from itryon.metrics.clip_selection import check_clip_selection, clip_indices, usable_frames
 from itryon.metrics.frechet import frechet_distance, mean_and_covariance
 from itryon.metrics.i3d import InceptionI3d
 from itryon.metrics.protocols import VFIDProtocol, vfid_clips, vfid_protocol
@@ -94,7 +95,11 @@ class FrechetClipMetric(Metric):
 
 
 class VideoFrechetDistance(FrechetClipMetric):
-    """VFID with a feature network (:class:`InceptionI3d` or :class:`ResNeXt3D`) under a named protocol."""
+    """VFID with a feature network (:class:`InceptionI3d` or :class:`ResNeXt3D`) under a named protocol.
+
+    ``clip_selection`` (:mod:`itryon.metrics.clip_selection`): ``all`` clips, or the ``reference`` /
+    ``reference_sorted`` selection of the public copies of the reference script (opt-in).
+    """
 
     def __init__(
         self,
@@ -103,25 +108,47 @@ class VideoFrechetDistance(FrechetClipMetric):
         network_name: str | None = None,
         clips_per_batch: int = 8,
         reset_real_features: bool = True,
+        clip_selection: str = "all",
         **kwargs,
     ) -> None:
         self.protocol = vfid_protocol(protocol)
+        self.clip_selection = check_clip_selection(clip_selection)
+        self._videos_seen = {"real": 0, "fake": 0}  # per set, for the reference selections
         super().__init__(int(network.num_features), self.protocol.unbiased_covariance, reset_real_features, **kwargs)
         # channels-last 3D convolutions run about 1.5-2x faster on CPU (oneDNN) and are no slower on CUDA
         self.network = network.eval().requires_grad_(False).to(memory_format=torch.channels_last_3d)
         self.network_name = network_name or type(network).__name__
         self.clips_per_batch = clips_per_batch
 
+    def reset(self) -> None:
+        super().reset()
+        self._videos_seen = {"real": 0, "fake": 0}
+
     @torch.no_grad()
     def features(self, videos: torch.Tensor, real: bool) -> torch.Tensor:
         self.network.eval()
-        clips = vfid_clips(videos, self.protocol)  # (N, 3, L, 224, 224)
+        frames = usable_frames(self.clip_selection, videos.shape[2])
+        clips = vfid_clips(videos[:, :, :frames], self.protocol)  # (B * n, 3, L, 224, 224), video-major
+        if self.clip_selection != "all":
+            side = "real" if real else "fake"
+            index = clip_indices(self.clip_selection, self._videos_seen[side], videos.shape[0], frames // self.protocol.clip_length)
+            self._videos_seen[side] += videos.shape[0]
+            unique = sorted(set(index))
+            if not unique:
+                return clips.new_zeros(0, self.num_features)
+            feats = self._network_features(clips[unique])  # (U, D)
+            where = {clip: row for row, clip in enumerate(unique)}
+            return feats[[where[i] for i in index]]
+        return self._network_features(clips)
+
+    def _network_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """Features ``(N, D)`` of clips ``(N, 3, L, h, w)``, ``clips_per_batch`` at a time."""
         dtype = next(iter(self.network.parameters()), clips).dtype
         out = [self.network(c.to(dtype).contiguous(memory_format=torch.channels_last_3d)).float() for c in clips.split(self.clips_per_batch)]
         return torch.cat(out) if out else clips.new_zeros(0, self.num_features)
 
     def describe(self) -> dict:
-        return {"network": self.network_name, **self.protocol.describe()}
+        return {"network": self.network_name, **self.protocol.describe(), "clip_selection": self.clip_selection}
 
 
 def i3d_network(weights_dir: str | os.PathLike | None = None, filename: str = "i3d.pt") -> InceptionI3d:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch.nn.modules.batchnorm import _NormBase
 
 WEIGHTS_ENV = "ITRYON_WEIGHTS"
 
@@ -77,12 +78,24 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
+def _norm_counters(module: torch.nn.Module) -> set[str]:
+    """State-dict names of the batch-norm ``num_batches_tracked`` counters of ``module``."""
+    return {f"{name}.num_batches_tracked" if name else "num_batches_tracked" for name, m in module.named_modules() if isinstance(m, _NormBase) and m.track_running_stats}
+
+
 def load_into(module: torch.nn.Module, path: str | os.PathLike, ignore: tuple[str, ...] = ()) -> None:
     """Load the state dict at ``path`` into ``module`` strictly; keys starting with ``ignore`` may be absent
-    or extra (e.g. a classifier head the feature network does not use)."""
+    or extra (e.g. a classifier head the feature network does not use).
+
+    Batch-norm ``num_batches_tracked`` counters may be absent (checkpoints from before torch 0.4.1 have
+    none): as torch's strict load does for such checkpoints, they start at 0. They only matter for
+    training with ``momentum=None``, never for the features.
+    """
     state = load_state_dict(path)
     state = {k: v for k, v in state.items() if not k.startswith(ignore)} if ignore else state
     expected = {k: v for k, v in module.state_dict().items() if not (ignore and k.startswith(ignore))}
+    for key in _norm_counters(module) & set(expected) - set(state):
+        state[key] = torch.zeros((), dtype=torch.long)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))

@@ -11,6 +11,7 @@ Cross-attention rotary hook (A-RoPE plugs in here without editing the block)::
 * ``query_frames`` ``(Nq,)`` long: latent-frame index of each query token (video frames ``0..F-1``,
   counted after any reference frames); ``-1`` marks tokens that must not be rotated (reference / extra tokens);
 * ``key_positions`` ``(B, L)`` float: position of each text key; NaN marks keys that must not be rotated.
+  Without key positions the hook is skipped, unless it sets ``always_rotates_queries`` (then it gets None).
 
 Masks are boolean ``(B, Nq, L)`` with True = may attend. A query whose row is all False attends nothing:
 its attention output (before the output projection) is exactly zero, never NaN.
@@ -43,7 +44,7 @@ ATTENTION_BACKENDS = ("sdpa", "xformers", "math")
 
 class CrossAttentionRope(Protocol):
     def __call__(
-        self, q: torch.Tensor, k: torch.Tensor, query_frames: torch.Tensor, key_positions: torch.Tensor
+        self, q: torch.Tensor, k: torch.Tensor, query_frames: torch.Tensor, key_positions: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -53,6 +54,11 @@ class GatedContext(NamedTuple):
     tokens: torch.Tensor  # (B, G, dim) embedded text tokens
     mask: torch.Tensor | None  # (B, N, G) bool, True = may attend
     key_positions: torch.Tensor | None  # (B, G) float, NaN = not rotated
+
+
+def _always(cross_rope: CrossAttentionRope) -> bool:
+    """Whether the hook runs even when no key has a position (A-RoPE's literal reading rotates every query)."""
+    return bool(getattr(cross_rope, "always_rotates_queries", False))
 
 
 def check_backend(backend: str) -> str:
@@ -189,7 +195,7 @@ class WanAttention(nn.Module):
             out = self._gated_self_attention(q, k, v, video_span)  # (B, N, H, D)
             return self.o(out.flatten(2).to(x.dtype))
         q_plain = q
-        if cross_rope is not None and key_positions is not None:
+        if cross_rope is not None and (key_positions is not None or _always(cross_rope)):
             if query_frames is None:
                 raise ValueError("a cross-attention rotary hook needs query_frames (the latent frame of each query)")
             q, k = cross_rope(q, k, query_frames, key_positions)
@@ -229,7 +235,7 @@ class WanAttention(nn.Module):
     ) -> torch.Tensor:
         k, v = self._keys_values(gated_context.tokens)  # (B, G, H, D) each
         k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, H, G, D)
-        if cross_rope is not None and gated_context.key_positions is not None:
+        if cross_rope is not None and (gated_context.key_positions is not None or _always(cross_rope)):
             if query_frames is None:
                 raise ValueError("a cross-attention rotary hook needs query_frames (the latent frame of each query)")
             q, k = cross_rope(q, k, query_frames, gated_context.key_positions)

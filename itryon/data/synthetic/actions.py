@@ -192,15 +192,58 @@ class PullZipperDown(ActionKind):
         return Deformation(dx=dx, dy=np.zeros_like(dx), support=support, fold=np.zeros_like(dx), cut=cut, pull_y=pull_y)
 
 
+class PinchHem(ActionKind):
+    """A pinch that holds the hem still while the fabric around the fingers responds: ``direction`` -1 lifts it,
+    +1 stretches it down. Both responses share the contact point, hand path, angle and grip, so only the
+    caption tells them apart (the ``caption`` and ``timing`` benchmark families)."""
+
+    grip = PINCH
+
+    def __init__(self, name: str, phrase: str, direction: float) -> None:
+        self.name, self.phrase, self.direction = name, phrase, direction
+
+    def sample(self, rng, garment, body, hand, start, end):
+        x = SIDES[hand] * float(rng.uniform(0.03, 0.1))
+        return Event(self.name, hand, start, end, (x, garment.hem_y - 0.015), float(rng.uniform(0.08, 0.12)))
+
+    def hand_path(self, event, a):
+        x, y = event.contact
+        return np.stack([np.full_like(a, x), np.full_like(a, y)], axis=-1)
+
+    def hand_angle(self, event):
+        return -math.pi / 2 - SIDES[event.hand] * 0.5
+
+    def field(self, event, garment, bx, by, a):
+        cx, hem = event.contact
+        w = bump((bx - F32(cx)) / F32(0.15)) * smoothstep((by - F32(hem - event.amount - 0.14)) / F32(0.14))
+        w = w * (a > 0)
+        return Deformation(dx=np.zeros_like(w), dy=F32(self.direction * event.amount) * a * w, support=w > 0, fold=a * w)
+
+
 ACTION_KINDS: dict[str, ActionKind] = {k.name: k for k in (LiftHem(), PullZipperDown(), StretchSideways(), TugCollar())}
+# kinds only the benchmark families use; the standard clips draw from ACTION_KINDS alone
+FAMILY_KINDS: dict[str, ActionKind] = {
+    k.name: k
+    for k in (
+        PinchHem("pinch_lift_hem", "pinches the hem of the {garment} with the {hand} hand and lifts it", -1.0),
+        PinchHem("pinch_stretch_hem", "pinches the hem of the {garment} with the {hand} hand and stretches it down", 1.0),
+    )
+}
 
 
 def action_kind(name: str) -> ActionKind:
-    if name not in ACTION_KINDS:
-        raise KeyError(f"unknown action kind {name!r}; expected one of {list(ACTION_KINDS)}")
-    return ACTION_KINDS[name]
+    """The kind called ``name``, standard or family-only."""
+    kind = ACTION_KINDS.get(name) or FAMILY_KINDS.get(name)
+    if kind is None:
+        raise KeyError(f"unknown action kind {name!r}; expected one of {list(ACTION_KINDS) + list(FAMILY_KINDS)}")
+    return kind
 
 
 def passive_text(garment: GarmentSpec, event: Event) -> str:
     """How a passive look-alike of ``event`` reads: the hand hovers in front of the garment without touching it."""
     return f"the {HAND_NAMES[event.hand]} hand rests open in front of the {garment.name} without touching it"
+
+
+def hover_text(garment: GarmentSpec, event: Event) -> str:
+    """How a hover of ``event`` with the action's grip reads (the ``contact`` family): only the depth differs from the action."""
+    return f"the {HAND_NAMES[event.hand]} hand hovers just in front of the {garment.name} without touching it"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .actions import ACTION_KINDS, passive_text
+from .actions import action_kind, hover_text, passive_text
 from .palette import colour_name
 from .plan import ClipPlan
 
@@ -33,12 +33,12 @@ def global_caption(plan: ClipPlan) -> str:
     if plan.passive:
         for e in plan.events:
             span = f"{frames_to_seconds(e.start, plan.fps):.2f}-{frames_to_seconds(e.end, plan.fps):.2f} s"
-            text += f" From {span} {passive_text(plan.garment, e)}."
+            text += f" From {span} {(hover_text if plan.hover_grip else passive_text)(plan.garment, e)}."
     return text
 
 
-def action_records(plan: ClipPlan) -> list[dict]:
-    """``[{kind, start, end, start_s, end_s, text, hand}]`` for the clip's events (frames, end exclusive)."""
+def action_records(plan: ClipPlan, events=None) -> list[dict]:
+    """``[{kind, start, end, start_s, end_s, text, hand}]`` for the clip's events, or ``events`` (frames, end exclusive)."""
     hands = ("right", "left")
     return [
         {
@@ -47,8 +47,8 @@ def action_records(plan: ClipPlan) -> list[dict]:
             "end": int(e.end),
             "start_s": frames_to_seconds(e.start, plan.fps),
             "end_s": frames_to_seconds(e.end, plan.fps),
-            "text": ACTION_KINDS[e.kind].text(plan.garment, e),
+            "text": action_kind(e.kind).text(plan.garment, e),
             "hand": hands[e.hand],
         }
-        for e in plan.events
+        for e in (plan.events if events is None else events)
     ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch.utils.data import Dataset
 
 from ..contract import validate_sample
 from ..manifest import sample_from_arrays
+from .families import family_mix, mixed_clip
 from .splits import check_split
 from .world import generate_clip
 
@@ -19,6 +21,10 @@ class SyntheticTryOnDataset(Dataset):
     where the counterfactual differs from the video by design (for interaction clips the same as
     ``interaction_mask``; for passive clips, where the false interaction would have shown). Items convert
     exactly as :class:`itryon.data.manifest.InteractiveManifestDataset` reads a written split.
+
+    ``families`` (a family name or a list, see :mod:`.families`) serves benchmark-family clips instead: with
+    a list the families take turns (item ``i`` is clip ``i // len(families)`` of family
+    ``families[i % len(families)]``; ``"standard"`` names the standard clips). None: the standard clips.
     """
 
     def __init__(
@@ -33,8 +39,10 @@ class SyntheticTryOnDataset(Dataset):
         passive_fraction: float = 0.25,
         garment_size: tuple[int, int] | None = None,
         validate: bool = True,
+        families: str | Sequence[str] | None = None,
     ):
         check_split(split)
+        self.families = family_mix(families)
         if num_clips < 0:
             raise ValueError(f"num_clips must be >= 0, got {num_clips}")
         self.split = split
@@ -54,8 +62,9 @@ class SyntheticTryOnDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} clips of split {self.split!r}")
+        family, local = (None, index) if self.families is None else mixed_clip(index, self.families)
         clip = generate_clip(
-            self.split, index, self.seed, self.num_frames, self.height, self.width, self.fps, self.passive_fraction, garment_size=self.garment_size
+            self.split, local, self.seed, self.num_frames, self.height, self.width, self.fps, self.passive_fraction, garment_size=self.garment_size, family=family
         )
         arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
         sample = sample_from_arrays(arrays, clip["caption"], clip["actions"], clip["meta"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..manifest import write_clip_files, write_manifest
+from .families import family_mix, mixed_clip
 from .world import generate_clip
 
 
@@ -23,17 +25,22 @@ def write_split(
     video_format: str = "mp4",
     start_index: int = 0,
     progress: bool = False,
+    families: str | Sequence[str] | None = None,
 ) -> Path:
     """Generate clips ``start_index .. start_index + num - 1`` of ``split`` and write them; returns the manifest path.
 
-    Files go to ``out_dir/<split>/<clip id>/``; the manifest is written last and atomically.
+    ``families`` mixes benchmark families as :class:`.SyntheticTryOnDataset` does (item ``i`` of the mix);
+    their ``meta`` records ``family``. Files go to ``out_dir/<split>/<clip id>/``; the manifest is written
+    last and atomically.
     """
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
     out = Path(out_dir)
+    mix = family_mix(families)
     records = []
     for index in tqdm(range(start_index, start_index + num), desc=f"synth {split}", unit="clip", disable=not progress):
-        clip = generate_clip(split, index, seed, num_frames, height, width, fps, passive_fraction)
+        family, local = (None, index) if mix is None else mixed_clip(index, mix)
+        clip = generate_clip(split, local, seed, num_frames, height, width, fps, passive_fraction, family=family)
         meta = clip["meta"]
         arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
         paths = write_clip_files(out, f"{split}/{meta['id']}", arrays, fps, video_format)

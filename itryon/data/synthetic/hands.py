@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .actions import ACTION_KINDS, OPEN, Event, envelope
+from .actions import OPEN, Event, action_kind, envelope
 from .raster import F32, Box, coverage, over
 from .rig import BodyMotion, BodyShape
 
@@ -42,8 +42,14 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-def build_tracks(events: list[Event], passive: bool, body: BodyShape, num_frames: int, idle: np.ndarray, passive_depth: float) -> HandTracks:
-    """Hand tracks from the planned events; ``idle`` ``(2, 3)`` holds per-hand (amplitude, frequency, phase) of rest motion."""
+def build_tracks(
+    events: list[Event], passive: bool, body: BodyShape, num_frames: int, idle: np.ndarray, passive_depth: float, hover_grip: bool = False
+) -> HandTracks:
+    """Hand tracks from the planned events; ``idle`` ``(2, 3)`` holds per-hand (amplitude, frequency, phase) of rest motion.
+
+    A passive hand opens its palm, unless ``hover_grip``: then it keeps the action's grip and differs from
+    the action only in depth (the ``contact`` benchmark family).
+    """
     center = np.zeros((2, num_frames, 2))
     depth = np.full((2, num_frames), REST_DEPTH)
     angle = np.full((2, num_frames), math.pi / 2)
@@ -57,7 +63,7 @@ def build_tracks(events: list[Event], passive: bool, body: BodyShape, num_frames
             center[hand, t] = rx + amp * math.sin(freq * t + phase), ry + 0.5 * amp * math.cos(freq * t + phase)
     rest = center.copy()
     for event in events:
-        kind = ACTION_KINDS[event.kind]
+        kind = action_kind(event.kind)
         path = kind.hand_path(event, envelope(event, num_frames, kind.persists))  # (T, 2)
         target_angle = kind.hand_angle(event)
         target_depth = passive_depth if passive else CONTACT_DEPTH
@@ -77,7 +83,7 @@ def build_tracks(events: list[Event], passive: bool, body: BodyShape, num_frames
             depth[h, t] = REST_DEPTH + w * (target_depth - REST_DEPTH)
             angle[h, t] = math.pi / 2 + w * _wrap(target_angle - math.pi / 2)
             acting = w == 1.0
-            grip[h, t] = kind.grip if acting and not passive else OPEN
+            grip[h, t] = kind.grip if acting and (hover_grip or not passive) else OPEN
             contact[h, t] = acting and not passive
     return HandTracks(center, depth, angle, grip, contact)
 

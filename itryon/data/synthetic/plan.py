@@ -43,10 +43,40 @@ class ClipPlan:
     events: tuple[Event, ...]
     passive: bool
     tracks: HandTracks
+    family: str | None = None  # a benchmark family (families.py); None for the standard clips
+    variant: str | None = None  # which side of the family's pair the clip shows
+    counter_events: tuple[Event, ...] | None = None  # what the counterfactual shows instead; None: the standard rule
+    hover_grip: bool = False  # a passive hand keeps the action's grip (only its depth differs)
 
     @property
     def clip_id(self) -> str:
-        return f"{self.split}-s{self.seed}-{self.index:06d}"
+        family = f"-{self.family}" if self.family else ""
+        return f"{self.split}{family}-s{self.seed}-{self.index:06d}"
+
+    @property
+    def shown_events(self) -> tuple[Event, ...]:
+        """The events whose response the video shows (none for a passive clip)."""
+        return () if self.passive else self.events
+
+    @property
+    def counterfactual_events(self) -> tuple[Event, ...]:
+        """The events whose response the counterfactual shows: standard clips swap response and no response."""
+        if self.counter_events is not None:
+            return self.counter_events
+        return self.events if self.passive else ()
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything of a clip but its gestures: who, what they wear, where, and how the body and idle hands move."""
+
+    body: BodyShape
+    motion: BodyMotion
+    appearance: Appearance
+    idle: np.ndarray  # (2, 3) per hand: amplitude, frequency, phase of the rest motion
+    passive_depth: float
+    garment: GarmentSpec
+    background: BackgroundSpec
 
 
 def _pick(rng: np.random.Generator, table):
@@ -101,6 +131,18 @@ def plan_clip(
     if not 0.0 <= passive_fraction <= 1.0:
         raise ValueError(f"passive_fraction must be in [0, 1], got {passive_fraction}")
     streams = clip_streams(split, index, seed)
+    scene = sample_scene(streams, split, num_frames, fps, garment_class)
+    body, garment = scene.body, scene.garment
+    is_passive = bool(streams["passive"].random() < passive_fraction) if passive is None else bool(passive)
+    events = plan_events(streams["plan"], split, garment, body, num_frames, at_least_one=is_passive)
+    tracks = build_tracks(events, is_passive, body, num_frames, scene.idle, scene.passive_depth)
+    return ClipPlan(
+        split, index, seed, num_frames, height, width, float(fps), body, scene.motion, scene.appearance, garment, scene.background, tuple(events), is_passive, tracks
+    )
+
+
+def sample_scene(streams: dict[str, np.random.Generator], split: str, num_frames: int, fps: float, garment_class: str | None) -> Scene:
+    """Body, motion, looks and idle hands from the ``appearance`` stream, the garment and the background from theirs."""
     look = streams["appearance"]
     body = sample_body_shape(look)
     motion = sample_motion(look, num_frames, fps)
@@ -109,7 +151,4 @@ def plan_clip(
     passive_depth = float(look.uniform(0.12, 0.18))
     garment = sample_garment(streams["garment"], split, garment_class)
     background = sample_background(streams["background"])
-    is_passive = bool(streams["passive"].random() < passive_fraction) if passive is None else bool(passive)
-    events = plan_events(streams["plan"], split, garment, body, num_frames, at_least_one=is_passive)
-    tracks = build_tracks(events, is_passive, body, num_frames, idle, passive_depth)
-    return ClipPlan(split, index, seed, num_frames, height, width, float(fps), body, motion, appearance, garment, background, tuple(events), is_passive, tracks)
+    return Scene(body, motion, appearance, idle, passive_depth, garment, background)

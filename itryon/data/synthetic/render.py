@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .actions import ACTION_KINDS, envelope
+from .actions import action_kind, envelope
 from .garments import GarmentSpec, paint_sleeve
 from .hands import HandRender, hand_prior, render_hands
 from .plan import ClipPlan
@@ -189,25 +189,30 @@ def _panel(garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cu
     return coverage(d, ppu), garment.panel_colour(body, gx, gy, pull_y, fold, hw)
 
 
-def _deformed_panel(plan: ClipPlan, bx, by, ppu: float) -> tuple[int, int, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The panel under every event's deformation on the frames ``[t0, t1)`` where any envelope is non-zero.
-
-    Returns ``(t0, t1, coverage (t, h, w), RGB (3, t, h, w), support (t, h, w) bool)``, or ``(0, 0, None, None,
-    None)`` when no frame is deformed. On all other frames the deformed panel is the panel at rest.
-    """
-    garment, body, t_count = plan.garment, plan.body, plan.num_frames
-    envelopes = [envelope(e, t_count, ACTION_KINDS[e.kind].persists) for e in plan.events]
+def _active_frames(plan: ClipPlan, events) -> tuple[int, int]:
+    """``[t0, t1)``: the frames where any envelope of ``events`` is non-zero, ``(0, 0)`` if none is."""
+    envelopes = [envelope(e, plan.num_frames, action_kind(e.kind).persists) for e in events]
     active = np.flatnonzero(np.any(np.stack(envelopes), axis=0)) if envelopes else np.zeros(0, dtype=np.int64)
-    if active.size == 0:
-        return 0, 0, None, None, None
-    t0, t1 = int(active[0]), int(active[-1]) + 1
+    return (int(active[0]), int(active[-1]) + 1) if active.size else (0, 0)
+
+
+def _deformed_panel(plan: ClipPlan, events, t0: int, t1: int, bx, by, ppu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The panel under the deformation of ``events`` on the frames ``[t0, t1)``.
+
+    Returns ``(coverage (t, h, w), RGB (3, t, h, w), support (t, h, w) bool)``, or None for no events (the
+    panel at rest). Outside their envelopes the events leave the panel at rest.
+    """
+    if not events:
+        return None
+    garment, body, t_count = plan.garment, plan.body, plan.num_frames
+    envelopes = [envelope(e, t_count, action_kind(e.kind).persists) for e in events]
     sx, sy = bx[t0:t1], by[t0:t1]
     dx, dy, fold = np.zeros_like(sx), np.zeros_like(sx), np.zeros_like(sx)
     cut = None
     pull_y = F32(garment.zip_top + 0.02)
     support = np.zeros(sx.shape, dtype=bool)
-    for event, a in zip(plan.events, envelopes):
-        deformation = ACTION_KINDS[event.kind].field(event, garment, sx, sy, _per_frame(a[t0:t1]))
+    for event, a in zip(events, envelopes):
+        deformation = action_kind(event.kind).field(event, garment, sx, sy, _per_frame(a[t0:t1]))
         dx += deformation.dx
         dy += deformation.dy
         fold += deformation.fold
@@ -216,7 +221,7 @@ def _deformed_panel(plan: ClipPlan, bx, by, ppu: float) -> tuple[int, int, np.nd
             cut = deformation.cut if cut is None else np.maximum(cut, deformation.cut)
             pull_y = deformation.pull_y
     cov, rgb = _panel(garment, body, sx - dx, sy - dy, pull_y, ppu, cut, np.minimum(fold, F32(1.0)))
-    return t0, t1, cov, rgb, support
+    return cov, rgb, support
 
 
 def _pose(plan: ClipPlan, joints: np.ndarray) -> np.ndarray:
@@ -283,18 +288,19 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
 
     # 3. the torso panel at rest and, on frames [t0, t1), deformed; the clip shows one, the counterfactual the other
     rest_cov, rest_rgb = _panel(plan.garment, plan.body, bx, by, F32(plan.garment.zip_top + 0.02), ppu)
-    t0, t1, moved_cov, moved_rgb, support = _deformed_panel(plan, bx, by, ppu)
+    t0, t1 = _active_frames(plan, plan.events + (plan.counter_events or ()))
     torso = torso_box.of(image).copy()  # (3, T, h, w), contiguous
     counter = torso[:, t0:t1].copy()  # the body under the panel while the two panels differ
     over(torso[:, :t0], rest_rgb[:, :t0], rest_cov[:t0])
     over(torso[:, t1:], rest_rgb[:, t1:], rest_cov[t1:])
     region = np.zeros((t_count, h, w), dtype=bool)  # where the two panels may differ
     if t1 > t0:
-        rest = rest_cov[t0:t1], rest_rgb[:, t0:t1]
-        shown, other = (rest, (moved_cov, moved_rgb)) if plan.passive else ((moved_cov, moved_rgb), rest)
+        rest = rest_cov[t0:t1], rest_rgb[:, t0:t1], np.zeros(rest_cov[t0:t1].shape, dtype=bool)
+        shown = _deformed_panel(plan, plan.shown_events, t0, t1, bx, by, ppu) or rest  # (coverage, RGB, support)
+        other = _deformed_panel(plan, plan.counterfactual_events, t0, t1, bx, by, ppu) or rest
         over(torso[:, t0:t1], shown[1], shown[0])
         over(counter, other[1], other[0])
-        torso_box.of(region)[t0:t1] = support & ((rest[0] > 0) | (moved_cov > 0))
+        torso_box.of(region)[t0:t1] = (shown[2] | other[2]) & ((shown[0] > 0) | (other[0] > 0))
         counter *= F32(1.0) - torso_box.of(front.alpha)[t0:t1]  # the front layer over the counterfactual panel
         counter += torso_box.of(front.rgb)[:, t0:t1]
     torso_box.of(image)[...] = torso

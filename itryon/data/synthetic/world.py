@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .captions import action_records, global_caption
+from .families import check_family, plan_family_clip
 from .plan import plan_clip
 from .render import render_clip
 
@@ -23,6 +24,7 @@ def generate_clip(
     passive: bool | None = None,
     garment_class: str | None = None,
     garment_size: tuple[int, int] | None = None,
+    family: str | None = None,
 ) -> dict[str, Any]:
     """Render clip ``(split, index, seed)``.
 
@@ -34,12 +36,22 @@ def generate_clip(
     ``passive`` forces (True) or forbids (False) a passive-gesture clip and ``garment_class`` forces the
     class; other draws stay the same. ``hand_prior`` and ``pose`` encode values in [-1, 1] (128 = 0 = no hand),
     the others [0, 1]; :func:`itryon.data.manifest.sample_from_arrays` turns the dict into a contract sample.
+
+    ``family`` (``contact``, ``caption``, ``timing``; see :mod:`.families`) renders clip ``index`` of that
+    benchmark family instead, with ``meta`` recording ``family``, ``variant`` and ``pair``; ``None`` or
+    ``"standard"`` gives the standard clips, unchanged. Families decide passivity themselves.
     """
     if num_frames < 1 or height < 8 or width < 8:
         raise ValueError(f"a clip needs num_frames >= 1 and height, width >= 8; got {num_frames} frames of {height}x{width}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    plan = plan_clip(split, index, seed, num_frames, height, width, fps, passive_fraction, passive, garment_class)
+    family = check_family(family)
+    if family is None:
+        plan = plan_clip(split, index, seed, num_frames, height, width, fps, passive_fraction, passive, garment_class)
+    elif passive is not None:
+        raise ValueError(f"passive cannot be forced for family {family!r}: its pairs decide which clip is passive")
+    else:
+        plan = plan_family_clip(split, index, seed, family, num_frames, height, width, fps, garment_class)
     arrays = render_clip(plan, garment_size)
     actions = action_records(plan)
     tex = plan.garment.texture
@@ -64,4 +76,8 @@ def generate_clip(
         "hand_grip": plan.tracks.grip.tolist(),
         "hand_contact": plan.tracks.contact.tolist(),
     }
+    if family is not None:
+        meta.update(family=family, variant=plan.variant, pair=int(index) // 2)
+        if plan.counter_events is not None:
+            meta["counterfactual_actions"] = action_records(plan, plan.counter_events)
     return {**arrays, "caption": global_caption(plan), "actions": [] if plan.passive else actions, "meta": meta}
