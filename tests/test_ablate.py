@@ -121,6 +121,13 @@ def test_other_settings_into_the_same_folder_are_refused(study: Path, capsys: py
     assert "num_clips: 2 then, 3 now" in capsys.readouterr().err
 
 
+def test_a_wrong_override_stops_before_any_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ablate", "--out", str(tmp_path), "--experiments", "itryon_full,no_arope", "--seeds", "0", "--no-progress", "--overrides", "trainer.max_stepz=2"])
+    assert code == 2
+    assert "trainer.max_stepz" in capsys.readouterr().err
+    assert not (tmp_path / "cells").exists() and not (tmp_path / "settings.json").exists()
+
+
 def test_submitit_submission_path(study: Path, tmp_path: Path) -> None:
     pytest.importorskip("submitit")
     from itryon.ablation.runner import run_ablation

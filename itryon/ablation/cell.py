@@ -80,6 +80,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def training_overrides(spec: CellSpec) -> list[str]:
+    return [*spec.overrides, f"seed={spec.seed}", f"name={spec.experiment}"]
+
+
+def check_config(spec: CellSpec) -> None:
+    """Compose and validate the cell's training config without building anything (raises ``ConfigError``
+    naming the key), unless its run already started from a config of its own."""
+    from itryon.training.run import CONFIG_NAME, prepare_config
+
+    if not (Path(spec.folder) / RUN / CONFIG_NAME).is_file():
+        prepare_config(spec.config, training_overrides(spec))
+
+
 def train_cell(spec: CellSpec) -> dict[str, Any]:
     """Train (or resume) the cell's run; writes and returns ``trained.json``."""
     from itryon.training.run import CONFIG_NAME, LAST_CHECKPOINT, build, fit, load_run_config, prepare_config, resume_target
@@ -92,7 +105,7 @@ def train_cell(spec: CellSpec) -> dict[str, Any]:
         cfg = load_run_config(run_dir)
         resumed_from = _checkpoint_step(ckpt)
     else:
-        cfg = prepare_config(spec.config, [*spec.overrides, f"seed={spec.seed}", f"name={spec.experiment}"])
+        cfg = prepare_config(spec.config, training_overrides(spec))
         ckpt, resumed_from = None, None
     start = time.perf_counter()
     trainer, module, datamodule = build(cfg, run_dir)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from itryon.ablation.cell import CellSpec, EvalSettings, read_json, write_json_atomic
+from itryon.ablation.cell import CellSpec, EvalSettings, check_config, read_json, write_json_atomic
 from itryon.ablation.evaluation import higher_is_better
 from itryon.ablation.launch import run_local, submit, wait
 from itryon.ablation.plan import EXPERIMENT_DIR, SETTINGS, check_settings, plan_cells
@@ -75,8 +75,11 @@ def run_ablation(
     """
     out = Path(out)
     cells = plan_cells(out, experiments, seeds, overrides, evaluation, experiment_dir)
-    check_settings(out, overrides, evaluation)
     pending = [c for c in cells if not c.done()]
+    if not report_only:
+        for cell in pending:  # a wrong key fails here, before hours of training and before settings are kept
+            check_config(cell)
+    check_settings(out, overrides, evaluation)
     if pending and not report_only:
         if launcher == "local":
             run_local(pending, progress)
