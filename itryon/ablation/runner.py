@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from itryon.ablation.cell import CellSpec, EvalSettings, check_config, read_json, write_json_atomic
-from itryon.ablation.evaluation import higher_is_better
+from itryon.ablation.evaluation import build_eval_dataset, finite_or_none, higher_is_better, score
 from itryon.ablation.launch import run_local, submit, wait
 from itryon.ablation.plan import EXPERIMENT_DIR, SETTINGS, check_settings, plan_cells
+from itryon.ablation.references import REFERENCES
 from itryon.ablation.report import build_report, to_markdown, write_chart
 
 RESULTS_JSON, RESULTS_MD, RESULTS_PNG = "results.json", "results.md", "results.png"
@@ -21,9 +22,6 @@ JOBS = "jobs"
 
 def reference_results(out: Path, node: Mapping[str, Any], ev: EvalSettings) -> dict[str, dict[str, float | None]]:
     """The trivial predictions scored on the clips of ``node``, cached in ``<out>/references/``."""
-    from itryon.ablation.evaluation import build_eval_dataset, finite_or_none, score
-    from itryon.ablation.references import REFERENCES
-
     key = json.dumps({"data": node, "metrics": list(ev.metrics)}, sort_keys=True)
     path = out / "references" / f"{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
     if path.is_file():
