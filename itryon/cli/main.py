@@ -1,9 +1,13 @@
-"""The ``itryon`` command: ``itryon <train|synth|evaluate> ...``."""
+"""The ``itryon`` command: ``itryon <train|synth|convert|infer|evaluate|ablate> ...``.
+
+Only the chosen command's module is imported, so that ``itryon --help`` and light commands start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 COMMANDS = {
     "train": ("itryon.cli.train", "train a model from a YAML config"),
@@ -11,19 +15,31 @@ COMMANDS = {
     "convert": ("itryon.cli.convert", "turn a folder-per-modality try-on dataset into a manifest"),
     "infer": ("itryon.cli.infer", "generate videos for a manifest with a trained run"),
     "evaluate": ("itryon.cli.evaluate", "compute metrics on folders of videos"),
+    "ablate": ("itryon.cli.ablate", "train and score experiments x seeds, tabulate with confidence intervals"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _overview() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="itryon", description="Interactive video virtual try-on.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
-    args = parser.parse_args(argv)
-    return int(args._run(args))
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        _overview().parse_args(argv)  # prints the overview (--help) or the usage error, and exits
+        return 2
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"itryon {name}", description=(module.__doc__ or help_text).strip().splitlines()[0])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    args.command_line = ["itryon", name, *rest]
+    return int(module.run(args))
 
 
 if __name__ == "__main__":
