@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+
+from itryon.io_utils import write_json
 
 
 class MetricsFile(L.Callback):
@@ -37,12 +36,5 @@ class MetricsFile(L.Callback):
             protocols.update(getattr(callback, "descriptions", None) or {})
         if protocols:
             record["protocols"] = protocols
-        write_json_atomic(Path(trainer.default_root_dir) / self.filename, record)
+        write_json(Path(trainer.default_root_dir) / self.filename, record)
 
-
-def write_json_atomic(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)

@@ -9,7 +9,6 @@ Writes a JSON file and exits non-zero when a ``--fail-if`` gate fails.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import operator
 import re
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from itryon.data.contract import interaction_from_actions
 from itryon.data.video_io import is_video_path, read_video, to_float
+from itryon.io_utils import write_json
 from itryon.metrics.registry import available_metrics, build_metric, flatten_result, metric_extras, metric_spec
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
@@ -233,9 +233,7 @@ def run(args: argparse.Namespace) -> int:
         "gates": gate_results,
         "passed": not any(g["failed"] for g in gate_results),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+    out = write_json(args.out, record, allow_nan=False)
     width = max(len(k) for k in results) if results else 0
     for k, v in results.items():
         print(f"{k:<{width}}  {v:.6g}")

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from itryon.data.synthetic import contact_sheet, generate_clip, write_split
+    from itryon.io_utils import atomic_path
 
     manifest = write_split(
         args.out,
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         indices = range(args.start_index, args.start_index + min(args.num, args.preview_clips))
         clips = [generate_clip(args.split, i, args.seed, args.frames, args.height, args.width, args.fps, args.passive_fraction) for i in indices]
         path = Path(args.out) / f"{args.split}_preview.png"
-        Image.fromarray(contact_sheet(clips)).save(path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(contact_sheet(clips)).save(tmp, format="PNG")
         print(f"wrote the contact sheet {path}")
     return 0
 

@@ -8,8 +8,7 @@ converted to the same format, so :class:`InteractiveManifestDataset` serves synt
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from itryon.io_utils import atomic_open, atomic_path
 
 from .contract import interaction_from_actions, validate_sample
 from .video_io import read_video, write_video
@@ -132,12 +133,9 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[dict[str, 
 def write_manifest(path: str | Path, records: Iterable[Mapping[str, Any]]) -> Path:
     """Write records as JSON lines, atomically (a reader never sees half a manifest)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".jsonl", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -160,8 +158,8 @@ def write_clip_files(root: str | Path, folder: str, arrays: Mapping[str, np.ndar
         elif key in IMAGE_FIELDS:
             rel = f"{folder}/{key}.png"
             image = np.asarray(value).transpose(1, 2, 0)
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(root / rel)
+            with atomic_path(root / rel) as tmp:
+                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp, format="PNG")
         else:
             raise ManifestError(f"cannot write field {key!r}; known fields: {list(FILE_FIELDS)}")
         paths[key] = rel

@@ -6,8 +6,6 @@ in [-1, 1]. :func:`to_float` and :func:`to_uint8` convert between the two.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +13,8 @@ import av
 import numpy as np
 import torch
 from PIL import Image
+
+from itryon.io_utils import atomic_path, replace_dir, temp_dir_for
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -104,33 +104,22 @@ def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float 
         arr = np.repeat(arr, 3, axis=-1)
     t, h, w, _ = arr.shape
     rgb_codec = lossless or h % 2 or w % 2
-    fd, tmp = tempfile.mkstemp(suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
-            stream = container.add_stream("libx264rgb" if rgb_codec else "libx264", rate=Fraction(fps).limit_denominator(1000))
-            stream.width, stream.height = w, h
-            stream.pix_fmt = "rgb24" if rgb_codec else "yuv420p"
-            stream.options = {"qp": "0"} if lossless else {"crf": str(crf)}
-            for frame in arr:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-            container.mux(stream.encode())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(p, suffix=p.suffix) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264rgb" if rgb_codec else "libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "rgb24" if rgb_codec else "yuv420p"
+        stream.options = {"qp": "0"} if lossless else {"crf": str(crf)}
+        for frame in arr:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
     return p
 
 
 def _write_frame_folder(folder: Path, arr: np.ndarray) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    tmp = temp_dir_for(folder)
     for i, frame in enumerate(arr):
         Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame).save(tmp / f"{i:06d}.png")
-    if folder.exists():
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
-    os.replace(tmp, folder)
+    replace_dir(tmp, folder)
     return folder
 
 

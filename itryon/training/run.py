@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from itryon.config import ConfigError, instantiate, load_config, to_yaml, validate
+from itryon.io_utils import write_text
 
 CONFIG_NAME = "config.yaml"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
@@ -123,7 +124,7 @@ def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDa
     """Save the resolved config (new runs, rank zero) and fit, resuming from ``ckpt_path`` when given."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt_path is None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
+        write_text(run_dir / CONFIG_NAME, to_yaml(cfg))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
 
 
