@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from itryon.data.contract import interaction_from_actions
+from itryon.data.manifest import mask_levels
 from itryon.data.video_io import is_video_path, read_video, to_float
 from itryon.io_utils import write_json
 from itryon.metrics.registry import available_metrics, build_metric, flatten_result, metric_extras, metric_spec
@@ -61,6 +62,8 @@ def _videos(folder: Path) -> dict[str, Path]:
         raise EvaluationError(f"{folder}: not a folder")
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):  # hidden files, e.g. a writer's temporary file
+            continue
         if is_video_path(p):
             name = p.stem if p.is_file() else p.name
             if name in found:
@@ -127,7 +130,10 @@ def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, di
         if key not in ("counterfactual", "interaction_mask"):
             continue
         frames = read_video(path)  # (T, H, W, C) uint8
-        x = (frames > 127).float().permute(3, 0, 1, 2) if key == "interaction_mask" else to_float(frames)  # (C, T, H, W)
+        if key == "interaction_mask":
+            x = (mask_levels(frames[..., :1]) > 127).float().permute(3, 0, 1, 2)  # (1, T, H, W); 0/1 masks too
+        else:
+            x = to_float(frames)  # (3, T, H, W)
         if tuple(x.shape[1:]) != tuple(video.shape[1:]):
             raise EvaluationError(f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}")
         sample[key] = x
