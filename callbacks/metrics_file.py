@@ -8,11 +8,13 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from itryon.data.datamodule import SKIPPED_FILE, count_skipped
 from itryon.io_utils import write_json
 
 
 class MetricsFile(L.Callback):
-    """Writes the logged ``val/`` metrics after each validation epoch (atomically), for CI and people.
+    """Writes the logged ``val/`` metrics after each validation epoch (atomically), for CI and people, with
+    ``skipped_clips``, the number of clips the data module skipped so far (``skipped.jsonl``).
 
     Put it after the callbacks that log metrics: callbacks run in list order.
     """
@@ -36,5 +38,7 @@ class MetricsFile(L.Callback):
             protocols.update(getattr(callback, "descriptions", None) or {})
         if protocols:
             record["protocols"] = protocols
+        # clips the data module skipped (listed in skipped.jsonl): metrics that left clips out say how many
+        record["skipped_clips"] = count_skipped(Path(trainer.default_root_dir) / SKIPPED_FILE)["clips"]
         write_json(Path(trainer.default_root_dir) / self.filename, record)
 

@@ -119,6 +119,18 @@ def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2, **kwa
     return write_text(path, json.dumps(data, indent=indent, **kwargs) + "\n")
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log-like file in a single ``write`` (``O_APPEND``), so that processes appending
+    at once (DataLoader workers, ranks) never interleave within a line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, file_mode())
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 def replace_dir(tmp: Path, target: Path) -> None:
     """Put folder ``tmp`` (written next to ``target``) in ``target``'s place.
 
