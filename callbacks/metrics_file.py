@@ -39,6 +39,8 @@ class MetricsFile(L.Callback):
         if protocols:
             record["protocols"] = protocols
         # clips the data module skipped (listed in skipped.jsonl): metrics that left clips out say how many
-        record["skipped_clips"] = count_skipped(Path(trainer.default_root_dir) / SKIPPED_FILE)["clips"]
+        skipped = count_skipped(Path(trainer.default_root_dir) / SKIPPED_FILE)
+        record["skipped_clips"] = skipped["clips"]
+        record["skipped_by_split"] = skipped["by_split"]
         write_json(Path(trainer.default_root_dir) / self.filename, record)
 

@@ -219,7 +219,7 @@ def _read_yaml(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as exc:  # yaml and omegaconf parse errors
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level, got a list")
     return cfg

@@ -3,7 +3,8 @@
 ``itryon infer --run runs/NAME/STAMP --manifest data/synthetic/val.jsonl --out preds/`` writes
 ``preds/<clip id>.mp4``, ready for ``itryon evaluate --pred preds --manifest ...``. A clip that cannot be used
 (a manifest line that does not validate, a file that does not decode, a clip without a key the model reads)
-is skipped and listed in ``preds/skipped.jsonl``; the others are generated.
+is skipped and listed in ``preds/skipped.jsonl``; the others are generated, each at its own size (clips
+batch with the clips after them of the same size).
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from itryon.config import ConfigError, instantiate, trust_targets
-from itryon.data.contract import collate
+from itryon.data.contract import SkippedSample, collate
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples
 from itryon.data.manifest import InteractiveManifestDataset
 from itryon.data.video_io import to_uint8, write_video
@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     report = out / SKIPPED_FILE
     try:
         module = load_module(Path(args.run), Path(args.weights) if args.weights else None).to(args.device)
-        dataset = InteractiveManifestDataset(args.manifest, bad_records="skip")
+        dataset = InteractiveManifestDataset(args.manifest, bad_records="skip", one_size=False)
         dataset.require_keys(required_inputs(module), skip=True)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,11 +75,8 @@ def _run(args: argparse.Namespace) -> int:
         append_line(report, json.dumps({"split": "infer", "index": None, "clip": rejected["clip"], "error": f"ManifestError: {rejected['error']}", "replaced_by": None}))
         print(f"skipping {rejected['clip']}: {rejected['error']}", file=sys.stderr)
     safe = SkipBadSamples(dataset, replace=False, name="infer", report_path=report)
-    loader = DataLoader(safe, batch_size=args.batch_size, collate_fn=collate)
     written = 0
-    for i, batch in enumerate(tqdm(loader, desc="infer", unit="batch", disable=args.no_progress)):
-        if batch is None:  # every clip of this batch was skipped (listed in the report)
-            continue
+    for i, batch in enumerate(tqdm(_batches(safe, args.batch_size), desc="infer", unit="batch", disable=args.no_progress)):
         batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         videos = module.generate(batch, num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed + i)
         for video, meta in zip(videos, batch["meta"]):
@@ -89,6 +86,25 @@ def _run(args: argparse.Namespace) -> int:
     note = f"; skipped {skipped} clip(s), listed in {report}" if skipped else ""
     print(f"wrote {written} videos to {out}{note}")
     return 0
+
+
+def _shape(sample: dict) -> tuple:
+    return tuple(sorted((k, tuple(v.shape)) for k, v in sample.items() if torch.is_tensor(v)))
+
+
+def _batches(dataset: SkipBadSamples, batch_size: int):
+    """Batches of consecutive loadable clips of one shape (skipped clips are already reported)."""
+    pending: list[dict] = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        if isinstance(sample, SkippedSample):
+            continue
+        if pending and (_shape(pending[0]) != _shape(sample) or len(pending) >= batch_size):
+            yield collate(pending)
+            pending = []
+        pending.append(sample)
+    if pending:
+        yield collate(pending)
 
 
 if __name__ == "__main__":

@@ -136,12 +136,14 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
     _set_rng_states(states)
 
 
-def count_skipped(path: str | Path) -> dict[str, int]:
-    """``{"clips": distinct (split, clip) skipped, "events": lines}`` of a ``skipped.jsonl`` (zeros if absent)."""
+def count_skipped(path: str | Path) -> dict[str, Any]:
+    """``{"clips": distinct (split, clip) pairs skipped, "by_split": {split: clips}, "events": lines}`` of a
+    ``skipped.jsonl`` (zeros if absent): a clip skipped in every epoch counts once per split."""
     path = Path(path)
     if not path.is_file():
-        return {"clips": 0, "events": 0}
-    seen, events = set(), 0
+        return {"clips": 0, "by_split": {}, "events": 0}
+    seen: set[tuple[Any, Any]] = set()
+    events = 0
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
@@ -149,7 +151,10 @@ def count_skipped(path: str | Path) -> dict[str, int]:
             continue
         events += 1
         seen.add((record.get("split"), record.get("clip")))
-    return {"clips": len(seen), "events": events}
+    by_split: dict[str, int] = {}
+    for split, _ in seen:
+        by_split[str(split)] = by_split.get(str(split), 0) + 1
+    return {"clips": len(seen), "by_split": dict(sorted(by_split.items())), "events": events}
 
 
 class TryOnDataModule(L.LightningDataModule):

@@ -251,8 +251,9 @@ class InteractiveManifestDataset(Dataset):
     ``transforms`` (e.g. :class:`itryon.data.transforms.Resize`, :class:`~itryon.data.transforms.TemporalCrop`)
     apply in order to each sample, before its contract is checked.
 
-    Clips are served at one size: the ``Resize`` in ``transforms`` sets it; without one, the video size and the
-    garment size of the manifest's first clip. A clip of another size raises :class:`ManifestError` naming it
+    Clips are served at one size (``one_size``, so that they batch): the ``Resize`` in ``transforms`` sets it;
+    without one, the video size most records declare (``height``, ``width``), or else the first readable clip's,
+    and the first readable clip's garment size. A clip of another size raises :class:`ManifestError` naming it
     and both sizes (the data module skips and reports it) instead of failing the batch's collate.
     ``bad_records="skip"`` leaves out lines that do not validate, listed in ``rejected``, instead of raising.
     An empty manifest is an error.
@@ -266,6 +267,7 @@ class InteractiveManifestDataset(Dataset):
         check_files: bool = True,
         transforms: Sequence[Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
         bad_records: str = "error",
+        one_size: bool = True,
     ):
         path = Path(manifest)
         if path.is_dir():
@@ -286,6 +288,8 @@ class InteractiveManifestDataset(Dataset):
             found = f" ({len(self.rejected)} line(s) rejected, the first: {self.rejected[0]['error']})" if self.rejected else ""
             raise ManifestError(f"{path}: the manifest holds no clips{found}")
         self._sizes: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self._size_clip = ""
+        self.one_size = one_size
         if num_frames is not None:
             short = [r["id"] for r in self.records if r["num_frames"] < num_frames]
             if short:
@@ -310,9 +314,11 @@ class InteractiveManifestDataset(Dataset):
             problem = None
             for who, keys in needed.items():
                 lacking = [k for k in keys if k not in self.provided_keys(record)]
+                if lacking and lacking[0] in FILE_FIELDS:
+                    problem = f"{self.path}: clip {record['id']!r} lacks field {lacking[0]!r}, which {who} needs"
+                    break
                 if lacking:
-                    kind = "field" if lacking[0] in FILE_FIELDS else "key (the manifest format has no such field)"
-                    problem = f"{self.path}: clip {record['id']!r} lacks {kind} {lacking[0]!r}, which {who} needs"
+                    problem = f"{self.path}: clip {record['id']!r} yields no key {lacking[0]!r} (the manifest format has no such field), which {who} needs"
                     break
             if problem is None:
                 keep.append(record)
@@ -333,27 +339,45 @@ class InteractiveManifestDataset(Dataset):
             from .transforms import Resize
             from .video_io import video_info
 
-            first = self.records[0]
-            info = video_info(self.root / first["video"])
-            video, garment = (int(info["height"]), int(info["width"])), None
-            for t in self.transforms:
-                if isinstance(t, Resize):
-                    video = tuple(t.size)
-                    garment = tuple(t.garment_size) if t.garment_size is not None else garment
-            if garment is None:
-                with Image.open(self.root / first["garment"]) as im:
-                    garment = (im.height, im.width)
-            self._sizes = (video, garment)  # type: ignore[assignment]
+            errors = []
+            for record in self.records:  # the first clip whose headers read (a broken one is skipped on its own)
+                try:
+                    info = video_info(self.root / record["video"])
+                    with Image.open(self.root / record["garment"]) as im:
+                        garment = (im.height, im.width)
+                except Exception as exc:  # undecodable headers: PyAV, PIL and OS errors
+                    errors.append(f"{record['id']}: {type(exc).__name__}: {exc}")
+                    continue
+                video = self._declared_size() or (int(info["height"]), int(info["width"]))
+                for t in self.transforms:
+                    if isinstance(t, Resize):
+                        video = tuple(t.size)
+                        garment = tuple(t.garment_size) if t.garment_size is not None else garment
+                self._sizes = (video, garment)  # type: ignore[assignment]
+                self._size_clip = str(record["id"])
+                break
+            else:
+                raise ManifestError(f"{self.path}: no clip's video and garment can be read (the first: {errors[0]})")
         return self._sizes  # type: ignore[return-value]
 
+    def _declared_size(self) -> tuple[int, int] | None:
+        sizes: dict[tuple[int, int], int] = {}
+        for record in self.records:
+            if "height" in record and "width" in record:
+                key = (int(record["height"]), int(record["width"]))
+                sizes[key] = sizes.get(key, 0) + 1
+        return max(sizes, key=lambda k: sizes[k]) if sizes else None
+
     def _check_size(self, sample: Mapping[str, Any], record: Mapping[str, Any], clip: str) -> None:
+        if not self.one_size:
+            return
         video, garment = self.expected_sizes()
-        first = self.records[0]["id"]
+        first = self._size_clip
         got = tuple(sample["video"].shape[-2:])
         if got != video:
             raise ManifestError(
-                f"{clip}: frames are {got[0]}x{got[1]} (HxW), the dataset serves {video[0]}x{video[1]} (the size of clip "
-                f"{first!r} or of its Resize); add itryon.data.transforms.Resize to the dataset's transforms to bring every clip to one size"
+                f"{clip}: frames are {got[0]}x{got[1]} (HxW), the dataset serves {video[0]}x{video[1]} (its Resize's, the "
+                f"size most clips declare, or clip {first!r}'s); add itryon.data.transforms.Resize to the dataset's transforms to bring every clip to one size"
             )
         got = tuple(sample["garment"].shape[-2:])
         if got != garment:

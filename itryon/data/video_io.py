@@ -113,11 +113,16 @@ def video_info(path: str | Path) -> dict:
         return {"frames": len(files), "height": h, "width": w, "fps": None}
     if not p.is_file():
         raise VideoIOError(f"{p}: no such video file or frame folder")
-    with av.open(str(p)) as container:
-        stream = container.streams.video[0]
-        frames = stream.frames or sum(1 for _ in container.decode(video=0))
-        fps = float(stream.average_rate) if stream.average_rate else None
-        return {"frames": frames, "height": stream.height, "width": stream.width, "fps": fps}
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise VideoIOError(f"{p}: holds no video stream")
+            stream = container.streams.video[0]
+            frames = stream.frames or sum(1 for _ in container.decode(video=0))
+            fps = float(stream.average_rate) if stream.average_rate else None
+            return {"frames": frames, "height": stream.height, "width": stream.width, "fps": fps}
+    except av.error.FFmpegError as exc:
+        raise VideoIOError(f"{p}: cannot decode video ({exc})") from exc
 
 
 def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float = 8.0, lossless: bool = False, crf: int = 18) -> Path:
