@@ -11,7 +11,6 @@ from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from itryon.cli.train import main as train
-from itryon.data.contract import collate
 from itryon.data.datamodule import SkipBadSamples
 from reliability_helpers import SYNTH, only_run, run_child
 
