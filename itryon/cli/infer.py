@@ -22,7 +22,7 @@ from itryon.data.contract import SkippedSample, collate
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples
 from itryon.data.manifest import InteractiveManifestDataset
 from itryon.data.video_io import to_uint8, write_video
-from itryon.io_utils import append_line
+from itryon.io_utils import append_line, remove_orphaned_temps
 
 WEIGHTS = Path("weights") / "model.safetensors"
 
@@ -69,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    remove_orphaned_temps(out, recursive=False)  # what a killed earlier run was writing
     if report.exists():
         report.unlink()  # the report of this run only
     for rejected in dataset.rejected:

@@ -81,8 +81,9 @@ def test_orphaned_temporaries_are_removed(tmp_path):
 
 
 def _killed_run(tmp_path: Path, hook: str, **env: str) -> Path:
-    """Train 6 steps (checkpoints every 2) in a child process that ``hook`` SIGKILLs while it saves at step 4."""
-    args = [*SYNTH, "trainer.max_steps=6", "trainer.val_check_interval=3", f"output_dir={tmp_path / 'runs'}", "name=kill"]
+    """Train 3 steps (a checkpoint after each) in a child process that ``hook`` SIGKILLs while it saves at step 2."""
+    args = [*SYNTH, "trainer.max_steps=3", "checkpoint.every_n_train_steps=1", "trainer.limit_val_batches=0",
+            f"output_dir={tmp_path / 'runs'}", "name=kill"]
     code = f"""
 import io, os, signal, sys, torch
 from kill_switch import die
@@ -101,7 +102,7 @@ def _step(path: Path) -> int:
 
 def _resume_and_finish(run: Path) -> None:
     assert train(["--resume", str(run)]) == 0
-    assert _step(run / "checkpoints" / "last.ckpt") == 6
+    assert _step(run / "checkpoints" / "last.ckpt") == 3
     assert not [p for p in run.rglob(f"*{TEMP_TAG}*")], "orphaned temporary files were not removed"
 
 
@@ -111,7 +112,7 @@ seen = []
 def save(obj, f, *args, **kwargs):
     if os.path.basename(str(f)).startswith(".last.ckpt"):
         seen.append(f)
-        if len(seen) == 2:  # the second last.ckpt (step 4): half the bytes reach the disk, then the kill
+        if len(seen) == 2:  # the second last.ckpt (step 2): half the bytes reach the disk, then the kill
             buf = io.BytesIO()
             real_save(obj, buf)
             with open(f, "wb") as out:
@@ -131,7 +132,7 @@ def test_a_kill_during_a_checkpoint_write_with_tmpdir_on_another_filesystem_keep
         assert os.stat(tmpdir).st_dev != os.stat(tmp_path).st_dev, "TMPDIR must be on another filesystem"
         run = _killed_run(tmp_path, KILL_DURING_WRITE, TMPDIR=str(tmpdir))
         ckpts = run / "checkpoints"
-        assert _step(ckpts / "last.ckpt") == 2  # the previous last.ckpt, complete and loadable
+        assert _step(ckpts / "last.ckpt") == 1  # the previous last.ckpt, complete and loadable
         assert (ckpts / "last.ckpt").stat().st_size > 1000
         assert len(list(ckpts.glob(f".last.ckpt{TEMP_TAG}*"))) == 1  # the cut-short write, next to it
         assert not any(tmpdir.iterdir())  # nothing went through $TMPDIR
@@ -145,7 +146,7 @@ def test_a_kill_during_a_checkpoint_write_with_tmpdir_on_another_filesystem_keep
 KILL_AT_RENAME = """
 real_replace = os.replace
 def replace(src, dst, *args, **kwargs):
-    if os.path.basename(str(dst)) == "epoch=0-step=4.ckpt":  # written in full and fsynced, not yet renamed
+    if os.path.basename(str(dst)) == "epoch=0-step=2.ckpt":  # written in full and fsynced, not yet renamed
         die()
     return real_replace(src, dst, *args, **kwargs)
 os.replace = replace
@@ -155,10 +156,10 @@ os.replace = replace
 def test_a_kill_at_the_rename_leaves_complete_checkpoints_and_resume_takes_the_newest(tmp_path):
     run = _killed_run(tmp_path, KILL_AT_RENAME)
     ckpts = run / "checkpoints"
-    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["epoch=0-step=2.ckpt", "last.ckpt"]
-    assert _step(ckpts / "last.ckpt") == 2
-    (orphan,) = ckpts.glob(f".epoch=0-step=4.ckpt{TEMP_TAG}*")
-    assert _step(orphan) == 4  # complete, but never a checkpoint: resume does not look at it
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["epoch=0-step=1.ckpt", "last.ckpt"]
+    assert _step(ckpts / "last.ckpt") == 1
+    (orphan,) = ckpts.glob(f".epoch=0-step=2.ckpt{TEMP_TAG}*")
+    assert _step(orphan) == 2  # complete, but never a checkpoint: resume does not look at it
     from itryon.training.run import resume_target
 
     assert resume_target(run)[1].name == "last.ckpt"
