@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
 from safetensors.torch import save_file
+
+from itryon.io_utils import atomic_path
 
 
 class SafetensorsExport(L.Callback):
@@ -61,11 +61,5 @@ def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metada
         ptr = v.untyped_storage().data_ptr()
         out[k] = v.clone() if ptr in seen else v
         seen.add(ptr)
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(out, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(out, str(tmp), metadata=metadata)

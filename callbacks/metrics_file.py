@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from itryon.data.datamodule import SKIPPED_FILE, count_skipped
+from itryon.io_utils import write_json
+
 
 class MetricsFile(L.Callback):
-    """Writes the logged ``val/`` metrics after each validation epoch (atomically), for CI and people.
+    """Writes the logged ``val/`` metrics after each validation epoch (atomically), for CI and people, with
+    ``skipped_clips``, the number of clips the data module skipped so far (``skipped.jsonl``).
 
     Put it after the callbacks that log metrics: callbacks run in list order.
     """
@@ -37,12 +38,9 @@ class MetricsFile(L.Callback):
             protocols.update(getattr(callback, "descriptions", None) or {})
         if protocols:
             record["protocols"] = protocols
-        write_json_atomic(Path(trainer.default_root_dir) / self.filename, record)
+        # clips the data module skipped (listed in skipped.jsonl): metrics that left clips out say how many
+        skipped = count_skipped(Path(trainer.default_root_dir) / SKIPPED_FILE)
+        record["skipped_clips"] = skipped["clips"]
+        record["skipped_by_split"] = skipped["by_split"]
+        write_json(Path(trainer.default_root_dir) / self.filename, record)
 
-
-def write_json_atomic(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)

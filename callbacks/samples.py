@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from itryon.data.video_io import to_uint8, write_video
+from itryon.io_utils import atomic_path
 
 # columns of the side-by-side views: (batch key or "pred", title)
 PANELS = (("agnostic", "condition"), ("pred", "prediction"), ("video", "ground truth"))
@@ -68,8 +69,6 @@ def save_grid(panels: list[torch.Tensor], path: Path, num_frames: int) -> Path:
     idx = torch.linspace(0, t - 1, min(num_frames, t)).round().long()
     rows = [torch.cat([p[:, i] for p in panels], dim=-1) for i in idx]  # each (3, H, W * P)
     grid = torch.cat(rows, dim=-2).unsqueeze(1)  # (3, 1, H * R, W * P)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(to_uint8(grid)[0].numpy()).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(grid)[0].numpy()).save(tmp, format="PNG")
     return path

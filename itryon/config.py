@@ -15,17 +15,26 @@ Every leaf remembers the file (or ``command line``) it came from, so that valida
 Validation (:func:`validate`) runs before anything is built: each ``_target_`` must import, every key
 beside it must be a parameter of the target's constructor, and values must match the annotated types.
 Errors name the dotted key, its file, and the closest valid names.
+
+A config is data: it may only build classes (or their ``from_*`` constructors, e.g. ``WanDiT.from_pretrained``)
+from the project's packages and the libraries it builds on (:data:`ALLOWED_PACKAGES`), never call a function
+such as ``os.system``. ``--trust-config`` (:func:`trust_targets`) or ``ITRYON_TRUST_CONFIG=1`` lifts the rule
+for a config you wrote; ``ITRYON_TARGET_PACKAGES=pkg,other`` adds your own packages under the same rule.
+The check runs before a target's module is imported, and again on everything the import resolves to.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import importlib
 import inspect
+import os
 import types
 import typing
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,88 @@ COMMAND_LINE = "command line"
 
 class ConfigError(ValueError):
     """A configuration cannot be composed, validated or instantiated; the message names the key and file."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# what a config may build
+
+TRUST_ENV = "ITRYON_TRUST_CONFIG"
+PACKAGES_ENV = "ITRYON_TARGET_PACKAGES"
+ALLOWED_PACKAGES = (
+    "itryon", "callbacks", "lightning", "pytorch_lightning", "lightning_fabric", "torch", "torchvision",
+    "torchmetrics", "torchdata", "diffusers", "transformers", "peft", "safetensors", "einops",
+)
+# parts of allowed packages that load or run code, or run a command line, given only data
+DENIED_MODULES = (
+    "torch.hub", "torch.jit", "torch.package", "torch.library", "torch.classes", "torch.ops", "torch.serialization",
+    "torch.export", "torch.distributed.rpc", "torch.utils.cpp_extension", "torch.utils.collect_env",
+    "torch.utils.model_zoo", "lightning.pytorch.cli", "lightning.fabric.cli", "pytorch_lightning.cli",
+    "lightning_fabric.cli", "transformers.dynamic_module_utils", "diffusers.utils.dynamic_modules_utils",
+    "itryon.cli", "itryon.config",
+)
+DENIED_ARGUMENTS = ("trust_remote_code", "custom_pipeline")  # library switches that run code from a model folder
+_TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("itryon_trust_config", default=False)
+
+
+@contextlib.contextmanager
+def trust_targets(enabled: bool = True) -> Iterator[None]:
+    """Within the block, configs may build any ``_target_`` (``--trust-config``)."""
+    token = _TRUST.set(bool(enabled) or _TRUST.get())
+    try:
+        yield
+    finally:
+        _TRUST.reset(token)
+
+
+def targets_trusted() -> bool:
+    return _TRUST.get() or os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def allowed_packages() -> tuple[str, ...]:
+    extra = tuple(p.strip() for p in os.environ.get(PACKAGES_ENV, "").split(",") if p.strip())
+    return ALLOWED_PACKAGES + extra
+
+
+def _within(name: str, packages: Sequence[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def _refuse(name: str, key: str, where: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"'{key}'{where}: target {name!r} is not allowed: {why}. A config may only build classes (or their from_* "
+        f"constructors) from {', '.join(allowed_packages())}; if you trust this config, pass --trust-config or set "
+        f"{TRUST_ENV}=1, or add your package to {PACKAGES_ENV}"
+    )
+
+
+def _check_name(name: str, key: str, where: str) -> None:
+    """The part of the rule that needs no import: the dotted path itself."""
+    parts = name.split(".")
+    if any(not p.isidentifier() or p.startswith("_") for p in parts):
+        raise _refuse(name, key, where, "its path has a private or invalid part")
+    if not _within(name, allowed_packages()):
+        raise _refuse(name, key, where, f"'{parts[0]}' is not one of the allowed packages")
+    if _within(name, DENIED_MODULES):
+        raise _refuse(name, key, where, "that part of the library loads or runs code")
+
+
+def _check_resolved(name: str, chain: Sequence[Any], key: str, where: str) -> None:
+    """Everything the dotted path resolved to stays inside the allowed packages (``torch.os`` is the ``os``
+    module) and the target is a class or a ``from_*`` constructor of one."""
+    packages = allowed_packages()
+    for obj in chain:
+        home = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None) or type(obj).__module__
+        if not _within(home, packages):
+            raise _refuse(name, key, where, f"it resolves to {home!r}, outside the allowed packages")
+        if _within(home, DENIED_MODULES):
+            raise _refuse(name, key, where, f"it resolves to {home!r}, which loads or runs code")
+    target = chain[-1]
+    if isinstance(target, type):
+        return
+    owner = getattr(target, "__self__", None)
+    if inspect.ismethod(target) and isinstance(owner, type) and target.__name__.startswith("from_"):
+        return
+    raise _refuse(name, key, where, "it is not a class or a from_* constructor of one")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -59,12 +150,21 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), config_root: st
         key = key.strip().lstrip("+")
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        OmegaConf.update(cfg, key, _parse_value(value), merge=True, force_add=True)
-        _record(origins, key, OmegaConf.select(cfg, key), COMMAND_LINE)
+        try:
+            OmegaConf.update(cfg, key, _parse_value(value, item), merge=True, force_add=True)
+        except ConfigError:
+            raise
+        except Exception as exc:  # omegaconf refuses e.g. a key path through a list or a non-mapping
+            raise ConfigError(f"override {item!r} (command line) cannot be applied: {_one_line(exc)}") from None
+        _record(origins, key, OmegaConf.select(cfg, key, throw_on_resolution_failure=False), COMMAND_LINE)
     try:
         OmegaConf.resolve(cfg)
+    except RecursionError:
+        raise ConfigError(f"cannot resolve the interpolations of {path}: a value refers to itself (e.g. model=${{model}})") from None
     except Exception as exc:  # omegaconf raises several unrelated types for a bad interpolation
-        raise ConfigError(f"cannot resolve an interpolation in {path}: {exc}") from exc
+        key = getattr(exc, "full_key", None) or "?"
+        where = origins.get(str(key)) or origin_of_key(origins, str(key)) or str(path)
+        raise ConfigError(f"cannot resolve '{key}' (set in {where}): {_one_line(exc)}") from None
     _ORIGINS[id(cfg)] = origins
     weakref.finalize(cfg, _ORIGINS.pop, id(cfg), None)  # forget the origins with the config
     return cfg
@@ -90,9 +190,27 @@ def _guess_root(path: Path) -> Path:
     return CONFIG_ROOT
 
 
-def _parse_value(text: str) -> Any:
-    node = OmegaConf.create(f"v: {text}") if text.strip() else OmegaConf.create({"v": ""})
-    return OmegaConf.to_container(node)["v"] if isinstance(node.v, (DictConfig, ListConfig)) else node.v
+def origin_of_key(origins: Mapping[str, str], key: str) -> str | None:
+    while key:
+        if key in origins:
+            return origins[key]
+        key = key.rpartition(".")[0]
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an omegaconf/yaml message (the rest repeats the key and the object type)."""
+    text = " ".join(str(exc).strip().splitlines()[:1]) or type(exc).__name__
+    return text
+
+
+def _parse_value(text: str, item: str = "") -> Any:
+    """The YAML value of an override; interpolations (``${...}``) stay unresolved until the whole config is."""
+    try:
+        node = OmegaConf.create(f"v: {text}") if text.strip() else OmegaConf.create({"v": ""})
+    except Exception as exc:  # yaml scanner/parser errors
+        raise ConfigError(f"override {item or text!r} (command line): not a valid YAML value or interpolation ({_one_line(exc)})") from None
+    return OmegaConf.to_container(node, resolve=False)["v"]
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -101,7 +219,7 @@ def _read_yaml(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as exc:  # yaml and omegaconf parse errors
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level, got a list")
     return cfg
@@ -227,7 +345,9 @@ def _allowed_keys(schema: Any) -> list[str] | None:
 
 
 def _validate_target(root: DictConfig, node: DictConfig, path: str) -> None:
-    target = import_target(node["_target_"], key=_join(path, "_target_"), origin=origin_of(root, _join(path, "_target_")))
+    key, origin = _join(path, "_target_"), origin_of(root, _join(path, "_target_"))
+    target = import_target(node["_target_"], key=key, origin=origin)
+    _check_arguments(node["_target_"], node, key, f" (set in {origin})" if origin else "")
     params = _init_parameters(target)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -360,6 +480,9 @@ def import_target(name: Any, key: str = "_target_", origin: str | None = None) -
     where = f" (set in {origin})" if origin else ""
     if not isinstance(name, str) or "." not in name:
         raise ConfigError(f"'{key}'{where} must be a dotted path like 'package.module.Class', got {name!r}")
+    trusted = targets_trusted()
+    if not trusted:
+        _check_name(name, key, where)  # before any import: importing a module runs its code
     parts = name.split(".")
     module, error = None, None
     for cut in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
@@ -375,6 +498,7 @@ def import_target(name: Any, key: str = "_target_", origin: str | None = None) -
     if module is None:
         raise ConfigError(f"'{key}'{where}: cannot import module '{parts[0]}' for target {name!r} ({error})")
     obj: Any = module
+    chain = [module]
     for attr in parts[cut:]:
         if not hasattr(obj, attr):
             names = [n for n in dir(obj) if not n.startswith("_")]
@@ -382,7 +506,18 @@ def import_target(name: Any, key: str = "_target_", origin: str | None = None) -
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"'{key}'{where}: '{getattr(obj, '__name__', obj)}' has no '{attr}'{hint}")
         obj = getattr(obj, attr)
+        chain.append(obj)
+    if not trusted:
+        _check_resolved(name, chain, key, where)
     return obj
+
+
+def _check_arguments(name: str, args: Mapping[str, Any], key: str, where: str) -> None:
+    if targets_trusted():
+        return
+    for arg in DENIED_ARGUMENTS:
+        if args.get(arg):
+            raise _refuse(name, key, where, f"'{arg}' makes it run code shipped with the model files")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -408,6 +543,7 @@ def instantiate(node: Any, path: str = "", **kwargs: Any) -> Any:
     partial = bool(node_dict.get("_partial_", False))
     args = {k: instantiate(v, _join(path, k)) for k, v in node_dict.items() if k not in RESERVED}
     args.update(kwargs)
+    _check_arguments(node_dict["_target_"], args, _join(path, "_target_"), "")
     if partial:
         import functools
 

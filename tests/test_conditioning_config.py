@@ -127,6 +127,7 @@ def test_ablations_are_one_line_overrides(tmp_path):
 
 def test_a_depth_adapter_joins_through_config_only(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS))
+    monkeypatch.setenv("ITRYON_TARGET_PACKAGES", "depth_adapter")  # a user's own package joins the allowed ones
     entry = (
         "conditioning.adapters.depth={_target_: depth_adapter.DepthAdapter, dim: '${model.backbone.dim}', "
         "patch_size: '${model.backbone.patch_size}', spatial_compression: 2, temporal_compression: 4, hidden_dim: 16}"

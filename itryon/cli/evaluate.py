@@ -9,7 +9,6 @@ Writes a JSON file and exits non-zero when a ``--fail-if`` gate fails.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import operator
 import re
@@ -21,7 +20,9 @@ import torch
 from tqdm import tqdm
 
 from itryon.data.contract import interaction_from_actions
+from itryon.data.manifest import mask_levels
 from itryon.data.video_io import is_video_path, read_video, to_float
+from itryon.io_utils import write_json
 from itryon.metrics.clip_selection import CLIP_SELECTIONS
 from itryon.metrics.registry import available_metrics, build_metric, flatten_result, metric_extras, metric_spec
 
@@ -66,6 +67,8 @@ def _videos(folder: Path) -> dict[str, Path]:
         raise EvaluationError(f"{folder}: not a folder")
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):  # hidden files, e.g. a writer's temporary file
+            continue
         if is_video_path(p):
             name = p.stem if p.is_file() else p.name
             if name in found:
@@ -140,7 +143,10 @@ def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, di
         if key not in ANNOTATION_VIDEOS or (wanted is not None and key not in wanted):
             continue
         frames = read_video(path)  # (T, H, W, C) uint8
-        x = (frames[..., :1] > 127).float().permute(3, 0, 1, 2) if key in _MASKS else to_float(frames)  # (C, T, H, W)
+        if key in _MASKS:
+            x = (mask_levels(frames[..., :1]) > 127).float().permute(3, 0, 1, 2)  # (1, T, H, W); 0/1 masks too
+        else:
+            x = to_float(frames)  # (3, T, H, W)
         if tuple(x.shape[1:]) != tuple(video.shape[1:]):
             raise EvaluationError(f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}")
         sample[key] = x
@@ -247,9 +253,7 @@ def run(args: argparse.Namespace) -> int:
         "gates": gate_results,
         "passed": not any(g["failed"] for g in gate_results),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+    out = write_json(args.out, record, allow_nan=False)
     width = max(len(k) for k in results) if results else 0
     for k, v in results.items():
         print(f"{k:<{width}}  {v:.6g}")

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from itryon.data.synthetic import contact_sheet, generate_clip, write_split
     from itryon.data.synthetic.families import family_mix, mixed_clip
+    from itryon.io_utils import atomic_path
 
     try:
         mix = family_mix([f.strip() for f in args.families.split(",") if f.strip()] if args.families is not None else None)
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         picks = [(None, i) if mix is None else mixed_clip(i, mix) for i in indices]
         clips = [generate_clip(args.split, i, args.seed, args.frames, args.height, args.width, args.fps, args.passive_fraction, family=f) for f, i in picks]
         path = Path(args.out) / f"{args.split}_preview.png"
-        Image.fromarray(contact_sheet(clips)).save(path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(contact_sheet(clips)).save(tmp, format="PNG")
         print(f"wrote the contact sheet {path}")
     return 0
 

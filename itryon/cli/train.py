@@ -8,28 +8,39 @@ import sys
 import warnings
 from pathlib import Path
 
-from itryon.config import CONFIG_ROOT, ConfigError, to_yaml
+from itryon.config import CONFIG_ROOT, ConfigError, to_yaml, trust_targets
+from itryon.io_utils import UnreadableFileError
 
 DEFAULT_CONFIG = CONFIG_ROOT / "default.yaml"
 RUN_DIR_ENV = "ITRYON_RUN_DIR"
 # errors of a config that validates but points at files that are missing or wrong: a message, not a traceback
-BUILD_ERRORS = (ConfigError, FileNotFoundError, KeyError)
+BUILD_ERRORS = (ConfigError, FileNotFoundError, KeyError, UnreadableFileError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its folder (last.ckpt) or a checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its folder (its newest complete checkpoint) or a checkpoint")
+    parser.add_argument(
+        "--trust-config", action="store_true",
+        help="let the config build any _target_, not only classes of itryon and the libraries it builds on (also: ITRYON_TRUST_CONFIG=1)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
 
 
 def run(args: argparse.Namespace) -> int:
+    with trust_targets(getattr(args, "trust_config", False)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     # frozen parts (VAE, text encoder) stay in eval mode on purpose; Lightning warns about it at every start
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     from itryon.data.manifest import ManifestError
-    from itryon.training.run import build, fit, load_run_config, new_run_dir, prepare_config, resume_target
+    from itryon.training.checkpoints import CheckpointError, check_resumable
+    from itryon.training.run import CONFIG_NAME, build, checkpoint_step, fit, load_run_config, new_run_dir, prepare_config, resume_target
 
-    build_errors = (*BUILD_ERRORS, ManifestError)
+    build_errors = (*BUILD_ERRORS, ManifestError, CheckpointError)
 
     try:
         if args.resume:
@@ -38,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             run_dir, ckpt = None, None
             cfg = prepare_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, CheckpointError, UnreadableFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.print_config:
@@ -50,11 +61,18 @@ def run(args: argparse.Namespace) -> int:
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
         try:
-            trainer, module, datamodule = build(cfg, Path(run_dir))
+            trainer, module, datamodule = build(cfg, Path(run_dir), resume_step=checkpoint_step(ckpt))
+            if ckpt is not None:
+                overrides = f" with the overrides {' '.join(args.overrides)}" if args.overrides else ""
+                check_resumable(Path(ckpt), module, f"{Path(run_dir) / CONFIG_NAME}{overrides}")
         except build_errors as exc:
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
-        fit(trainer, module, datamodule, cfg, Path(run_dir), ckpt)
+        try:
+            fit(trainer, module, datamodule, cfg, Path(run_dir), ckpt)
+        except (CheckpointError, UnreadableFileError) as exc:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     print(f"run folder: {run_dir}")

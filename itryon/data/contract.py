@@ -42,6 +42,22 @@ class ContractError(ValueError):
     """A sample does not follow the batch contract."""
 
 
+class SkippedSample:
+    """Stands in for a sample that could not be loaded (see ``SkipBadSamples(replace=False)``); :func:`collate`
+    leaves it out of the batch."""
+
+    __slots__ = ("index", "clip", "error")
+
+    def __init__(self, index: int, clip: str, error: str) -> None:
+        self.index, self.clip, self.error = index, clip, error
+
+    def __reduce__(self) -> tuple:  # crosses from DataLoader workers to the main process
+        return (SkippedSample, (self.index, self.clip, self.error))
+
+    def __repr__(self) -> str:
+        return f"SkippedSample(index={self.index}, clip={self.clip!r})"
+
+
 def _where(sample: Mapping[str, Any]) -> str:
     meta = sample.get("meta") or {}
     sid = meta.get("id", "?") if isinstance(meta, Mapping) else "?"
@@ -92,14 +108,19 @@ def _expect_shape(x: Any, shape: tuple[int, ...], key: str, where: str) -> None:
         raise ContractError(f"{where}: '{key}' must have shape {list(shape)}, got {_describe(x)}")
 
 
-def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def collate(samples: Sequence[Mapping[str, Any] | SkippedSample]) -> dict[str, Any] | None:
     """Stack tensors, keep strings/metadata as lists and pad action lists.
 
     Adds ``action_mask`` (bool ``[B, A]``, True for real actions) next to ``actions`` (a list of
-    per-sample lists); an optional key is kept only if every sample has it.
+    per-sample lists); an optional key is kept only if every sample has it. :class:`SkippedSample` markers
+    are left out (their clips are listed in ``batch["skipped"]``); a batch of markers only is ``None``.
     """
     if not samples:
         raise ContractError("collate got an empty list of samples")
+    skipped = [s.clip for s in samples if isinstance(s, SkippedSample)]
+    samples = [s for s in samples if not isinstance(s, SkippedSample)]
+    if not samples:
+        return None
     batch: dict[str, Any] = {}
     keys = set(samples[0])
     for s in samples[1:]:
@@ -119,6 +140,8 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for i, acts in enumerate(batch["actions"]):
             mask[i, : len(acts)] = True
         batch["action_mask"] = mask
+    if skipped:
+        batch["skipped"] = skipped
     return batch
 
 

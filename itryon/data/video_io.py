@@ -2,12 +2,15 @@
 
 Frames travel as ``uint8 [T, H, W, C]`` (C = 3 for RGB, 1 for masks); models use ``float [C, T, H, W]``
 in [-1, 1]. :func:`to_float` and :func:`to_uint8` convert between the two.
+
+A frame folder is read in the order of the number at the end of each file name (``7.png`` before ``10.png``,
+padded or not); names without a number, with different prefixes, with a repeated number or with a gap in
+the numbering are errors naming the folder. Palette and 1-bit frames are converted to RGB and 8-bit grey.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import av
 import numpy as np
 import torch
 from PIL import Image
+
+from itryon.io_utils import atomic_path, replace_dir, temp_dir_for
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -30,8 +35,40 @@ def is_video_path(path: str | Path) -> bool:
     return (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or (p.is_dir() and bool(_frame_files(p)))
 
 
+_NUMBERED = re.compile(r"(.*?)(\d+)")
+
+
 def _frame_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.suffix.lower() in FRAME_SUFFIXES)
+    """The frames of ``folder`` in the order of their numbers; [] when it holds no frame files."""
+    files = [f for f in folder.iterdir() if f.suffix.lower() in FRAME_SUFFIXES and not f.name.startswith(".")]
+    if not files:
+        return []
+    by_prefix: dict[str, list[tuple[int, Path]]] = {}
+    for f in files:
+        m = _NUMBERED.fullmatch(f.stem)
+        if m is None:
+            raise VideoIOError(f"{folder}: frame {f.name!r} has no frame number in its name; name frames 000000.png, 000001.png, ...")
+        by_prefix.setdefault(m.group(1), []).append((int(m.group(2)), f))
+    if len(by_prefix) > 1:
+        raise VideoIOError(f"{folder}: frame names have different prefixes {sorted(by_prefix)}; one video per folder, frames named <prefix><number>")
+    (numbered,) = by_prefix.values()
+    numbered.sort()
+    numbers = [n for n, _ in numbered]
+    for (a, fa), (b, fb) in zip(numbered, numbered[1:]):
+        if a == b:
+            raise VideoIOError(f"{folder}: {fa.name!r} and {fb.name!r} both hold frame {a}")
+        if b != a + 1:
+            raise VideoIOError(f"{folder}: frame numbers jump from {a} ({fa.name}) to {b} ({fb.name}): frame {a + 1} is missing (frames {numbers[0]}..{numbers[-1]} expected without gaps)")
+    return [f for _, f in numbered]
+
+
+def _frame_array(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA"):
+            im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+        elif im.mode == "1" or im.mode.startswith("I"):
+            im = im.convert("L")
+        return np.asarray(im)
 
 
 def read_video(path: str | Path) -> torch.Tensor:
@@ -44,7 +81,7 @@ def read_video(path: str | Path) -> torch.Tensor:
         files = _frame_files(p)
         if not files:
             raise VideoIOError(f"{p}: frame folder holds no {'/'.join(FRAME_SUFFIXES)} files")
-        frames = [np.asarray(Image.open(f)) for f in files]
+        frames = [_frame_array(f) for f in files]
         shapes = {f.shape for f in frames}
         if len(shapes) != 1:
             raise VideoIOError(f"{p}: frames have different shapes {sorted(shapes)}")
@@ -76,11 +113,16 @@ def video_info(path: str | Path) -> dict:
         return {"frames": len(files), "height": h, "width": w, "fps": None}
     if not p.is_file():
         raise VideoIOError(f"{p}: no such video file or frame folder")
-    with av.open(str(p)) as container:
-        stream = container.streams.video[0]
-        frames = stream.frames or sum(1 for _ in container.decode(video=0))
-        fps = float(stream.average_rate) if stream.average_rate else None
-        return {"frames": frames, "height": stream.height, "width": stream.width, "fps": fps}
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise VideoIOError(f"{p}: holds no video stream")
+            stream = container.streams.video[0]
+            frames = stream.frames or sum(1 for _ in container.decode(video=0))
+            fps = float(stream.average_rate) if stream.average_rate else None
+            return {"frames": frames, "height": stream.height, "width": stream.width, "fps": fps}
+    except av.error.FFmpegError as exc:
+        raise VideoIOError(f"{p}: cannot decode video ({exc})") from exc
 
 
 def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float = 8.0, lossless: bool = False, crf: int = 18) -> Path:
@@ -104,33 +146,22 @@ def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float 
         arr = np.repeat(arr, 3, axis=-1)
     t, h, w, _ = arr.shape
     rgb_codec = lossless or h % 2 or w % 2
-    fd, tmp = tempfile.mkstemp(suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
-            stream = container.add_stream("libx264rgb" if rgb_codec else "libx264", rate=Fraction(fps).limit_denominator(1000))
-            stream.width, stream.height = w, h
-            stream.pix_fmt = "rgb24" if rgb_codec else "yuv420p"
-            stream.options = {"qp": "0"} if lossless else {"crf": str(crf)}
-            for frame in arr:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-            container.mux(stream.encode())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(p, suffix=p.suffix) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264rgb" if rgb_codec else "libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "rgb24" if rgb_codec else "yuv420p"
+        stream.options = {"qp": "0"} if lossless else {"crf": str(crf)}
+        for frame in arr:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
     return p
 
 
 def _write_frame_folder(folder: Path, arr: np.ndarray) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    tmp = temp_dir_for(folder)
     for i, frame in enumerate(arr):
         Image.fromarray(frame[..., 0] if frame.shape[-1] == 1 else frame).save(tmp / f"{i:06d}.png")
-    if folder.exists():
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
-    os.replace(tmp, folder)
+    replace_dir(tmp, folder)
     return folder
 
 

@@ -67,7 +67,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
         state = load_file(str(path))
     else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        from itryon.io_utils import torch_load
+
+        state = torch_load(path, "state dict")
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):

@@ -193,7 +193,9 @@ class TryOnModule(L.LightningModule):
         self.log_dict({"train/flow_loss": out["flow"], "train/ac_loss": out["ac"]}, batch_size=bs)
         return out["loss"]
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+    def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> dict[str, Any] | None:
+        if batch is None:  # every clip of this batch was skipped and reported by the data module
+            return None
         # fixed noise and times per batch so that validation losses are comparable across epochs
         gen = torch.Generator(device=batch["video"].device).manual_seed(self.sample_seed + batch_idx)
         out = self.diffusion_loss(batch, generator=gen)

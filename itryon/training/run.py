@@ -1,8 +1,14 @@
-"""A training run: its folder, its trainer, and resuming it."""
+"""A training run: its folder, its trainer, and resuming it.
+
+Every start removes the temporary files a killed writer left in the run folder; checkpoints are written
+atomically (:class:`~itryon.training.checkpoints.AtomicCheckpointIO`); a resumed run continues from the newest
+complete checkpoint with its RNG and data-loader states, in the same logs.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,12 +16,18 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from itryon.config import ConfigError, instantiate, load_config, to_yaml, validate
+from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, count_skipped
+from itryon.io_utils import remove_orphaned_temps, torch_load, write_text
+from itryon.training.checkpoints import AtomicCheckpointIO, resume_checkpoint
+from itryon.training.resume import ContinuingCSVLogger, TrainingRNGState
 
+log = logging.getLogger(__name__)
 CONFIG_NAME = "config.yaml"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 LOGGERS = {"tensorboard", "csv"}
@@ -65,71 +77,120 @@ def new_run_dir(cfg: DictConfig) -> Path:
 
 
 def resume_target(path: str | Path) -> tuple[Path, Path]:
-    """``(run_dir, checkpoint)`` for ``--resume``, given a run folder or a checkpoint file in one."""
-    p = Path(path)
-    if p.suffix == ".ckpt":  # a file, or a folder for sharded (distributed) checkpoints
-        ckpt = p
-        run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-    else:
-        run_dir, ckpt = p, p / LAST_CHECKPOINT
-    if not ckpt.exists():
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}")
+    """``(run_dir, checkpoint)`` for ``--resume``, given a run folder (its newest complete checkpoint) or a
+    checkpoint file in one; a 0-byte, truncated or foreign checkpoint is a one-line error naming it."""
+    run_dir, ckpt = resume_checkpoint(path)
     if not (run_dir / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"cannot resume: no {CONFIG_NAME} in run folder {run_dir}")
     return run_dir, ckpt
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
-    """The Lightning trainer writing checkpoints, logs and callbacks' files into ``run_dir``."""
+class SkipReport(L.Callback):
+    """Points the data module's bad-sample skipping at ``<run>/skipped.jsonl`` and logs the number of skipped
+    clips (``data/skipped_clips``) after each validation; ``metrics.json`` carries it too."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / SKIPPED_FILE
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if hasattr(datamodule, "report_skips_to"):
+            datamodule.report_skips_to(self.path)
+        else:  # another data module: point any SkipBadSamples it holds at the report
+            for value in vars(datamodule or object()).values():
+                if isinstance(value, SkipBadSamples):
+                    value.report_path = self.path
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log("data/skipped_clips", float(count_skipped(self.path)["clips"]), sync_dist=False, rank_zero_only=True)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        counts = count_skipped(self.path)
+        if counts["clips"] and trainer.is_global_zero:
+            log.warning("%d clip(s) were skipped (%d time(s)); see %s", counts["clips"], counts["events"], self.path)
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Callback] = (), resume_step: int | None = None) -> L.Trainer:
+    """The Lightning trainer writing checkpoints, logs and callbacks' files into ``run_dir``.
+
+    A callback entry set to null (``callbacks.samples=null``) is left out. ``resume_step`` (the checkpoint's
+    global step) makes the loggers continue the run's logs from that step.
+    """
     ckpt_args = OmegaConf.to_container(cfg.get("checkpoint", {}), resolve=True) or {}
     ckpt_args.setdefault("save_last", True)
     checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ckpt_args)
-    callbacks: list[L.Callback] = [checkpoint, *extra_callbacks]
+    callbacks: list[L.Callback] = [checkpoint, TrainingRNGState(), SkipReport(run_dir), *extra_callbacks]
     user_callbacks = instantiate(cfg.get("callbacks", {}) or {}, "callbacks")
-    callbacks += list(user_callbacks.values())
+    callbacks += [c for c in user_callbacks.values() if c is not None]
     loggers = []
     for name in cfg.get("loggers", ["tensorboard", "csv"]):
         if name == "tensorboard":
-            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard"))
+            extra = {"purge_step": resume_step} if resume_step is not None else {}  # hide events logged after the checkpoint
+            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard", **extra))
         else:
-            loggers.append(CSVLogger(save_dir=str(run_dir), name="logs", version=_fresh_version(run_dir / "logs", "csv")))
+            loggers.append(ContinuingCSVLogger(save_dir=str(run_dir), name="logs", version="csv", resume_step=resume_step))
     trainer_args = OmegaConf.to_container(cfg.get("trainer", {}), resolve=True) or {}
     if "strategy" in trainer_args and isinstance(trainer_args["strategy"], dict):
         trainer_args["strategy"] = instantiate(cfg.trainer.strategy, "trainer.strategy")
-    return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, **trainer_args)
+    plugins = list(trainer_args.pop("plugins", None) or [])
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, plugins=plugins, **trainer_args)
 
 
-def _fresh_version(folder: Path, name: str) -> str:
-    """``name``, or ``name_1``, ``name_2``... when a resumed run already wrote it (the CSV logger overwrites)."""
-    version, n = name, 0
-    while (folder / version / "metrics.csv").exists():
-        n += 1
-        version = f"{name}_{n}"
-    return version
+def checkpoint_step(ckpt_path: Path | None) -> int | None:
+    """The global step of a checkpoint file (None for none or a sharded folder); reads it memory-mapped."""
+    if ckpt_path is None or Path(ckpt_path).is_dir():
+        return None
+    return int(torch_load(ckpt_path, "Lightning checkpoint", mmap=True)["global_step"])
 
 
-def build(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
-    """Seed, save the resolved config and build the data, the model and the trainer from ``cfg``."""
+def required_inputs(module: L.LightningModule) -> dict[str, list[str]]:
+    """``{"adapter 'hands' (HandPriorAdapter)": ["hand_prior"], ...}``: the batch keys each part of the model reads."""
+    conditioning = getattr(module, "conditioning", None)
+    adapters = getattr(conditioning, "adapters", None) or {}
+    return {f"conditioning adapter '{name}' ({type(a).__name__})": list(getattr(a, "input_keys", ())) for name, a in adapters.items()}
+
+
+def check_data_for_model(datamodule: L.LightningDataModule, module: L.LightningModule) -> None:
+    """Raise (naming the clip and the adapter) when a dataset's clips lack a key the model's adapters read,
+    before training starts rather than at the first batch that holds such a clip."""
+    needed = required_inputs(module)
+    datasets = datamodule.datasets() if hasattr(datamodule, "datasets") else {}
+    for dataset in datasets.values():
+        inner = dataset.dataset if isinstance(dataset, SkipBadSamples) else dataset
+        if hasattr(inner, "require_keys"):
+            inner.require_keys(needed)
+
+
+def build(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
+    """Seed and build the data, the model and the trainer from ``cfg``; checks that the data has what the model reads."""
     L.seed_everything(int(cfg.get("seed", 0)), workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.float32_matmul_precision))
     datamodule = instantiate(cfg.data, "data")
     module = instantiate(cfg.model, "model")
-    trainer = build_trainer(cfg, run_dir)
+    check_data_for_model(datamodule, module)
+    trainer = build_trainer(cfg, run_dir, resume_step=resume_step)
     return trainer, module, datamodule
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> None:
-    """Save the resolved config (new runs, rank zero) and fit, resuming from ``ckpt_path`` when given."""
+    """Remove a killed run's temporary files, save the resolved config (new runs, rank zero) and fit,
+    resuming from ``ckpt_path`` when given."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt_path is None and int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        for path in remove_orphaned_temps(run_dir):
+            log.info("removed %s, left by a killed write", path)
+        if ckpt_path is None:
+            write_text(run_dir / CONFIG_NAME, to_yaml(cfg))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
 
 
 def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> tuple[L.Trainer, L.LightningModule]:
     """Build everything from ``cfg`` (already validated) and fit."""
-    trainer, module, datamodule = build(cfg, run_dir)
+    trainer, module, datamodule = build(cfg, run_dir, resume_step=checkpoint_step(ckpt_path))
     fit(trainer, module, datamodule, cfg, run_dir, ckpt_path)
     return trainer, module
 

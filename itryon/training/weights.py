@@ -9,6 +9,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from itryon.io_utils import UnreadableFileError, torch_load
+
 log = logging.getLogger(__name__)
 
 
@@ -18,8 +20,14 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path} (a run writes weights/model.safetensors)")
     if path.suffix == ".safetensors":
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        try:
+            return load_file(path)
+        except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
+            raise UnreadableFileError(f"{path}: not a readable safetensors file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    ckpt = torch_load(path, "Lightning checkpoint")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UnreadableFileError(f"{path}: not a Lightning checkpoint (no 'state_dict'); pass weights/model.safetensors or a run's .ckpt")
+    return ckpt["state_dict"]
 
 
 def load_trained_weights(module: nn.Module, path: str | Path, *, allow_missing: bool = False, ignore: tuple[str, ...] = ("vae.",)) -> list[str]:
