@@ -78,7 +78,7 @@ def test_wrong_type_names_expected_and_given(config_tree: Path) -> None:
     with pytest.raises(ConfigError, match=r"'parts.flow.shift' expects float, got str 'fast'"):
         validate(cfg)
     cfg = load_config(config_tree / "default.yaml", ["parts.flow.timestep_sampling=gaussian"])
-    with pytest.raises(ConfigError, match=r"timestep_sampling' expects Literal\['uniform', 'logit_normal'\]"):
+    with pytest.raises(ConfigError, match=r"timestep_sampling' expects Literal\['uniform', 'logit_normal', 'mode'\]"):
         validate(cfg)
 
 
