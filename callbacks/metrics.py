@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import Metric
 
+from itryon.metrics.references import REFERENCES
 from itryon.metrics.registry import MetricSpec, build_metric, flatten_result, metric_extras, metric_spec
 
 
@@ -24,6 +25,12 @@ class ValidationMetrics(L.Callback):
     Metrics are built in ``setup``, so a missing weight file fails there. Batches whose ``pred`` is None
     are skipped; an epoch in which no rank sampled logs nothing. Metric states sync across ranks in
     ``compute``, so values are logged with ``sync_dist=False``. ``descriptions`` holds each metric's protocol.
+
+    ``references`` names trivial predictions (:data:`itryon.metrics.references.REFERENCES`: ``copy_input``,
+    ``garment_mean_fill``) scored by the same metrics on the same clips, so that every number can be read against
+    doing nothing; their values are kept in ``reference_values`` (``{reference: {log key: value}}``, written to
+    ``metrics.json`` by :class:`~callbacks.MetricsFile`) and logged once as ``<prefix>reference/<reference>/<key>``.
+    The validation clips do not change during a fit, so they are scored at the first metric epoch only.
     """
 
     def __init__(
@@ -32,6 +39,7 @@ class ValidationMetrics(L.Callback):
         every_n_epochs: int = 1,
         weights_dir: str | os.PathLike | None = None,
         prefix: str = "val/",
+        references: Sequence[str] = ("copy_input", "garment_mean_fill"),
     ) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
@@ -46,6 +54,12 @@ class ValidationMetrics(L.Callback):
             self.config = {name: {"metric": name} for name in metrics}
         for log_name, opts in self.config.items():
             metric_spec(opts["metric"])  # unknown names fail at construction, listing the available ones
+        unknown = sorted(set(references) - set(REFERENCES))
+        if unknown:
+            raise ValueError(f"unknown reference(s) {unknown}; choose from {sorted(REFERENCES)}")
+        self.references = list(references)
+        self.reference_metrics: dict[str, dict[str, Metric]] = {}
+        self.reference_values: dict[str, dict[str, float]] = {}
         self.every_n_epochs = every_n_epochs
         self.weights_dir = weights_dir
         self.prefix = prefix
@@ -60,6 +74,10 @@ class ValidationMetrics(L.Callback):
             spec = metric_spec(opts["metric"])
             metric = build_metric(spec.name, weights_dir=self.weights_dir, **options)
             self.metrics[log_name] = (spec, metric)
+            for ref in self.references:
+                self.reference_metrics.setdefault(ref, {})[log_name] = build_metric(
+                    spec.name, weights_dir=self.weights_dir, **options
+                )
             describe = getattr(metric, "describe", None)
             self.descriptions[log_name] = {"metric": spec.name, **(describe() if describe else {})}
         if trainer.logger is not None and self.descriptions:
@@ -81,6 +99,13 @@ class ValidationMetrics(L.Callback):
             except KeyError as exc:
                 raise KeyError(f"ValidationMetrics[{log_name!r}]: {exc.args[0]}") from None
             metric.update(pred, batch["video"], **extras)
+        if self.reference_values:
+            return
+        for ref, metrics in self.reference_metrics.items():
+            ref_pred = REFERENCES[ref](batch)
+            for log_name, metric in metrics.items():
+                metric.to(pl_module.device)
+                metric.update(ref_pred, batch["video"], **metric_extras(self.metrics[log_name][0], batch))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active(trainer) or not self.metrics:
@@ -95,3 +120,13 @@ class ValidationMetrics(L.Callback):
                 else:
                     rank_zero_warn(f"ValidationMetrics: {self.prefix}{key} is {value} (nothing to measure this epoch); not logged")
             metric.reset()
+        if self.reference_values or not self.reference_metrics:
+            return
+        for ref, metrics in self.reference_metrics.items():
+            values: dict[str, float] = {}
+            for log_name, metric in metrics.items():
+                values.update({k: v for k, v in flatten_result(log_name, metric.compute()).items() if math.isfinite(v)})
+                metric.reset()
+            self.reference_values[ref] = values
+            for key, value in values.items():
+                pl_module.log(f"{self.prefix}reference/{ref}/{key}", value, sync_dist=False)

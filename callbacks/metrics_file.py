@@ -13,7 +13,8 @@ from itryon.io_utils import write_json
 
 
 class MetricsFile(L.Callback):
-    """Writes the logged ``val/`` metrics after each validation epoch (atomically), for CI and people, with
+    """Writes the logged ``val/`` metrics after each validation epoch (atomically), for CI and people, with a
+    ``reference`` block (the metric callbacks' trivial predictions, e.g. copy-the-input, on the same clips) and
     ``skipped_clips``, the number of clips the data module skipped so far (``skipped.jsonl``).
 
     Put it after the callbacks that log metrics: callbacks run in list order.
@@ -30,7 +31,7 @@ class MetricsFile(L.Callback):
         values = {
             k: (v.item() if torch.is_tensor(v) else float(v))
             for k, v in sorted(trainer.callback_metrics.items())
-            if k.startswith(self.prefix)
+            if k.startswith(self.prefix) and not k.startswith(f"{self.prefix}reference/")
         }
         record = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "metrics": values}
         protocols = {}
@@ -38,6 +39,12 @@ class MetricsFile(L.Callback):
             protocols.update(getattr(callback, "descriptions", None) or {})
         if protocols:
             record["protocols"] = protocols
+        references: dict[str, dict[str, float]] = {}
+        for callback in trainer.callbacks:  # trivial predictions scored on the same clips
+            for name, scores in (getattr(callback, "reference_values", None) or {}).items():
+                references.setdefault(name, {}).update({f"{self.prefix}{k}": v for k, v in scores.items()})
+        if references:
+            record["reference"] = references
         # clips the data module skipped (listed in skipped.jsonl): metrics that left clips out say how many
         skipped = count_skipped(Path(trainer.default_root_dir) / SKIPPED_FILE)
         record["skipped_clips"] = skipped["clips"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from itryon.ablation.references import copy_input, garment_mean_colour, garment_mean_fill
+from itryon.metrics.references import copy_input, garment_mean_colour, garment_mean_fill
 
 
 def _batch() -> dict:

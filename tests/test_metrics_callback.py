@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import pytest
 import torch
@@ -26,7 +28,15 @@ class Clips(Dataset):
         cf = self.videos[i].clone()
         if actions:
             cf[:, 1:4] = 0.0
-        return {"video": self.videos[i], "actions": actions, "interaction": interaction_from_actions(actions, 6), "counterfactual": cf, "meta": {"id": str(i)}}
+        mask = torch.zeros(1, 6, 16, 16)
+        mask[..., 4:12, 4:12] = 1.0  # the region to generate
+        garment = torch.full((3, 8, 8), 0.5)
+        garment[0] = -0.5
+        return {
+            "video": self.videos[i], "actions": actions, "interaction": interaction_from_actions(actions, 6),
+            "counterfactual": cf, "agnostic": self.videos[i] * (1 - mask), "agnostic_mask": mask,
+            "garment": garment, "garment_mask": torch.ones(1, 8, 8), "meta": {"id": str(i)},
+        }  # fmt: skip
 
 
 class Sampling(L.LightningModule):
@@ -69,6 +79,33 @@ def test_logs_configured_metrics():
     assert float(logged["val/psnr_interaction"]) == pytest.approx(float(psnr.compute()), rel=1e-5)
     assert float(logged["val/isr_counterfactual"]) == 1.0  # 0.9 * video is closer to the video than to zeros
     assert "val/isr_counterfactual_false_interaction_rate" not in logged  # NaN: no judgeable passive clip
+
+
+def test_references_are_scored_on_the_sampled_clips_and_written_to_metrics_json(tmp_path):
+    from callbacks.metrics_file import MetricsFile
+
+    callback = ValidationMetrics(["ssim", "psnr"])
+    loader = DataLoader(Clips(), batch_size=2, collate_fn=collate)
+    trainer = L.Trainer(
+        max_epochs=2, limit_train_batches=1, limit_val_batches=3, accelerator="cpu", logger=False, default_root_dir=tmp_path,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=[callback, MetricsFile()],
+    )  # fmt: skip
+    trainer.fit(Sampling(), train_dataloaders=loader, val_dataloaders=loader)
+    batch = collate([Clips()[i] for i in range(4)])  # the two sampled batches only
+    copy, fill = VideoSSIM(), VideoPSNR()
+    copy.update(batch["agnostic"], batch["video"])
+    mean_colour = torch.tensor([-0.5, 0.5, 0.5]).view(1, 3, 1, 1, 1)
+    fill.update(batch["agnostic"] * (1 - batch["agnostic_mask"]) + mean_colour * batch["agnostic_mask"], batch["video"])
+    refs = callback.reference_values
+    assert refs["copy_input"]["ssim"] == pytest.approx(float(copy.compute()), abs=1e-6)
+    assert refs["garment_mean_fill"]["psnr"] == pytest.approx(float(fill.compute()), rel=1e-6)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["reference"]["copy_input"]["val/ssim"] == pytest.approx(refs["copy_input"]["ssim"])
+    assert set(record["reference"]) == {"copy_input", "garment_mean_fill"}
+    assert not any("reference" in k for k in record["metrics"])
+    with pytest.raises(ValueError, match="unknown reference"):
+        ValidationMetrics(["ssim"], references=["copy_the_input"])
 
 
 def test_mapping_config_and_epoch_gate():

@@ -81,6 +81,7 @@ def test_guidance_uses_the_configured_unconditional_pass(cfg, batch) -> None:
 def test_sample_prediction_is_converted_to_a_velocity(cfg) -> None:
     module = instantiate(cfg.model, "model")
     assert module.prediction == "sample"
+    module.residual = False
     x0 = torch.randn(2, 192, 5, 12, 16)
     noise = torch.randn_like(x0)
     t = torch.tensor([0.3, 0.8])
@@ -88,7 +89,7 @@ def test_sample_prediction_is_converted_to_a_velocity(cfg) -> None:
     module.backbone.forward = lambda *args, **kwargs: x0  # a perfect clean-sample prediction
 
     class NoConditions:
-        channels, context = None, torch.zeros(2, 1, 64)
+        channels, context, estimate = None, torch.zeros(2, 1, 64), None
 
         @staticmethod
         def backbone_kwargs():

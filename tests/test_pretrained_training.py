@@ -36,6 +36,8 @@ def test_default_config_fine_tunes_a_diffusers_vace_checkpoint(tmp_path: Path) -
             f"+model.backbone.path={tmp_path}/transformer",
             "model.backbone.zero_init_gates=true",
             "model.prediction=velocity",
+            "model.residual=false",
+            "model.loss.space=velocity",
         ],
     )
     module = instantiate(cfg.model, "model")

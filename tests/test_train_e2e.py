@@ -66,6 +66,19 @@ def test_default_run_writes_the_run_folder(trained_run: Path) -> None:
     assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_a_fit_ends_with_a_validation_of_its_last_weights(tmp_path: Path) -> None:
+    """No validation falls on a step (the interval is longer than the run), yet the fit writes metrics.json with
+    the reference block and samples at its last step."""
+    overrides = [o for o in FAST if not o.startswith("trainer.val_check_interval")]
+    assert main([*overrides, "trainer.val_check_interval=100", f"output_dir={tmp_path}", "name=final"]) == 0
+    run = only_run_dir(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 4 and "val/ssim" in metrics["metrics"]
+    copy_ssim = metrics["reference"]["copy_input"]["val/ssim"]
+    assert 0.3 < copy_ssim < 0.8 and metrics["reference"]["garment_mean_fill"]["val/psnr"] > 10
+    assert [p.name for p in (run / "samples").glob("*step000004_0.png")]
+
+
 def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert main([*FAST, f"output_dir={tmp_path}", "name=resume"]) == 0
     run = only_run_dir(tmp_path)

@@ -23,6 +23,12 @@ The loss weight that a clean-sample error receives at time ``t`` is therefore (:
 
 The weighting schemes are diffusers' (``compute_loss_weighting_for_sd3``), applied per sample; the density of ``t``
 is the :class:`~itryon.diffusion.FlowMatching` sampler's and multiplies all of these.
+
+What the backbone itself learns is the error of its own output: a velocity predictor's output error is
+``||v_hat - v||`` (weight ``t^2`` times the table's), a clean-sample predictor's is ``||x0_hat - x0||`` (the table's
+weight) -- :func:`output_error_weight`. Velocity MSE on a clean-sample predictor weighs its error by ``1 / t^2``, so
+the times near ``t = 1`` where sampling starts get almost no weight; :func:`high_noise_weight_ratio` measures that and
+:class:`~itryon.training.TryOnModule` warns when it is small.
 """
 
 from __future__ import annotations
@@ -57,11 +63,39 @@ def effective_x0_weight(space: str, weighting: str, t: torch.Tensor) -> torch.Te
     return w / t.float().square() if space == "velocity" else w
 
 
+def output_error_weight(prediction: str, space: str, weighting: str, t: torch.Tensor) -> torch.Tensor:
+    """The weight the objective gives the squared error of the backbone's own output (``prediction`` is
+    ``velocity`` or ``sample``) at time ``t``."""
+    if prediction not in ("velocity", "sample"):
+        raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
+    w = effective_x0_weight(space, weighting, t)
+    return w * t.float().square() if prediction == "velocity" else w
+
+
+def high_noise_weight_ratio(flow, loss: ActionConstraintLoss, prediction: str, start: float = 0.9, samples: int = 200_000) -> float:
+    """Mean output-error weight of training times ``t >= start`` over the mean weight of all training times.
+
+    1 means the high-noise end, where sampling starts, is trained like any other time; values near 0 mean it is
+    starved. ``flow`` is a :class:`~itryon.diffusion.FlowMatching` (its density and shift); Monte Carlo with a fixed
+    seed, so the value is reproducible.
+    """
+    t = flow.sample_t(samples, generator=torch.Generator().manual_seed(0)).double()
+    w = output_error_weight(prediction, loss.space, loss.weighting, t).double()
+    high = t >= start
+    if not bool(high.any()):
+        return 0.0
+    return float(w[high].mean() / w.mean())
+
+
 class ActionConstraintLoss(nn.Module):
     """Weighted MSE in ``space`` plus ``ac_weight`` times the same MSE inside interaction frames (and regions).
 
     ``ac_weight = 0`` is exactly the plain flow-matching loss. ``space`` and ``weighting`` are documented in the
     module docstring; ``space="x0"`` trains every noise level alike whatever the backbone predicts.
+    ``outside_weight`` weighs the latent elements outside the generation region (the ``region`` the module passes:
+    latent pixels holding any pixel of ``agnostic_mask``); 1 (the default) is the plain loss, below 1 spends the
+    training signal on the region a try-on model generates, for models whose output keeps the input elsewhere
+    (``TryOnModule(paste_back=True)``).
     """
 
     def __init__(
@@ -70,10 +104,13 @@ class ActionConstraintLoss(nn.Module):
         use_region: bool = False,
         space: LossSpace = "velocity",
         weighting: LossWeighting = "none",
+        outside_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if ac_weight < 0:
             raise ValueError(f"ac_weight must be >= 0, got {ac_weight}")
+        if outside_weight < 0:
+            raise ValueError(f"outside_weight must be >= 0, got {outside_weight}")
         if space not in LOSS_SPACES:
             raise ValueError(f"loss space must be one of {LOSS_SPACES}, got {space!r}")
         if weighting not in LOSS_WEIGHTINGS:
@@ -82,6 +119,7 @@ class ActionConstraintLoss(nn.Module):
         self.use_region = use_region
         self.space = space
         self.weighting = weighting
+        self.outside_weight = float(outside_weight)
 
     def action_mask(
         self,
@@ -115,12 +153,18 @@ class ActionConstraintLoss(nn.Module):
         target: torch.Tensor,
         action_mask: torch.Tensor | None = None,
         t: torch.Tensor | None = None,
+        region: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``{"loss", "flow", "ac"}`` for a prediction and its target ``(B, C, F, h, w)`` in ``space``.
 
         ``t`` ``(B,)`` are the flow times of the samples; it may be omitted only with ``weighting="none"``.
+        ``region`` ``(B, 1, F, h, w)`` in {0, 1} is needed when ``outside_weight != 1``.
         """
         diff = (pred.float() - target.float()).square()
+        if self.outside_weight != 1.0:
+            if region is None:
+                raise ValueError(f"ActionConstraintLoss(outside_weight={self.outside_weight}) needs the generation region")
+            diff = diff * (region.float() + self.outside_weight * (1.0 - region.float()))
         if self.weighting != "none":
             if t is None:
                 raise ValueError(f"ActionConstraintLoss(weighting={self.weighting!r}) needs the flow times t (B,)")

@@ -6,12 +6,13 @@ from itryon.models.dit import WanDiT
 from itryon.models.flops import dit_forward_flops
 from itryon.models.rope import RotaryEmbedding3D, apply_rotary
 from itryon.models.text import ByteTextEncoder, T5TextEncoder
-from itryon.models.vae import PixelVAE, WanVAE
+from itryon.models.vae import LinearVAE, PixelVAE, WanVAE
 
 __all__ = [
     "ActionRoPE",
     "ATTENTION_BACKENDS",
     "ByteTextEncoder",
+    "LinearVAE",
     "PixelVAE",
     "RotaryEmbedding3D",
     "T5TextEncoder",

@@ -2,6 +2,9 @@
 
 * ``PixelVAE``: an exact, parameter-free "VAE" for the synthetic world (space-to-depth + Wan-style causal
   temporal folding), so CPU runs need no pretrained autoencoder.
+* ``LinearVAE``: the pixel folding followed by a principal-component projection fitted on videos of the data
+  (a linear autoencoder trained once and frozen), so that the latent channels are few and each carries
+  signal, as in real latent diffusion, at the cost of a matrix product.
 * ``WanVAE``: diffusers' ``AutoencoderKLWan`` from a local folder, with Wan's per-channel latent
   normalisation applied here and nowhere else.
 
@@ -75,6 +78,93 @@ class PixelVAE(nn.Module):
             first = video[:, :, :t].mean(dim=2, keepdim=True)
             video = torch.cat([first, video[:, :, t:]], dim=2)
         return video
+
+
+class LinearVAE(nn.Module):
+    """``PixelVAE`` folding, then the top ``latent_channels`` principal components of the folded values.
+
+    ``encode``: ``z = ((fold(x) - mean) @ components) / scale`` per latent pixel, ``scale`` the root mean square
+    of all components' coefficients (one number: the latent keeps the components' relative variances, so that
+    a latent MSE is the pixel MSE inside the subspace); ``decode`` is the transpose followed by unfolding, exact for
+    videos inside the subspace. Build it with :meth:`from_dataset` (fitted on the ``video`` and ``garment``
+    entries of a dataset's first samples, deterministic) or from fitted tensors.
+    """
+
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        components: torch.Tensor,
+        scale: float | torch.Tensor,
+        spatial_compression: int = 4,
+        temporal_compression: int = 4,
+        image_channels: int = 3,
+    ):
+        super().__init__()
+        self.fold = PixelVAE(spatial_compression, temporal_compression, image_channels)
+        folded = self.fold.latent_channels
+        if mean.shape != (folded,) or components.ndim != 2 or components.shape[0] != folded:
+            raise ValueError(
+                f"LinearVAE({spatial_compression}, {temporal_compression}) folds {folded} values per latent pixel: mean "
+                f"must be ({folded},) and components ({folded}, k); got {tuple(mean.shape)} and {tuple(components.shape)}"
+            )
+        self.spatial_compression = spatial_compression
+        self.temporal_compression = temporal_compression
+        self.image_channels = image_channels
+        self.latent_channels = int(components.shape[1])
+        self.register_buffer("mean", mean.float().view(1, folded, 1, 1, 1), persistent=False)
+        self.register_buffer("components", components.float(), persistent=False)  # (folded, k), orthonormal columns
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32), persistent=False)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset,
+        latent_channels: int = 16,
+        num_samples: int = 128,
+        spatial_compression: int = 4,
+        temporal_compression: int = 4,
+    ) -> "LinearVAE":
+        """Fit the principal components on the ``video`` (and ``garment``, as a one-frame video) of the first
+        ``num_samples`` samples of ``dataset`` (in float64, so the fit is the same on every machine)."""
+        fold = PixelVAE(spatial_compression, temporal_compression)
+        if latent_channels < 1 or latent_channels > fold.latent_channels:
+            raise ValueError(f"latent_channels must lie in [1, {fold.latent_channels}], got {latent_channels}")
+        count = min(num_samples, len(dataset))
+        if count == 0:
+            raise ValueError("LinearVAE.from_dataset needs a dataset with at least one sample")
+        total = torch.zeros(fold.latent_channels, dtype=torch.float64)
+        outer = torch.zeros(fold.latent_channels, fold.latent_channels, dtype=torch.float64)
+        n = 0
+        for i in range(count):
+            sample = dataset[i]
+            parts = [sample["video"].unsqueeze(0)]
+            if "garment" in sample:
+                parts.append(sample["garment"][None, :, None])
+            for video in parts:
+                x = fold.encode(video.float()).permute(0, 2, 3, 4, 1).reshape(-1, fold.latent_channels).double()
+                total += x.sum(0)
+                outer += x.T @ x
+                n += x.shape[0]
+        mean = total / n
+        cov = outer / n - torch.outer(mean, mean)
+        values, vectors = torch.linalg.eigh(cov)  # ascending
+        order = torch.argsort(values, descending=True)[:latent_channels]
+        components = vectors[:, order]
+        components = components * torch.where(components.sum(0) < 0, -1.0, 1.0)  # a fixed sign per component
+        scale = values[order].clamp_min(0).mean().sqrt()
+        return cls(mean.float(), components.float(), float(scale), spatial_compression, temporal_compression)
+
+    def latent_frames(self, num_frames: int) -> int:
+        return self.fold.latent_frames(num_frames)
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        x = self.fold.encode(video) - self.mean.to(video.dtype)  # (B, C0, F, h, w)
+        z = torch.einsum("bcfhw,ck->bkfhw", x, self.components.to(video.dtype))
+        return z / self.scale.to(video.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        x = torch.einsum("bkfhw,ck->bcfhw", latents * self.scale.to(latents.dtype), self.components.to(latents.dtype))
+        return self.fold.decode(x + self.mean.to(latents.dtype))
 
 
 def _vae_folder(path: Path) -> Path:

@@ -8,10 +8,13 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from itryon.data.temporal import latent_frame_count
+from itryon.data.temporal import frames_to_latent, latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
+from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models import WanDiT, dit_forward_flops
 from itryon.training.weights import load_trained_weights
 
@@ -21,7 +24,7 @@ class TryOnModule(L.LightningModule):
 
     The VAE is frozen; which other parameters train is decided by each part (``requires_grad``), e.g. a
     frozen text encoder inside the conditioning stack. ``validation_step`` returns ``{"loss", "pred"}``
-    where ``pred`` is a sampled video ``(B, 3, T, H, W)`` in [-1, 1] on the first ``num_sample_batches``
+    where ``pred`` is a sampled video ``(B, 3, T, H, W)`` in [-1, 1] on the first ``num_sample_batches`` (None: all)
     batches every ``sample_every_n_epochs`` validation epochs (``None`` otherwise), for the metric and
     sample-video callbacks.
 
@@ -34,6 +37,10 @@ class TryOnModule(L.LightningModule):
     cannot pass through such a bottleneck, clean content can. ``residual=True`` (sample prediction only) adds the
     conditioning's clean-latent estimate (the person adapter's kept region) to the output, so that a zero-initialised
     head starts at copy-the-input and the backbone learns only what the input lacks.
+
+    ``paste_back=True`` makes :meth:`generate` keep the person video's own pixels outside ``agnostic_mask`` (the
+    region the model is asked to generate), as try-on pipelines composite their output; the metrics' copy-the-input
+    reference does the same with grey inside.
 
     ``init_from`` starts from the weights of an earlier run (``weights/model.safetensors`` or a checkpoint),
     as the paper's second stage starts from the first; parameters the file lacks keep their initialisation and
@@ -57,13 +64,14 @@ class TryOnModule(L.LightningModule):
         betas: Sequence[float] = (0.9, 0.999),
         warmup_steps: int = 0,
         min_lr_ratio: float = 1.0,
-        num_sample_batches: int = 1,
+        num_sample_batches: int | None = None,
         sample_every_n_epochs: int = 1,
         sample_seed: int = 0,
         compile_blocks: bool = False,
         guidance_drop: str | list[str] = "all",
         prediction: Literal["velocity", "sample"] = "velocity",
         residual: bool = False,
+        paste_back: bool = False,
         min_sample_t: float = 0.05,
         init_from: str | None = None,
     ) -> None:
@@ -88,7 +96,16 @@ class TryOnModule(L.LightningModule):
             raise ValueError("residual=True adds an estimate of the clean latents: it needs prediction='sample'")
         self.prediction = prediction
         self.residual = residual
+        self.paste_back = paste_back
         self.min_sample_t = min_sample_t
+        ratio = high_noise_weight_ratio(self.flow, self.loss_fn, prediction)
+        if ratio < 0.25:
+            rank_zero_warn(
+                f"the objective (prediction={prediction!r}, loss.space={self.loss_fn.space!r}, loss.weighting="
+                f"{self.loss_fn.weighting!r}, flow.timestep_sampling={self.flow.timestep_sampling!r}) gives the high-noise "
+                f"end t >= 0.9, where sampling starts, {ratio:.2f}x the mean loss weight; sample prediction usually "
+                "wants loss.space=x0 (itryon.diffusion.losses)"
+            )
         self._check_channels()
         # weights of an earlier run (e.g. training stage 1); parts it lacks, such as new adapters, stay as built
         self.initialised_fresh = load_trained_weights(self, init_from, allow_missing=True) if init_from else []
@@ -120,6 +137,19 @@ class TryOnModule(L.LightningModule):
             from itryon.training.parallel import shard_module
 
             shard_module(self, mesh)
+
+    def generation_region(self, batch: Mapping[str, Any], latent_shape: tuple[int, ...]) -> torch.Tensor:
+        """``agnostic_mask`` ``(B, 1, T, H, W)`` max-pooled onto the latent grid ``(B, 1, F, h, w)``: latent pixels
+        that hold any pixel to generate."""
+        mask = batch["agnostic_mask"].float()
+        b, _, t, h, w = mask.shape
+        sc = int(self.vae.spatial_compression)
+        pooled = F.max_pool3d(mask, kernel_size=(1, sc, sc))  # (B, 1, T, h', w')
+        frames = frames_to_latent(pooled.permute(0, 1, 3, 4, 2), int(self.vae.temporal_compression))
+        region = frames.permute(0, 1, 4, 2, 3)  # (B, 1, F, h', w')
+        if tuple(region.shape[2:]) != tuple(latent_shape[2:]):
+            raise ValueError(f"agnostic_mask pools to {tuple(region.shape[2:])}, the latents are {tuple(latent_shape[2:])}")
+        return region
 
     def latent_shape(self, video: torch.Tensor) -> tuple[int, int, int, int, int]:
         """Latent shape ``(B, C, F, h, w)`` the VAE gives for ``video`` ``(B, 3, T, H, W)``."""
@@ -182,9 +212,10 @@ class TryOnModule(L.LightningModule):
             mask = self.loss_fn.action_mask(
                 batch["interaction"], x0.shape, int(self.vae.temporal_compression), batch.get("interaction_mask")
             )
+        region = self.generation_region(batch, x0.shape) if self.loss_fn.outside_weight != 1.0 else None
         if self.loss_fn.space == "x0":
-            return self.loss_fn(x0_hat, x0, mask, t=t)
-        return self.loss_fn(v_hat, self.flow.velocity(x0, noise), mask, t=t)
+            return self.loss_fn(x0_hat, x0, mask, t=t, region=region)
+        return self.loss_fn(v_hat, self.flow.velocity(x0, noise), mask, t=t, region=region)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.diffusion_loss(batch)
@@ -208,7 +239,7 @@ class TryOnModule(L.LightningModule):
         return {"loss": out["loss"], "pred": pred}
 
     def should_sample(self, batch_idx: int) -> bool:
-        if batch_idx >= self.num_sample_batches:
+        if self.num_sample_batches is not None and batch_idx >= self.num_sample_batches:
             return False
         trainer = self._trainer
         if trainer is None:
@@ -237,20 +268,24 @@ class TryOnModule(L.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            shape = self.latent_shape(batch["video"])
+            person = batch["agnostic"]  # (B, 3, T, H, W): the shapes come from the conditions, not from a target
+            shape = self.latent_shape(person)
             cond = self.conditioning(batch, vae=self.vae, latent_shape=shape)
             uncond = None
             if sampler.guidance_scale != 1.0:
                 uncond = self.conditioning(batch, vae=self.vae, latent_shape=shape, drop=self.guidance_drop)
-            device = batch["video"].device
-            gen = torch.Generator(device=device).manual_seed(seed)
-            noise = torch.randn(shape, generator=gen, device=device, dtype=batch["video"].dtype)
+            gen = torch.Generator(device=person.device).manual_seed(seed)
+            noise = torch.randn(shape, generator=gen, device=person.device, dtype=person.dtype)
 
             def denoise(x: torch.Tensor, t: torch.Tensor, unconditional: bool) -> torch.Tensor:
                 return self.predict_velocity(x, t, uncond if unconditional else cond)
 
             latents = sampler.sample(denoise, noise)
-            return self.vae.decode(latents).clamp(-1.0, 1.0)
+            video = self.vae.decode(latents).clamp(-1.0, 1.0)
+            if self.paste_back:
+                keep = 1.0 - batch["agnostic_mask"].to(video.dtype)  # (B, 1, T, H, W): 1 outside the generated region
+                video = video * (1.0 - keep) + person.to(video.dtype) * keep
+            return video
         finally:
             self.train(was_training)
 

@@ -17,10 +17,13 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks.final_validation import FinalValidation
+from callbacks.progress import StepProgressBar
 from itryon.config import ConfigError, instantiate, load_config, to_yaml, validate
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, count_skipped
 from itryon.io_utils import remove_orphaned_temps, torch_load, write_text
@@ -120,7 +123,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Ca
     ckpt_args = OmegaConf.to_container(cfg.get("checkpoint", {}), resolve=True) or {}
     ckpt_args.setdefault("save_last", True)
     checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ckpt_args)
-    callbacks: list[L.Callback] = [checkpoint, TrainingRNGState(), SkipReport(run_dir), *extra_callbacks]
+    callbacks: list[L.Callback] = [checkpoint, TrainingRNGState(), SkipReport(run_dir), FinalValidation(), *extra_callbacks]
     user_callbacks = instantiate(cfg.get("callbacks", {}) or {}, "callbacks")
     callbacks += [c for c in user_callbacks.values() if c is not None]
     loggers = []
@@ -133,6 +136,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Ca
     trainer_args = OmegaConf.to_container(cfg.get("trainer", {}), resolve=True) or {}
     if "strategy" in trainer_args and isinstance(trainer_args["strategy"], dict):
         trainer_args["strategy"] = instantiate(cfg.trainer.strategy, "trainer.strategy")
+    if trainer_args.get("enable_progress_bar", True) and _RICH_AVAILABLE and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(StepProgressBar())
     plugins = list(trainer_args.pop("plugins", None) or [])
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
