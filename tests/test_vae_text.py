@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from itryon.data.temporal import latent_frame_index
-from itryon.models import ByteTextEncoder, PixelVAE, T5TextEncoder, WanVAE
+from itryon.models import ByteTextEncoder, LinearVAE, PixelVAE, T5TextEncoder, WanVAE
 
 # ---------------------------------------------------------------- PixelVAE
 
@@ -53,6 +53,56 @@ def test_pixel_vae_errors():
         vae.encode(torch.zeros(1, 3, 5, 6, 8))
     with pytest.raises(ValueError, match="latents must have 192 channels"):
         vae.decode(torch.zeros(1, 48, 2, 2, 2))
+
+
+# ---------------------------------------------------------------- LinearVAE
+
+
+@pytest.fixture(scope="module")
+def linear_vae():
+    from itryon.data.synthetic import SyntheticTryOnDataset
+
+    return LinearVAE.from_dataset(SyntheticTryOnDataset("train", 24, seed=0), latent_channels=16, num_samples=24)
+
+
+def test_linear_vae_is_exact_inside_its_subspace(linear_vae):
+    assert linear_vae.latent_channels == 16 and linear_vae.spatial_compression == 4
+    components = linear_vae.components
+    torch.testing.assert_close(components.T @ components, torch.eye(16), atol=1e-5, rtol=0)  # orthonormal
+    z = torch.randn(2, 16, 5, 12, 16)
+    # latent frames after the first hold four real frames each: exact; the first holds one frame repeated by the
+    # fold, which decoding averages, so only its projection onto the repeated part comes back
+    torch.testing.assert_close(linear_vae.encode(linear_vae.decode(z))[:, :, 1:], z[:, :, 1:], atol=1e-4, rtol=1e-4)
+
+
+def test_linear_vae_reconstructs_held_out_clips(linear_vae):
+    """Sixteen components of 192 folded values keep most of a clip of another split (SSIM >= 0.85), far more than
+    the same number of channels of a plain subsampling would."""
+    from itryon.data.contract import collate
+    from itryon.data.synthetic import SyntheticTryOnDataset
+    from itryon.metrics.paired import VideoSSIM
+
+    batch = collate([SyntheticTryOnDataset("val", 4, seed=1)[i] for i in range(4)])
+    video = batch["video"]
+    z = linear_vae.encode(video)
+    assert z.shape == (4, 16, 5, 12, 16)
+    assert 0.5 < float(z.square().mean()) < 2.0  # unit-scale latents
+    ssim = VideoSSIM()
+    ssim.update(linear_vae.decode(z).clamp(-1, 1), video)
+    assert float(ssim.compute()) >= 0.85
+
+
+def test_linear_vae_fit_is_deterministic_and_checked():
+    from itryon.data.synthetic import SyntheticTryOnDataset
+
+    data = SyntheticTryOnDataset("train", 4, seed=0)
+    a = LinearVAE.from_dataset(data, latent_channels=8, num_samples=4)
+    b = LinearVAE.from_dataset(data, latent_channels=8, num_samples=4)
+    assert torch.equal(a.components, b.components) and torch.equal(a.mean, b.mean)
+    with pytest.raises(ValueError, match=r"latent_channels must lie in \[1, 192\]"):
+        LinearVAE.from_dataset(data, latent_channels=0)
+    with pytest.raises(ValueError, match=r"mean must be \(192,\)"):
+        LinearVAE(torch.zeros(10), torch.zeros(192, 4), 1.0)
 
 
 # ---------------------------------------------------------------- WanVAE

@@ -86,7 +86,7 @@ class LinearVAE(nn.Module):
     ``encode``: ``z = ((fold(x) - mean) @ components) / scale`` per latent pixel, ``scale`` the root mean square
     of all components' coefficients (one number: the latent keeps the components' relative variances, so that
     a latent MSE is the pixel MSE inside the subspace); ``decode`` is the transpose followed by unfolding, exact for
-    videos inside the subspace. Build it with :meth:`from_dataset` (fitted on the ``video`` and ``garment``
+    latent frames after the first (the first holds one frame repeated by the fold, whose copies decoding averages). Build it with :meth:`from_dataset` (fitted on the ``video`` and ``garment``
     entries of a dataset's first samples, deterministic) or from fitted tensors.
     """
 
