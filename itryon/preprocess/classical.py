@@ -29,7 +29,7 @@ def foreground(image: np.ndarray, threshold: float = 30.0, border: int = 2) -> n
     background = _border_colour(image.astype(np.float32), max(1, border))
     far = np.linalg.norm(image.astype(np.float32) - background, axis=-1) > threshold
     smooth = max(1, min(image.shape[:2]) // 128)
-    far = ndimage.binary_opening(far, iterations=smooth)
+    far = ndimage.binary_opening(far, structure=np.ones((3, 3), dtype=bool), iterations=smooth)
     return ndimage.binary_fill_holes(largest_component(far))
 
 
