@@ -164,6 +164,11 @@ class TryOnDataModule(L.LightningDataModule):
     the sampler's and workers' random states) in every checkpoint, so a resumed run continues with the very
     batches the stopped one would have seen. Validation and test loaders draw their seeds from their own
     generator, never from the global RNG that training's random draws come from.
+
+    ``cache`` decides whether the training set's latent cache (``itryon cache``; by default in
+    ``<manifest folder>/cache/<manifest name>``, or ``cache_dir``) replaces the model's VAE and text-encoder calls:
+    ``auto`` uses it when present, ``require`` insists, ``rebuild`` builds it when absent or stale, ``off`` ignores
+    it. A cache built by other encoders or for another manifest is refused, naming what changed.
     """
 
     def __init__(
@@ -176,6 +181,8 @@ class TryOnDataModule(L.LightningDataModule):
         num_workers: int = 0,
         skip_bad_samples: bool = True,
         pin_memory: bool = False,
+        cache: str = "auto",
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if train is None and val is None and test is None:
@@ -194,6 +201,22 @@ class TryOnDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.cache, self.cache_dir = cache, cache_dir
+        self.latent_cache = None
+
+    def setup(self, stage: str) -> None:
+        """Attach the training set's latent cache to the model's encoders (see the class docstring)."""
+        if self.cache == "off" or self.train_set is None or self.trainer is None or self.latent_cache is not None:
+            return
+        from itryon.cache.build import use_cache
+
+        dataset = self.train_set.dataset if isinstance(self.train_set, SkipBadSamples) else self.train_set
+        trainer = self.trainer
+        if self.cache == "rebuild" and trainer.world_size > 1:  # one process builds, the others wait and read it
+            if trainer.global_rank == 0:
+                use_cache(trainer.lightning_module, dataset, self.cache_dir, "rebuild")
+            trainer.strategy.barrier("latent-cache")
+        self.latent_cache = use_cache(trainer.lightning_module, dataset, self.cache_dir, self.cache, rebuild_allowed=trainer.global_rank == 0)
 
     def datasets(self) -> dict[str, Dataset]:
         return {n: d for n, d in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)) if d is not None}
