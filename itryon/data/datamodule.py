@@ -79,8 +79,9 @@ class SkipBadSamples(Dataset):
 
     def __getitem__(self, index: int) -> Mapping[str, Any]:
         errors = []
+        replacement = getattr(self.dataset, "replacement", None)  # a bucketed dataset replaces within the clip's bucket
         for attempt in range(self.max_consecutive):
-            i = (index + attempt) % len(self)
+            i = replacement(index, attempt) if callable(replacement) else (index + attempt) % len(self)
             try:
                 sample = self._load(i)
             except Exception as exc:  # any loader failure of one sample is reported and skipped
@@ -183,6 +184,7 @@ class TryOnDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         cache: str = "auto",
         cache_dir: str | None = None,
+        buckets: Any = None,
     ) -> None:
         super().__init__()
         if train is None and val is None and test is None:
@@ -192,6 +194,10 @@ class TryOnDataModule(L.LightningDataModule):
                 raise ValueError(f"data.{name} ({type(dataset).__name__}) holds no samples")
 
         def wrap(d: Dataset | None, name: str) -> Dataset | None:
+            if d is not None and buckets is not None:
+                from itryon.data.buckets import BucketedClips
+
+                d = BucketedClips(d, buckets, random_crop=name == "train")
             if d is None or not skip_bad_samples:
                 return d
             return SkipBadSamples(d, replace=name == "train", name=name)
@@ -230,6 +236,15 @@ class TryOnDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise ValueError(f"TryOnDataModule has no '{name}' dataset configured (data.{name})")
+        inner = dataset.dataset if isinstance(dataset, SkipBadSamples) else dataset
+        if hasattr(inner, "shapes") and hasattr(inner, "replacement"):  # bucketed: batches of one shape
+            from itryon.data.buckets import BucketBatchSampler
+
+            sampler = BucketBatchSampler(inner.shapes, batch_size, shuffle=shuffle, seed=torch.initial_seed() if shuffle else 0)
+            common = dict(num_workers=self.num_workers, collate_fn=collate, pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+            if name == "train":
+                return StatefulDataLoader(dataset, batch_sampler=sampler, **common)
+            return DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(0), **common)
         args: dict[str, Any] = dict(
             batch_size=batch_size,
             shuffle=shuffle,
