@@ -49,6 +49,9 @@ def test_preprocessed_splits_train(tmp_path: Path, estimators: str) -> None:
         assert code == 0 and (data / f"{split}.jsonl").is_file()
     overrides = [f"data.train.manifest={data / 'train.jsonl'}", f"data.val.manifest={data / 'val.jsonl'}"]
     # the own-videos experiment: clips of both sizes served in shape buckets
+    if estimators == "stand-ins":  # and with the latent cache of the training split
+        assert itryon(["cache", "--config", "configs/experiment/own_videos.yaml", "--split", "train", "--no-progress", *overrides]) == 0
+        overrides.append("data.cache=require")
     assert train(["--config", "configs/experiment/own_videos.yaml", *FAST, *overrides, f"output_dir={tmp_path / 'runs'}", "name=own"]) == 0
     (run,) = (tmp_path / "runs" / "own").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())

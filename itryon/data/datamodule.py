@@ -185,6 +185,7 @@ class TryOnDataModule(L.LightningDataModule):
         cache: str = "auto",
         cache_dir: str | None = None,
         buckets: Any = None,
+        random_crops: bool = True,
     ) -> None:
         super().__init__()
         if train is None and val is None and test is None:
@@ -197,7 +198,7 @@ class TryOnDataModule(L.LightningDataModule):
             if d is not None and buckets is not None:
                 from itryon.data.buckets import BucketedClips
 
-                d = BucketedClips(d, buckets, random_crop=name == "train")
+                d = BucketedClips(d, buckets, random_crop=random_crops and name == "train")
             if d is None or not skip_bad_samples:
                 return d
             return SkipBadSamples(d, replace=name == "train", name=name)

@@ -62,29 +62,41 @@ class MediaPipeSegmenter:
 
 
 class MediaPipePose:
-    """BlazePose landmarks mapped onto the pose joints; depth from the landmarks' z relative to the torso."""
+    """BlazePose landmarks mapped onto the pose joints; depth from the landmarks' z relative to the torso.
 
-    def __init__(self, min_detection_confidence: float = 0.5, smooth: bool = True) -> None:
+    BlazePose tracks from the frame where it first detects the person; with ``both_ways`` the frames before that
+    (or after it lost the person) are filled from a second pass over the clip played backwards."""
+
+    def __init__(self, min_detection_confidence: float = 0.5, smooth: bool = True, both_ways: bool = True) -> None:
         self.mp = mediapipe("pose")
         self.min_detection_confidence = min_detection_confidence
         self.smooth = smooth
+        self.both_ways = both_ways
 
-    def estimate(self, frames: np.ndarray) -> BodyPose:
-        t, h, w = frames.shape[:3]
-        out = BodyPose.empty(t)
-        out.hands = HandPose.empty(t)
+    def _pass(self, frames: np.ndarray, order: list[int], out: BodyPose, found: np.ndarray) -> None:
+        h, w = frames.shape[1:3]
         opts = dict(static_image_mode=False, model_complexity=1, smooth_landmarks=self.smooth, min_detection_confidence=self.min_detection_confidence)
         with self.mp.solutions.pose.Pose(**opts) as pose:
-            for i, frame in enumerate(frames):
-                found = pose.process(_rgb(frame)).pose_landmarks
-                if found is None:
+            for i in order:
+                landmarks = pose.process(_rgb(frames[i])).pose_landmarks
+                if landmarks is None or found[i]:
                     continue
-                lm = np.array([(p.x * w, p.y * h, p.z * w, p.visibility) for p in found.landmark])  # (33, 4)
+                lm = np.array([(p.x * w, p.y * h, p.z * w, p.visibility) for p in landmarks.landmark])  # (33, 4)
                 _fill_joints(out, i, lm)
+                found[i] = True
                 for side, idx in ((RIGHT, (_R_WR, _R_THUMB, _R_INDEX, _R_PINKY)), (LEFT, (_L_WR, _L_THUMB, _L_INDEX, _L_PINKY))):
                     if lm[list(idx), 3].min() >= VISIBLE:
                         out.hands.points[i, side] = coarse_hand(*(lm[k, :3] for k in idx))
                         out.hands.present[i, side] = True
+
+    def estimate(self, frames: np.ndarray) -> BodyPose:
+        t = len(frames)
+        out = BodyPose.empty(t)
+        out.hands = HandPose.empty(t)
+        found = np.zeros(t, dtype=bool)
+        self._pass(frames, list(range(t)), out, found)
+        if self.both_ways and found.any() and not found.all():
+            self._pass(frames, list(range(t - 1, -1, -1)), out, found)
         return out
 
 
