@@ -10,7 +10,7 @@ from torch import nn
 SETTING_TYPES = (bool, int, float, str, tuple)
 
 
-def _digest() -> "hashlib._Hash":
+def _digest() -> hashlib._Hash:
     return hashlib.blake2b(digest_size=16)
 
 

@@ -25,7 +25,7 @@ class _Attached:
     record: bool
 
 
-_ATTACHED: "weakref.WeakKeyDictionary[nn.Module, _Attached]" = weakref.WeakKeyDictionary()
+_ATTACHED: weakref.WeakKeyDictionary[nn.Module, _Attached] = weakref.WeakKeyDictionary()
 
 
 def attach(encoder: nn.Module, cache: LatentCache, record: bool = False, salt: str | None = None) -> None:

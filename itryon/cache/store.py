@@ -43,7 +43,7 @@ class LatentCache:
 
     # -- reading
     @classmethod
-    def open(cls, folder: str | Path) -> "LatentCache":
+    def open(cls, folder: str | Path) -> LatentCache:
         folder = Path(folder)
         path = folder / INDEX
         if not path.is_file():

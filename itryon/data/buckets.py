@@ -139,7 +139,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.batches(0))
 
-    def __iter__(self) -> "_BucketBatches":
+    def __iter__(self) -> _BucketBatches:
         it = _BucketBatches(self, self.epoch)
         self.epoch += 1
         return it
@@ -159,7 +159,7 @@ class _BucketBatches(Iterator[list[int]]):
         self.order = sampler.batches(epoch)
         self.yielded = 0
 
-    def __iter__(self) -> "_BucketBatches":
+    def __iter__(self) -> _BucketBatches:
         return self
 
     def __next__(self) -> list[int]:

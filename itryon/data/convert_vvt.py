@@ -63,7 +63,7 @@ class VVTKeypoints:
         self.folder = Path(folder)
         self.clip: str | None = None
 
-    def for_clip(self, clip: str) -> "VVTKeypoints":
+    def for_clip(self, clip: str) -> VVTKeypoints:
         self.clip = clip
         return self
 
@@ -111,7 +111,7 @@ class VVTParsing:
         self.folder = Path(folder)
         self.clip: str | None = None
 
-    def for_clip(self, clip: str) -> "VVTParsing":
+    def for_clip(self, clip: str) -> VVTParsing:
         self.clip = clip
         return self
 

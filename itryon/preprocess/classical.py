@@ -23,7 +23,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(sizes))
 
 
-def foreground(image: np.ndarray, threshold: float = 30.0, border: int = 2) -> np.ndarray:
+def foreground(image: np.ndarray, threshold: float = 30.0, border: int = 2) -> np.ndarray:  # a plain backdrop needs no model
     """Pixels of ``image`` ``(H, W, 3)`` uint8 farther than ``threshold`` (RGB distance) from the border's median
     colour, as one filled component with a smoothed outline (``(H, W)`` bool)."""
     background = _border_colour(image.astype(np.float32), max(1, border))

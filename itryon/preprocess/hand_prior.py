@@ -18,7 +18,7 @@ from itryon.data.synthetic.actions import GRASP, OPEN, PINCH
 from itryon.data.synthetic.hands import REST_DEPTH, HandTracks, prior_frames, render_hands
 from itryon.data.synthetic.rig import BodyMotion
 
-from .types import FINGER_TIPS, INDEX_TIP, MIDDLE_MCP, THUMB_TIP, WRIST, BodyPose, HandPose, J, LEFT, RIGHT
+from .types import FINGER_TIPS, INDEX_TIP, LEFT, MIDDLE_MCP, RIGHT, THUMB_TIP, WRIST, BodyPose, HandPose, J
 
 PALM_LENGTH = 0.066  # body units from the wrist to the middle knuckle of the world's hand shape
 CENTRE_OFFSET = 0.03  # body units from the wrist to the hand centre (the world's WRIST_OFFSET)
@@ -37,7 +37,8 @@ def grip_of(points: np.ndarray) -> int:
 
 
 def _fill_missing(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """``values`` ``(T, ...)`` with each frame where ``present`` is False copied from the nearest present frame."""
+    """``values`` ``(T, ...)`` with each frame where ``present`` is False copied from the nearest present frame
+    (only to place the renderer's boxes: those frames draw no hand)."""
     found = np.flatnonzero(present)
     nearest = found[np.abs(np.arange(len(present))[:, None] - found[None, :]).argmin(axis=1)]
     return values[nearest]

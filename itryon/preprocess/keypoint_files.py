@@ -37,7 +37,7 @@ class _FromFiles:
             raise EstimatorError(f"keypoint folder {self.folder} does not exist")
         self.clip: str | None = None
 
-    def for_clip(self, clip: str) -> "_FromFiles":
+    def for_clip(self, clip: str) -> _FromFiles:
         self.clip = clip  # the pipeline names the clip before estimating
         return self
 

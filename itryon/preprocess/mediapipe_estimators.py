@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .estimators import EstimatorError
-from .types import BODY_JOINTS, HAND_POINTS, LEFT, RIGHT, VISIBLE, BodyPose, HandPose, Segmentation, J
+from .types import BODY_JOINTS, HAND_POINTS, LEFT, RIGHT, VISIBLE, BodyPose, HandPose, J, Segmentation
 
 MODEL_FILES = {
     "pose": ("modules/pose_detection/pose_detection.tflite", "modules/pose_landmark/pose_landmark_full.tflite"),

@@ -6,8 +6,8 @@ Both treat each frame as the person's box (single-person clips), letterboxed to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image

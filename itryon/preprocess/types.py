@@ -33,10 +33,10 @@ class BodyPose:
     points: np.ndarray
     score: np.ndarray
     depth: np.ndarray
-    hands: "HandPose | None" = None  # coarse hands some pose models give (wrist and knuckles), a hand estimator's fallback
+    hands: HandPose | None = None  # coarse hands some pose models give (wrist and knuckles), a hand estimator's fallback
 
     @classmethod
-    def empty(cls, num_frames: int) -> "BodyPose":
+    def empty(cls, num_frames: int) -> BodyPose:
         n = len(BODY_JOINTS)
         return cls(np.zeros((num_frames, n, 2)), np.zeros((num_frames, n)), np.zeros((num_frames, n)))
 
@@ -45,7 +45,7 @@ class BodyPose:
         """``(T, 16)`` bool: the joints found."""
         return self.score >= VISIBLE
 
-    def check(self, num_frames: int, who: str) -> "BodyPose":
+    def check(self, num_frames: int, who: str) -> BodyPose:
         n = len(BODY_JOINTS)
         for name, value, shape in (("points", self.points, (num_frames, n, 2)), ("score", self.score, (num_frames, n)), ("depth", self.depth, (num_frames, n))):
             if tuple(np.shape(value)) != shape:
@@ -62,10 +62,10 @@ class HandPose:
     present: np.ndarray
 
     @classmethod
-    def empty(cls, num_frames: int) -> "HandPose":
+    def empty(cls, num_frames: int) -> HandPose:
         return cls(np.zeros((num_frames, 2, HAND_POINTS, 3)), np.zeros((num_frames, 2), dtype=bool))
 
-    def check(self, num_frames: int, who: str) -> "HandPose":
+    def check(self, num_frames: int, who: str) -> HandPose:
         for name, value, shape in (("points", self.points, (num_frames, 2, HAND_POINTS, 3)), ("present", self.present, (num_frames, 2))):
             if tuple(np.shape(value)) != shape:
                 raise ValueError(f"{who} returned HandPose.{name} of shape {tuple(np.shape(value))}, expected {shape}")
@@ -80,7 +80,7 @@ class Segmentation:
     person: np.ndarray
     parts: np.ndarray | None = None
 
-    def check(self, shape: tuple[int, int, int], who: str) -> "Segmentation":
+    def check(self, shape: tuple[int, int, int], who: str) -> Segmentation:
         if tuple(np.shape(self.person)) != shape:
             raise ValueError(f"{who} returned Segmentation.person of shape {tuple(np.shape(self.person))}, expected {shape}")
         if self.parts is not None and tuple(np.shape(self.parts)) != shape:
