@@ -101,3 +101,20 @@ def test_pose_render_of_estimated_joints_leaves_out_what_was_not_found() -> None
     x, y = pixels[0, J["l_elbow"]].astype(int)
     assert (full[:, 0, y, x] == 255).all() and not (partial[:, 0, y, x] == 255).all()
     assert isinstance(pose, BodyPose)
+
+
+def test_densepose_iuv_frames_become_person_and_lip_parts(tmp_path) -> None:
+    from itryon.data.video_io import write_video
+    from itryon.preprocess.densepose_files import FileDensePose
+    from itryon.preprocess.estimators import EstimatorError
+    from itryon.preprocess.types import LIP
+
+    iuv = np.zeros((2, 30, 20, 3), np.uint8)
+    iuv[:, 5:20, 5:15, 0] = 2  # torso
+    iuv[:, 20:28, 5:9, 0] = 9  # right upper leg
+    write_video(tmp_path / "clip", iuv)
+    seg = FileDensePose(tmp_path).for_clip("clip").segment(np.zeros((2, 60, 40, 3), np.uint8))  # frames twice the size
+    assert seg.person.shape == (2, 60, 40) and seg.person[:, 10:40, 10:30].all() and seg.person[:, :8].sum() == 0
+    assert (seg.parts[:, 20, 20] == LIP["upper_clothes"]).all() and (seg.parts[:, 48, 12] == LIP["right_leg"]).all()
+    with pytest.raises(EstimatorError, match="DensePose IUV folder .*other does not exist"):
+        FileDensePose(tmp_path).for_clip("other").segment(np.zeros((2, 60, 40, 3), np.uint8))

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose", default="mediapipe", help=f"body pose estimator: {', '.join(REGISTRY['pose'])} or module:Class")
     parser.add_argument("--hands", default="mediapipe", help=f"hand estimator: {', '.join(REGISTRY['hands'])} or module:Class")
     parser.add_argument("--parser-model", help="SCHP-style human-parsing ONNX file (sets --segmenter onnx)")
+    parser.add_argument("--densepose", help="folder of <clip>/ DensePose IUV frames computed elsewhere (sets --segmenter densepose)")
     parser.add_argument("--pose-model", help="RTMPose/DWPose ONNX file (sets --pose onnx)")
     parser.add_argument("--pose-keypoints", help="folder of <clip>.json body keypoints computed elsewhere (sets --pose file)")
     parser.add_argument("--hand-keypoints", help="folder of <clip>.json hand keypoints, e.g. from HaMeR (sets --hands file)")
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> EstimatorSpec:
     spec = EstimatorSpec(segmenter=args.segmenter, pose=args.pose, hands=args.hands)
     for flag, kind, name, key in (
-        ("parser_model", "segmenter", "onnx", "model"), ("pose_model", "pose", "onnx", "model"),
+        ("parser_model", "segmenter", "onnx", "model"), ("densepose", "segmenter", "densepose", "folder"), ("pose_model", "pose", "onnx", "model"),
         ("pose_keypoints", "pose", "file", "folder"), ("hand_keypoints", "hands", "file", "folder"),
     ):
         value = getattr(args, flag)

@@ -54,6 +54,7 @@ REGISTRY: dict[str, dict[str, str]] = {
         "mediapipe": "itryon.preprocess.mediapipe_estimators:MediaPipeSegmenter",
         "onnx": "itryon.preprocess.onnx_estimators:OnnxParser",
         "colour-key": "itryon.preprocess.classical:ColourKeySegmenter",
+        "densepose": "itryon.preprocess.densepose_files:FileDensePose",
     },
     "pose": {
         "mediapipe": "itryon.preprocess.mediapipe_estimators:MediaPipePose",
