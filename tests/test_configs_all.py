@@ -16,7 +16,8 @@ from itryon.training.run import prepare_config
 PRETRAINED = CONFIG_ROOT / "experiment" / "wan2.1_vace_1.3b_itryon.yaml"  # needs local Wan weights
 STAGE1 = CONFIG_ROOT / "experiment" / "wan2.1_vace_1.3b_stage1.yaml"
 DISK = CONFIG_ROOT / "experiment" / "synthetic_disk.yaml"  # needs splits written by itryon synth
-EXPERIMENTS = sorted(p for p in (CONFIG_ROOT / "experiment").glob("*.yaml") if p not in (PRETRAINED, STAGE1, DISK))
+OWN = CONFIG_ROOT / "experiment" / "own_videos.yaml"  # needs splits written by itryon preprocess
+EXPERIMENTS = sorted(p for p in (CONFIG_ROOT / "experiment").glob("*.yaml") if p not in (PRETRAINED, STAGE1, DISK, OWN))
 MODEL_PIECES = sorted((CONFIG_ROOT / "model").glob("*.yaml"))
 TRAINER_PIECES = sorted((CONFIG_ROOT / "trainer").glob("*.yaml"))
 DATA_PIECES = sorted((CONFIG_ROOT / "data").glob("*.yaml"))

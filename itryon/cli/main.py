@@ -1,4 +1,4 @@
-"""The ``itryon`` command: ``itryon <train|synth|convert|infer|evaluate|ablate> ...``.
+"""The ``itryon`` command: ``itryon <train|synth|convert|preprocess|cache|infer|evaluate|ablate> ...``.
 
 Only the chosen command's module is imported, so that ``itryon --help`` and light commands start fast.
 """
@@ -13,6 +13,8 @@ COMMANDS = {
     "train": ("itryon.cli.train", "train a model from a YAML config"),
     "synth": ("itryon.cli.synth", "write a split of the synthetic interactive try-on world"),
     "convert": ("itryon.cli.convert", "turn a folder-per-modality try-on dataset into a manifest"),
+    "preprocess": ("itryon.cli.preprocess", "turn person videos and garment images into a manifest split"),
+    "cache": ("itryon.cli.cache", "precompute VAE latents and text embeddings of a split"),
     "infer": ("itryon.cli.infer", "generate videos for a manifest with a trained run"),
     "evaluate": ("itryon.cli.evaluate", "compute metrics on folders of videos"),
     "ablate": ("itryon.cli.ablate", "train and score experiments x seeds, tabulate with confidence intervals"),

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     # frozen parts (VAE, text encoder) stay in eval mode on purpose; Lightning warns about it at every start
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+    from itryon.cache.store import CacheError
     from itryon.data.manifest import ManifestError
     from itryon.training.checkpoints import CheckpointError, check_resumable
     from itryon.training.run import CONFIG_NAME, build, checkpoint_step, fit, load_run_config, new_run_dir, prepare_config, resume_target
@@ -70,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         try:
             fit(trainer, module, datamodule, cfg, Path(run_dir), ckpt)
-        except (CheckpointError, UnreadableFileError) as exc:
+        except (CheckpointError, UnreadableFileError, CacheError) as exc:  # a stale latent cache is refused at setup
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
     finally:

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from itryon.cache.lookup import cached_encode
+
 OUTPUT_KINDS = ("channels", "vace", "reference", "tokens", "residual", "context")
 LATENT_KINDS = ("channels", "vace", "reference")
 
@@ -130,11 +132,12 @@ def where_keep(x: torch.Tensor, keep: torch.Tensor, null: float | torch.Tensor =
 
 @torch.no_grad()
 def encode_video(vae: nn.Module, video: torch.Tensor) -> torch.Tensor:
-    """Frozen VAE encoding of ``video`` ``(B, 3, T, H, W)`` -> latents ``(B, C, F, h, w)``."""
+    """Frozen VAE encoding of ``video`` ``(B, 3, T, H, W)`` -> latents ``(B, C, F, h, w)``, served from the latent
+    cache where one is attached (:mod:`itryon.cache`)."""
     param = next(iter(vae.parameters()), None)
     if param is not None:
         video = video.to(device=param.device, dtype=param.dtype)
-    return vae.encode(video)
+    return cached_encode(vae, video)
 
 
 def fold_mask(mask: torch.Tensor, latent_frames: int, spatial_compression: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from itryon.cache.lookup import cached_text
 from itryon.conditioning.base import AdapterOutput, ConditionEnv, ConditioningAdapter
 from itryon.data.temporal import latent_frame_index
 
@@ -45,7 +46,7 @@ class GlobalCaptionAdapter(ConditioningAdapter):
         if isinstance(captions, str) or len(captions) != env.latent_shape[0]:
             raise ValueError(f"batch key 'caption' must be a list of {env.latent_shape[0]} strings, got {captions!r}")
         texts = [c if bool(k) else "" for c, k in zip(captions, keep.tolist())]
-        emb, _ = self.encoder(texts)  # (B, L, D), zero at padding
+        emb, _ = cached_text(self.encoder, texts)  # (B, L, D), zero at padding
         return AdapterOutput("context", emb)
 
 
@@ -175,7 +176,7 @@ class ActionCaptionAdapter(ConditioningAdapter):
             except ValueError as err:
                 raise ValueError(f"batch key 'actions', sample {i}: {err}") from err
         texts = sorted({slot.text for slots in per_sample for slot in slots})
-        emb, mask = self.text_encoder(texts)  # (U, L, D), (U, L)
+        emb, mask = cached_text(self.text_encoder, texts)  # (U, L, D), (U, L)
         tokens = {t: emb[j][mask[j]] for j, t in enumerate(texts)}  # text -> (n_t, D)
 
         # 2. assemble keys, positions and per-frame visibility, padded to the longest sample

@@ -94,19 +94,33 @@ def convert_folders(
     Errors name the clip and the field: a modality file that is missing, a frame count that differs from the
     video's, a garment that the pairs file names but the garment folder lacks.
     """
-    root, manifest = Path(root), Path(manifest)
+    manifest = Path(manifest)
+    write_manifest(manifest, folder_records(root, manifest.parent, layout, pairs, captions, fps, progress))
+    read_manifest(manifest)  # the converted manifest must read back (spans, files)
+    return manifest
+
+
+def folder_records(
+    root: str | Path,
+    base: str | Path,
+    layout: FolderLayout = FolderLayout(),
+    pairs: str | Path | None = None,
+    captions: str | Path | None = None,
+    fps: float | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """The records :func:`convert_folders` writes, with paths relative to ``base`` (the manifest's folder)."""
+    root, base = Path(root), Path(base)
     media = {f: _index(root / getattr(layout, f), VIDEO_SUFFIXES + FRAME_SUFFIXES) for f in VIDEO_FIELDS if getattr(layout, f)}
     garments = _index(root / layout.garment, FRAME_SUFFIXES)
     garment_masks = _index(root / layout.garment_mask, FRAME_SUFFIXES) if layout.garment_mask else {}
     pairing = read_pairs(Path(pairs)) if pairs else None
     texts = read_captions(Path(captions)) if captions else {}
     clips = sorted(pairing) if pairing is not None else sorted(media["video"])
-    records = []
-    for clip in tqdm(clips, desc="convert", unit="clip", disable=not progress):
-        records.append(_record(clip, root, manifest.parent, layout, media, garments, garment_masks, pairing, texts, fps))
-    write_manifest(manifest, records)
-    read_manifest(manifest)  # the converted manifest must read back (spans, files)
-    return manifest
+    return [
+        _record(clip, root, base, layout, media, garments, garment_masks, pairing, texts, fps)
+        for clip in tqdm(clips, desc="convert", unit="clip", disable=not progress)
+    ]
 
 
 def _record(clip, root, base, layout, media, garments, garment_masks, pairing, texts, fps) -> dict[str, Any]:

@@ -79,8 +79,9 @@ class SkipBadSamples(Dataset):
 
     def __getitem__(self, index: int) -> Mapping[str, Any]:
         errors = []
+        replacement = getattr(self.dataset, "replacement", None)  # a bucketed dataset replaces within the clip's bucket
         for attempt in range(self.max_consecutive):
-            i = (index + attempt) % len(self)
+            i = replacement(index, attempt) if callable(replacement) else (index + attempt) % len(self)
             try:
                 sample = self._load(i)
             except Exception as exc:  # any loader failure of one sample is reported and skipped
@@ -164,6 +165,11 @@ class TryOnDataModule(L.LightningDataModule):
     the sampler's and workers' random states) in every checkpoint, so a resumed run continues with the very
     batches the stopped one would have seen. Validation and test loaders draw their seeds from their own
     generator, never from the global RNG that training's random draws come from.
+
+    ``cache`` decides whether the training set's latent cache (``itryon cache``; by default in
+    ``<manifest folder>/cache/<manifest name>``, or ``cache_dir``) replaces the model's VAE and text-encoder calls:
+    ``auto`` uses it when present, ``require`` insists, ``rebuild`` builds it when absent or stale, ``off`` ignores
+    it. A cache built by other encoders or for another manifest is refused, naming what changed.
     """
 
     def __init__(
@@ -176,6 +182,10 @@ class TryOnDataModule(L.LightningDataModule):
         num_workers: int = 0,
         skip_bad_samples: bool = True,
         pin_memory: bool = False,
+        cache: str = "auto",
+        cache_dir: str | None = None,
+        buckets: Any = None,
+        random_crops: bool = True,
     ) -> None:
         super().__init__()
         if train is None and val is None and test is None:
@@ -185,6 +195,10 @@ class TryOnDataModule(L.LightningDataModule):
                 raise ValueError(f"data.{name} ({type(dataset).__name__}) holds no samples")
 
         def wrap(d: Dataset | None, name: str) -> Dataset | None:
+            if d is not None and buckets is not None:
+                from itryon.data.buckets import BucketedClips
+
+                d = BucketedClips(d, buckets, random_crop=random_crops and name == "train")
             if d is None or not skip_bad_samples:
                 return d
             return SkipBadSamples(d, replace=name == "train", name=name)
@@ -194,6 +208,22 @@ class TryOnDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.cache, self.cache_dir = cache, cache_dir
+        self.latent_cache = None
+
+    def setup(self, stage: str) -> None:
+        """Attach the training set's latent cache to the model's encoders (see the class docstring)."""
+        if self.cache == "off" or self.train_set is None or self.trainer is None or self.latent_cache is not None:
+            return
+        from itryon.cache.build import use_cache
+
+        dataset = self.train_set.dataset if isinstance(self.train_set, SkipBadSamples) else self.train_set
+        trainer = self.trainer
+        if self.cache == "rebuild" and trainer.world_size > 1:  # one process builds, the others wait and read it
+            if trainer.global_rank == 0:
+                use_cache(trainer.lightning_module, dataset, self.cache_dir, "rebuild")
+            trainer.strategy.barrier("latent-cache")
+        self.latent_cache = use_cache(trainer.lightning_module, dataset, self.cache_dir, self.cache, rebuild_allowed=trainer.global_rank == 0)
 
     def datasets(self) -> dict[str, Dataset]:
         return {n: d for n, d in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)) if d is not None}
@@ -207,6 +237,15 @@ class TryOnDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise ValueError(f"TryOnDataModule has no '{name}' dataset configured (data.{name})")
+        inner = dataset.dataset if isinstance(dataset, SkipBadSamples) else dataset
+        if hasattr(inner, "shapes") and hasattr(inner, "replacement"):  # bucketed: batches of one shape
+            from itryon.data.buckets import BucketBatchSampler
+
+            sampler = BucketBatchSampler(inner.shapes, batch_size, shuffle=shuffle, seed=torch.initial_seed() if shuffle else 0)
+            common = dict(num_workers=self.num_workers, collate_fn=collate, pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+            if name == "train":
+                return StatefulDataLoader(dataset, batch_sampler=sampler, **common)
+            return DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(0), **common)
         args: dict[str, Any] = dict(
             batch_size=batch_size,
             shuffle=shuffle,

@@ -45,6 +45,22 @@ class Resize:
         return out
 
 
+class ResizeCrop(Resize):
+    """Scale every video to cover ``height x width`` (keeping its aspect ratio), then crop the centre to that size;
+    the garment (with ``garment_height``/``garment_width``) is resized as by :class:`Resize`."""
+
+    def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        h, w = sample["video"].shape[-2:]
+        scale = max(self.size[0] / h, self.size[1] / w)
+        cover = (max(self.size[0], round(h * scale)), max(self.size[1], round(w * scale)))
+        out = Resize(*cover, *(self.garment_size or (None, None)))(sample)
+        top, left = (cover[0] - self.size[0]) // 2, (cover[1] - self.size[1]) // 2
+        for key in VIDEO_KEYS + MASK_KEYS:
+            if key in out:
+                out[key] = out[key][..., top : top + self.size[0], left : left + self.size[1]]
+        return out
+
+
 def _resize(x: torch.Tensor, size: tuple[int, int], nearest: bool) -> torch.Tensor:
     if tuple(x.shape[-2:]) == size:
         return x

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from itryon.cache.lookup import cached_encode
 from itryon.data.temporal import frames_to_latent, latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
 from itryon.diffusion.losses import high_noise_weight_ratio
@@ -200,7 +201,7 @@ class TryOnModule(L.LightningModule):
     def diffusion_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         video = batch["video"]  # (B, 3, T, H, W)
         with torch.no_grad():
-            x0 = self.vae.encode(video)  # (B, C, F, h, w)
+            x0 = cached_encode(self.vae, video)  # (B, C, F, h, w), from the latent cache when one is attached
         cond = self.conditioning(batch, vae=self.vae, latent_shape=tuple(x0.shape))
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .actions import OPEN, Event, action_kind, envelope
-from .raster import F32, Box, coverage, over
+from .raster import F32, Box, coverage, over, to_uint8
 from .rig import BodyMotion, BodyShape
 
 REST_DEPTH = 0.07  # hanging beside the hip
 CONTACT_DEPTH = 0.0  # on the garment surface
 APPROACH_FRAMES = 2
 PRIOR_MAX_DEPTH = 0.2
+NO_HAND = int(to_uint8(np.array([0.0], dtype=F32), low=-1.0)[0])  # hand prior value 0 (128)
 # per grip (open, pinch, grasp): palm (centre u, radius u, radius v), fingers (centre u, radius u, radius v), ring (centre u, radius, half width)
 _PALM = 1.3 * np.array([[0.0, 0.03, 0.028], [0.0, 0.03, 0.028], [0.004, 0.035, 0.031]])
 _FINGERS = 1.3 * np.array([[0.047, 0.036, 0.025], [0.022, 0.022, 0.024], [0.026, 0.022, 0.03]])
@@ -157,3 +158,16 @@ def hand_prior(hands: list[HandRender]) -> tuple[Box, np.ndarray]:
         value = np.stack([F32(0.8) * hand.nx, F32(0.8) * hand.ny, (F32(0.25) + F32(0.75) * closeness) * (F32(0.4) + F32(0.6) * hand.nz)])
         over(prior[(..., *hand.box.within(box))], value, hand.alpha)
     return box, prior
+
+
+def prior_frames(hands: list[HandRender], num_frames: int, height: int, width: int) -> np.ndarray:
+    """The hand prior video uint8 ``(3, T, H, W)``: :func:`hand_prior` encoded from [-1, 1], ``NO_HAND`` off the hands.
+
+    The one renderer of the hand prior: synthetic clips and preprocessed real clips both go through it.
+    """
+    frames = np.full((3, num_frames, height, width), NO_HAND, dtype=np.uint8)
+    if not hands:
+        return frames
+    box, prior = hand_prior(hands)
+    box.of(frames)[...] = to_uint8(prior, low=-1.0, in_place=True)
+    return frames

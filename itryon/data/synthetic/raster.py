@@ -17,6 +17,24 @@ import numpy as np
 F32 = np.float32
 
 
+def to_uint8(x: np.ndarray, low: float = 0.0, in_place: bool = False) -> np.ndarray:
+    """[0, 1] (``low=0``) or [-1, 1] (``low=-1``) float -> uint8, rounding half up like ``video_io.to_uint8``.
+
+    ``in_place`` uses ``x`` as scratch space (its values are lost) instead of allocating a float copy.
+    """
+    scale = F32(255.0 / (1.0 - low))
+    if in_place:
+        y = x
+        if low:
+            y -= F32(low)
+        y *= scale
+    else:
+        y = (x - F32(low)) * scale if low else x * scale
+    y += F32(0.5)
+    np.clip(y, F32(0.0), F32(255.0), out=y)
+    return y.astype(np.uint8)  # truncation of non-negative values is the floor
+
+
 @functools.lru_cache(maxsize=16)
 def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel centres in frame units: x in about [-W/2H, W/2H] (0 = centre column), y in [0, 1] (top to bottom).

@@ -18,44 +18,18 @@ import numpy as np
 
 from .actions import action_kind, envelope
 from .garments import GarmentSpec, paint_sleeve
-from .hands import HandRender, hand_prior, render_hands
+from .hands import NO_HAND, HandRender, prior_frames, render_hands  # noqa: F401 - NO_HAND re-exported
 from .plan import ClipPlan
-from .raster import F32, Box, Layer, capsule, coverage, disk_offsets, ellipse_sdf, over, pixel_grid, stamp
+from .raster import F32, Box, Layer, capsule, coverage, ellipse_sdf, over, pixel_grid, to_uint8
+from .skeleton import POSE_COLOURS, POSE_LIMBS, POSE_PALETTE, draw_pose  # noqa: F401 - the palette re-exported
 from .rig import LEFT, RIGHT, BodyShape, solve_arm
 
 AGNOSTIC_HALF_WIDTH = 0.3  # garment-agnostic box around the torso, body units
 AGNOSTIC_TOP = 0.265
 WRIST_OFFSET = 0.03  # hand centre -> wrist, along the fingers
-# pose joints: head, neck, right shoulder/elbow/wrist, left shoulder/elbow/wrist, right hip, left hip, right hand, left hand
-POSE_LIMBS = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 10), (1, 5), (5, 6), (6, 7), (7, 11), (1, 8), (1, 9))
-POSE_COLOURS = (
-    (1.0, 0.0, 0.0), (1.0, 0.45, 0.0), (1.0, 0.85, 0.0), (0.6, 1.0, 0.0), (0.2, 1.0, 0.3), (0.0, 1.0, 0.7),
-    (0.0, 0.8, 1.0), (0.0, 0.35, 1.0), (0.3, 0.0, 1.0), (0.75, 0.0, 1.0), (1.0, 0.0, 0.6),
-)
-
-
-def to_uint8(x: np.ndarray, low: float = 0.0, in_place: bool = False) -> np.ndarray:
-    """[0, 1] (``low=0``) or [-1, 1] (``low=-1``) float -> uint8, rounding half up like ``video_io.to_uint8``.
-
-    ``in_place`` uses ``x`` as scratch space (its values are lost) instead of allocating a float copy.
-    """
-    scale = F32(255.0 / (1.0 - low))
-    if in_place:
-        y = x
-        if low:
-            y -= F32(low)
-        y *= scale
-    else:
-        y = (x - F32(low)) * scale if low else x * scale
-    y += F32(0.5)
-    np.clip(y, F32(0.0), F32(255.0), out=y)
-    return y.astype(np.uint8)  # truncation of non-negative values is the floor
 
 
 GREY = int(to_uint8(np.array([0.5], dtype=F32))[0])  # the agnostic fill
-NO_HAND = int(to_uint8(np.array([0.0], dtype=F32), low=-1.0)[0])  # hand prior value 0
-# uint8 colour of each pose label: 0 background, 1..11 the limbs in drawing order, 12 the joints (drawn last)
-POSE_PALETTE = to_uint8(np.array(((0.0, 0.0, 0.0), *POSE_COLOURS, (1.0, 1.0, 1.0)), dtype=F32).T.copy())  # (3, 13)
 
 
 def _mask_uint8(mask: np.ndarray) -> np.ndarray:
@@ -225,18 +199,8 @@ def _deformed_panel(plan: ClipPlan, events, t0: int, t1: int, bx, by, ppu: float
 
 
 def _pose(plan: ClipPlan, joints: np.ndarray) -> np.ndarray:
-    """2D skeleton uint8 ``(3, T, H, W)`` on black (garment-agnostic: drawn from joints only): the limbs in order, then the joints on top."""
-    t_count, h, w = plan.num_frames, plan.height, plan.width
-    labels = np.zeros((t_count, h, w), dtype=np.uint8)
-    pixels = plan.motion.to_pixels(joints, h, w)  # (T, 12, 2)
-    x, y = pixels[..., 0], pixels[..., 1]  # (T, 12)
-    steps = np.linspace(0.0, 1.0, max(8, int(0.6 * h)))  # (S,)
-    first, second = np.array(POSE_LIMBS).T
-    ax, ay, bx, by = x[:, first, None], y[:, first, None], x[:, second, None], y[:, second, None]  # (T, L, 1)
-    limb_labels = np.arange(1, len(POSE_LIMBS) + 1)[None, :, None]
-    stamp(labels, ax + steps * (bx - ax), ay + steps * (by - ay), limb_labels, disk_offsets(max(0.5, h / 96.0)))  # (T, L, S) points
-    stamp(labels, x, y, len(POSE_LIMBS) + 1, disk_offsets(max(1.0, h / 40.0)))
-    return np.take(POSE_PALETTE, labels, axis=1)
+    """2D skeleton uint8 ``(3, T, H, W)`` on black (garment-agnostic: drawn from joints only), by the renderer real clips use too."""
+    return draw_pose(plan.motion.to_pixels(joints, plan.height, plan.width), plan.height, plan.width)
 
 
 def _in_shop(plan: ClipPlan, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -315,9 +279,7 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
     agnostic_mask |= limbs
     agnostic = np.where(agnostic_mask, np.uint8(GREY), video)
     interaction_mask = np.zeros_like(region) if plan.passive else region
-    prior_box, prior = hand_prior(hands)
-    prior_u8 = np.full((3, t_count, h, w), NO_HAND, dtype=np.uint8)
-    prior_box.of(prior_u8)[...] = to_uint8(prior, low=-1.0, in_place=True)
+    prior_u8 = prior_frames(hands, t_count, h, w)
 
     garment_h, garment_w = garment_size or (h, w)
     garment, garment_mask = _in_shop(plan, garment_h, garment_w)
