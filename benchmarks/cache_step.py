@@ -54,16 +54,32 @@ def encoders(root: Path, vae_dim: int) -> tuple[Path, Path]:
     from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=vae_dim, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True],
-                           latents_mean=[0.0] * 16, latents_std=[1.0] * 16)
+    vae = AutoencoderKLWan(
+        base_dim=vae_dim,
+        z_dim=16,
+        dim_mult=[1, 2, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * 16,
+        latents_std=[1.0] * 16,
+    )
     vae.save_pretrained(root / "vae")
-    words = sorted({w for w in "a person with light dark skin and hair wears lifts pulls stretches tugs the hem zipper collar fabric".split()})
+    words = sorted(
+        {
+            w
+            for w in "a person with light dark skin and hair wears lifts pulls stretches tugs the hem zipper collar fabric".split()
+        }
+    )
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(root / "t5" / "tokenizer")
-    UMT5EncoderModel(UMT5Config(vocab_size=len(vocab), d_model=64, d_kv=16, d_ff=256, num_layers=4, num_heads=4)).save_pretrained(root / "t5" / "text_encoder")
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(root / "t5" / "tokenizer")
+    UMT5EncoderModel(
+        UMT5Config(vocab_size=len(vocab), d_model=64, d_kv=16, d_ff=256, num_layers=4, num_heads=4)
+    ).save_pretrained(root / "t5" / "text_encoder")
     return root / "vae", root / "t5"
 
 
@@ -117,21 +133,42 @@ def main() -> None:
             module.load_state_dict(state)
             optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
             times, first = steps(module, optimizer, batches, args.steps)
-            results[mode] = {"median_step_s": statistics.median(times), "steps": times, "first_loss": first, "cache_build_s": build_seconds}
+            results[mode] = {
+                "median_step_s": statistics.median(times),
+                "steps": times,
+                "first_loss": first,
+                "cache_build_s": build_seconds,
+            }
             if mode == "with cache":
                 results[mode].update(entries=len(cache), hits=cache.hits, misses=cache.misses)
                 detach(module.vae)
     base, cached = results["without cache"], results["with cache"]
     speedup = base["median_step_s"] / cached["median_step_s"]
-    print(f"cache_step: {args.clips} clips of 17x48x64, batch 2, WanVAE base_dim {args.vae_dim} + UMT5 (4 layers), {torch.get_num_threads()} thread(s)")
+    print(
+        f"cache_step: {args.clips} clips of 17x48x64, batch 2, WanVAE base_dim {args.vae_dim} + UMT5 (4 layers), {torch.get_num_threads()} thread(s)"
+    )
     print(f"{'mode':<16}{'median step s':>15}{'first loss':>14}{'build s':>10}")
     for mode, r in results.items():
         build = "-" if r["cache_build_s"] is None else f"{r['cache_build_s']:.2f}"
         print(f"{mode:<16}{r['median_step_s']:>15.3f}{r['first_loss']:>14.6f}{build:>10}")
-    print(f"speed-up {speedup:.2f}x; cache {cached['entries']} entries, {cached['hits']} hits, {cached['misses']} misses; same first loss: {abs(base['first_loss'] - cached['first_loss']) <= 1e-5 * abs(base['first_loss'])}")
+    print(
+        f"speed-up {speedup:.2f}x; cache {cached['entries']} entries, {cached['hits']} hits, {cached['misses']} misses; same first loss: {abs(base['first_loss'] - cached['first_loss']) <= 1e-5 * abs(base['first_loss'])}"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": results, "speedup": speedup, "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "results": results,
+                "speedup": speedup,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "threads": torch.get_num_threads(),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -47,8 +47,12 @@ class TrainClock(L.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and "/reference/" not in k}
-        self.points.append({"step": trainer.global_step, "train_minutes": self.train_seconds / 60.0, "metrics": metrics})
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and "/reference/" not in k
+        }
+        self.points.append(
+            {"step": trainer.global_step, "train_minutes": self.train_seconds / 60.0, "metrics": metrics}
+        )
 
 
 def references(trainer: L.Trainer) -> dict[str, dict[str, float]]:
@@ -69,7 +73,13 @@ def plot(record: dict[str, Any], path: Path) -> None:
     minutes = [p["train_minutes"] for p in record["points"]]
     styles = {"copy_input": ("tab:gray", "copy the input"), "garment_mean_fill": ("tab:brown", "garment-mean fill")}
     for ax, key, label in ((axes[0], "val/ssim", "SSIM"), (axes[1], "val/psnr", "PSNR (dB)")):
-        ax.plot(minutes, [p["metrics"].get(key, float("nan")) for p in record["points"]], "o-", color="tab:blue", label="model")
+        ax.plot(
+            minutes,
+            [p["metrics"].get(key, float("nan")) for p in record["points"]],
+            "o-",
+            color="tab:blue",
+            label="model",
+        )
         for name, (colour, text) in styles.items():
             value = record["references"].get(name, {}).get(key)
             if value is not None:
@@ -98,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
 
-    cfg = prepare_config(args.config, [*args.overrides, f"trainer.val_check_interval={args.every}", "trainer.check_val_every_n_epoch=null"])
+    cfg = prepare_config(
+        args.config,
+        [*args.overrides, f"trainer.val_check_interval={args.every}", "trainer.check_val_every_n_epoch=null"],
+    )
     run_dir = new_run_dir(cfg)
     trainer, module, datamodule = build(cfg, run_dir)
     clock = TrainClock()
@@ -108,13 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
 
     accelerator = "gpu" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "cpu")) != "cpu" else "cpu"
-    device = torch.cuda.get_device_name(0) if accelerator == "gpu" else f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads"
+    device = (
+        torch.cuda.get_device_name(0)
+        if accelerator == "gpu"
+        else f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads"
+    )
     record = {
         "config": args.config,
         "overrides": list(args.overrides),
         "run_dir": str(run_dir),
         "command": " ".join(["python", "benchmarks/learning_curve.py", *sys.argv[1:]]) if argv is None else None,
-        "machine": {"accelerator": accelerator, "description": device, "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {
+            "accelerator": accelerator,
+            "description": device,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
         "wall_seconds": wall,
         "targets": {k: v for k, v in (("val/ssim", args.target_ssim), ("val/psnr", args.target_psnr)) if v is not None},
         "references": references(trainer),
@@ -128,9 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     refs = record["references"]
     print(f"{'step':>6} {'minutes':>8} {'ssim':>7} {'psnr':>7}")
     for p in clock.points:
-        print(f"{p['step']:>6} {p['train_minutes']:>8.2f} {p['metrics'].get('val/ssim', float('nan')):>7.4f} {p['metrics'].get('val/psnr', float('nan')):>7.2f}")
+        print(
+            f"{p['step']:>6} {p['train_minutes']:>8.2f} {p['metrics'].get('val/ssim', float('nan')):>7.4f} {p['metrics'].get('val/psnr', float('nan')):>7.2f}"
+        )
     for name, values in refs.items():
-        print(f"{name:>15}: ssim {values.get('val/ssim', float('nan')):.4f}  psnr {values.get('val/psnr', float('nan')):.2f}")
+        print(
+            f"{name:>15}: ssim {values.get('val/ssim', float('nan')):.4f}  psnr {values.get('val/psnr', float('nan')):.2f}"
+        )
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')} (wall {wall / 60:.1f} min)")
     return 0
 

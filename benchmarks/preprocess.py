@@ -47,8 +47,14 @@ def write_inputs(root: Path, clips: int, frames: int, height: int, width: int, s
         write_video(root / "videos" / f"{cid}.mp4", clip["video"].transpose(1, 2, 3, 0), fps=8.0, lossless=True)
         Image.fromarray(clip["garment"].transpose(1, 2, 0)).save(root / "garments" / f"{cid}.png")
         plan = plan_clip(split, index, 0, frames, height, width, 8.0)
-        centres = np.stack([plan.motion.to_pixels(plan.tracks.center[h][:, None, :], height, width)[:, 0] for h in range(2)], axis=1)  # (T, 2, 2)
-        truth[cid] = {"agnostic_mask": clip["agnostic_mask"][0] > 127, "garment_mask": clip["garment_mask"][0] > 127, "hands": centres}
+        centres = np.stack(
+            [plan.motion.to_pixels(plan.tracks.center[h][:, None, :], height, width)[:, 0] for h in range(2)], axis=1
+        )  # (T, 2, 2)
+        truth[cid] = {
+            "agnostic_mask": clip["agnostic_mask"][0] > 127,
+            "garment_mask": clip["garment_mask"][0] > 127,
+            "hands": centres,
+        }
     return truth
 
 
@@ -86,12 +92,16 @@ def main() -> None:
             _, hands = load_keypoints(root / "out" / record["meta"]["keypoints"])
             found = hand_positions(hands)  # (T, 2, 2), NaN where not found
             err = np.linalg.norm(found - true["hands"], axis=-1)  # (T, 2)
-            rows.append({
-                "clip": record["id"], "agnostic_iou": iou(mask, true["agnostic_mask"]), "garment_iou": iou(garment, true["garment_mask"]),
-                "hand_detection": float(hands.present.mean()),
-                "hand_error_px": float(np.nanmean(err)) if hands.present.any() else None,
-                "hand_errors": err[np.isfinite(err)].tolist(),
-            })
+            rows.append(
+                {
+                    "clip": record["id"],
+                    "agnostic_iou": iou(mask, true["agnostic_mask"]),
+                    "garment_iou": iou(garment, true["garment_mask"]),
+                    "hand_detection": float(hands.present.mean()),
+                    "hand_error_px": float(np.nanmean(err)) if hands.present.any() else None,
+                    "hand_errors": err[np.isfinite(err)].tolist(),
+                }
+            )
     errors = [r["hand_error_px"] for r in rows if r["hand_error_px"] is not None]
     summary = {
         "clips_per_s": len(result.processed) / seconds,
@@ -103,18 +113,30 @@ def main() -> None:
         "hand_error_median_px": float(np.median([e for r in rows for e in r["hand_errors"]])) if errors else None,
         "failed": result.failed,
     }
-    print(f"preprocess: {len(result.processed)} clips of {args.frames}x{args.height}x{args.width}, estimators {spec.segmenter}/{spec.pose}/{spec.hands}, {args.workers} worker(s)")
+    print(
+        f"preprocess: {len(result.processed)} clips of {args.frames}x{args.height}x{args.width}, estimators {spec.segmenter}/{spec.pose}/{spec.hands}, {args.workers} worker(s)"
+    )
     print(f"{'clip':<22}{'agnostic IoU':>14}{'garment IoU':>13}{'hands found':>13}{'hand err px':>13}")
     for r in rows:
         err = "-" if r["hand_error_px"] is None else f"{r['hand_error_px']:.2f}"
-        print(f"{r['clip']:<22}{r['agnostic_iou']:>14.3f}{r['garment_iou']:>13.3f}{r['hand_detection']:>13.2f}{err:>13}")
+        print(
+            f"{r['clip']:<22}{r['agnostic_iou']:>14.3f}{r['garment_iou']:>13.3f}{r['hand_detection']:>13.2f}{err:>13}"
+        )
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-    print(f"{'mean':<22}{fmt(summary['agnostic_iou'], '14.3f')}{fmt(summary['garment_iou'], '13.3f')}{fmt(summary['hand_detection'], '13.2f')}{fmt(summary['hand_error_px'], '13.2f')}")
-    print(f"clips/s: {summary['clips_per_s']:.2f}   hand error / frame height: {fmt(summary['hand_error_frac_height'], '.3f')}   "
-          f"median hand error: {fmt(summary['hand_error_median_px'], '.2f')} px   failed: {len(result.failed)}")
+    print(
+        f"{'mean':<22}{fmt(summary['agnostic_iou'], '14.3f')}{fmt(summary['garment_iou'], '13.3f')}{fmt(summary['hand_detection'], '13.2f')}{fmt(summary['hand_error_px'], '13.2f')}"
+    )
+    print(
+        f"clips/s: {summary['clips_per_s']:.2f}   hand error / frame height: {fmt(summary['hand_error_frac_height'], '.3f')}   "
+        f"median hand error: {fmt(summary['hand_error_median_px'], '.2f')} px   failed: {len(result.failed)}"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "summary": summary, "clips": rows, "python": platform.python_version()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"args": vars(args), "summary": summary, "clips": rows, "python": platform.python_version()}, indent=2
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -87,7 +87,13 @@ class ValidationMetrics(L.Callback):
         return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         if not self._active(trainer) or not isinstance(outputs, Mapping) or outputs.get("pred") is None:
             return
@@ -118,7 +124,9 @@ class ValidationMetrics(L.Callback):
                 if math.isfinite(value):
                     pl_module.log(f"{self.prefix}{key}", value, sync_dist=False)
                 else:
-                    rank_zero_warn(f"ValidationMetrics: {self.prefix}{key} is {value} (nothing to measure this epoch); not logged")
+                    rank_zero_warn(
+                        f"ValidationMetrics: {self.prefix}{key} is {value} (nothing to measure this epoch); not logged"
+                    )
             metric.reset()
         if self.reference_values or not self.reference_metrics:
             return

@@ -33,7 +33,9 @@ class Throughput(L.Callback):
         self._sync(pl_module)
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         self._sync(pl_module)
         self._seconds += time.perf_counter() - self._start
         self._samples += int(batch["video"].shape[0])

@@ -55,16 +55,43 @@ class ConfigError(ValueError):
 TRUST_ENV = "ITRYON_TRUST_CONFIG"
 PACKAGES_ENV = "ITRYON_TARGET_PACKAGES"
 ALLOWED_PACKAGES = (
-    "itryon", "callbacks", "lightning", "pytorch_lightning", "lightning_fabric", "torch", "torchvision",
-    "torchmetrics", "torchdata", "diffusers", "transformers", "peft", "safetensors", "einops",
+    "itryon",
+    "callbacks",
+    "lightning",
+    "pytorch_lightning",
+    "lightning_fabric",
+    "torch",
+    "torchvision",
+    "torchmetrics",
+    "torchdata",
+    "diffusers",
+    "transformers",
+    "peft",
+    "safetensors",
+    "einops",
 )
 # parts of allowed packages that load or run code, or run a command line, given only data
 DENIED_MODULES = (
-    "torch.hub", "torch.jit", "torch.package", "torch.library", "torch.classes", "torch.ops", "torch.serialization",
-    "torch.export", "torch.distributed.rpc", "torch.utils.cpp_extension", "torch.utils.collect_env",
-    "torch.utils.model_zoo", "lightning.pytorch.cli", "lightning.fabric.cli", "pytorch_lightning.cli",
-    "lightning_fabric.cli", "transformers.dynamic_module_utils", "diffusers.utils.dynamic_modules_utils",
-    "itryon.cli", "itryon.config",
+    "torch.hub",
+    "torch.jit",
+    "torch.package",
+    "torch.library",
+    "torch.classes",
+    "torch.ops",
+    "torch.serialization",
+    "torch.export",
+    "torch.distributed.rpc",
+    "torch.utils.cpp_extension",
+    "torch.utils.collect_env",
+    "torch.utils.model_zoo",
+    "lightning.pytorch.cli",
+    "lightning.fabric.cli",
+    "pytorch_lightning.cli",
+    "lightning_fabric.cli",
+    "transformers.dynamic_module_utils",
+    "diffusers.utils.dynamic_modules_utils",
+    "itryon.cli",
+    "itryon.config",
 )
 DENIED_ARGUMENTS = ("trust_remote_code", "custom_pipeline")  # library switches that run code from a model folder
 _TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("itryon_trust_config", default=False)
@@ -117,7 +144,11 @@ def _check_resolved(name: str, chain: Sequence[Any], key: str, where: str) -> No
     module) and the target is a class or a ``from_*`` constructor of one."""
     packages = allowed_packages()
     for obj in chain:
-        home = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None) or type(obj).__module__
+        home = (
+            obj.__name__
+            if isinstance(obj, types.ModuleType)
+            else getattr(obj, "__module__", None) or type(obj).__module__
+        )
         if not _within(home, packages):
             raise _refuse(name, key, where, f"it resolves to {home!r}, outside the allowed packages")
         if _within(home, DENIED_MODULES):
@@ -160,7 +191,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), config_root: st
     try:
         OmegaConf.resolve(cfg)
     except RecursionError:
-        raise ConfigError(f"cannot resolve the interpolations of {path}: a value refers to itself (e.g. model=${{model}})") from None
+        raise ConfigError(
+            f"cannot resolve the interpolations of {path}: a value refers to itself (e.g. model=${{model}})"
+        ) from None
     except Exception as exc:  # omegaconf raises several unrelated types for a bad interpolation
         key = getattr(exc, "full_key", None) or "?"
         where = origins.get(str(key)) or origin_of_key(origins, str(key)) or str(path)
@@ -209,7 +242,9 @@ def _parse_value(text: str, item: str = "") -> Any:
     try:
         node = OmegaConf.create(f"v: {text}") if text.strip() else OmegaConf.create({"v": ""})
     except Exception as exc:  # yaml scanner/parser errors
-        raise ConfigError(f"override {item or text!r} (command line): not a valid YAML value or interpolation ({_one_line(exc)})") from None
+        raise ConfigError(
+            f"override {item or text!r} (command line): not a valid YAML value or interpolation ({_one_line(exc)})"
+        ) from None
     return OmegaConf.to_container(node, resolve=False)["v"]
 
 
@@ -293,7 +328,12 @@ def _record(origins: dict[str, str], prefix: str, node: Any, source: str) -> Non
         origins[prefix] = source
     if isinstance(node, (DictConfig, Mapping)):
         for k in node.keys():
-            _record(origins, _join(prefix, str(k)), node[k] if not isinstance(node, DictConfig) else node._get_node(k), source)
+            _record(
+                origins,
+                _join(prefix, str(k)),
+                node[k] if not isinstance(node, DictConfig) else node._get_node(k),
+                source,
+            )
     elif isinstance(node, (ListConfig, list)):
         for i, _ in enumerate(node):
             origins[_join(prefix, str(i))] = source
@@ -360,8 +400,7 @@ def _validate_target(root: DictConfig, node: DictConfig, path: str) -> None:
     required = [n for n in allowed if params[n].default is inspect.Parameter.empty and n not in node]
     if required and not node.get("_partial_", False):
         raise ConfigError(
-            f"'{path or '<root>'}' ({node['_target_']}) lacks required argument(s) {required}"
-            + _from(root, path)
+            f"'{path or '<root>'}' ({node['_target_']}) lacks required argument(s) {required}" + _from(root, path)
         )
     _check_types(root, node, params, path)
     for key in node.keys():
@@ -414,7 +453,9 @@ def _annotation_namespace(p: inspect.Parameter) -> dict:
     from torch import nn
 
     ns = {"torch": torch, "nn": nn, "Tensor": torch.Tensor, "typing": typing, "Any": Any, "Path": Path}
-    ns.update({n: getattr(typing, n) for n in ("Optional", "Union", "Literal", "Sequence", "Mapping", "Iterable", "Callable")})
+    ns.update(
+        {n: getattr(typing, n) for n in ("Optional", "Union", "Literal", "Sequence", "Mapping", "Iterable", "Callable")}
+    )
     ns.update({n: getattr(cabc, n) for n in ("Sequence", "Mapping", "Iterable", "Callable")})
     return ns
 

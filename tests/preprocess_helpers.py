@@ -17,8 +17,16 @@ ASTRONAUT_BACKGROUND = (0, 0, 120, 150)
 ASTRONAUT_HEAD = (150, 30, 300, 210)
 # joint positions in the photo (pixels), roughly where a person would put them
 ASTRONAUT_JOINTS = {
-    "head": (222, 128), "neck": (211, 228), "r_shoulder": (113, 240), "r_elbow": (65, 414), "r_wrist": (135, 477),
-    "l_shoulder": (306, 257), "l_elbow": (322, 375), "l_wrist": (326, 461), "r_hand": (150, 495), "l_hand": (330, 480),
+    "head": (222, 128),
+    "neck": (211, 228),
+    "r_shoulder": (113, 240),
+    "r_elbow": (65, 414),
+    "r_wrist": (135, 477),
+    "l_shoulder": (306, 257),
+    "l_elbow": (322, 375),
+    "l_wrist": (326, 461),
+    "r_hand": (150, 495),
+    "l_hand": (330, 480),
 }
 
 
@@ -42,11 +50,16 @@ def to_frame(box, crop, height: int, width: int) -> tuple[int, int, int, int]:
     return max(out[0], 0), max(out[1], 0), min(out[2], width), min(out[3], height)
 
 
-def astronaut_video(folder: Path, frames: int = 17, height: int = 160, width: int = 128, name: str = "astronaut") -> Path:
+def astronaut_video(
+    folder: Path, frames: int = 17, height: int = 160, width: int = 128, name: str = "astronaut"
+) -> Path:
     from skimage import data
 
     photo = data.astronaut()
-    video = [np.asarray(Image.fromarray(photo[y0 : y0 + ch, x0 : x0 + cw]).resize((width, height), Image.BICUBIC)) for x0, y0, cw, ch in astronaut_crops(frames, height, width)]
+    video = [
+        np.asarray(Image.fromarray(photo[y0 : y0 + ch, x0 : x0 + cw]).resize((width, height), Image.BICUBIC))
+        for x0, y0, cw, ch in astronaut_crops(frames, height, width)
+    ]
     return write_video(folder / f"{name}.mp4", np.stack(video), fps=8.0, lossless=True)
 
 
@@ -80,7 +93,9 @@ class FixedPose:
     """The same joints in every frame, given as fractions of the frame (x, y); joints it lacks are not found."""
 
     def __init__(self, joints: dict | None = None, depth: float = 0.0) -> None:
-        self.joints = joints if joints is not None else {k: (x / 512, y / 512) for k, (x, y) in ASTRONAUT_JOINTS.items()}
+        self.joints = (
+            joints if joints is not None else {k: (x / 512, y / 512) for k, (x, y) in ASTRONAUT_JOINTS.items()}
+        )
         self.depth = depth
 
     def estimate(self, frames: np.ndarray) -> BodyPose:
@@ -128,5 +143,9 @@ class FailOnClip:
         raise RuntimeError("no person in this clip")
 
 
-FAKES = {"segmenter": "preprocess_helpers:BoxSegmenter", "pose": "preprocess_helpers:FixedPose", "hands": "preprocess_helpers:FixedHands"}
+FAKES = {
+    "segmenter": "preprocess_helpers:BoxSegmenter",
+    "pose": "preprocess_helpers:FixedPose",
+    "hands": "preprocess_helpers:FixedHands",
+}
 assert len(BODY_JOINTS) == 16

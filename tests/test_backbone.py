@@ -154,7 +154,9 @@ def test_extra_tokens_are_read_and_dropped():
     out.square().sum().backward()
     assert tokens.grad.abs().sum() > 0  # video tokens attend to them
     with torch.no_grad():  # tokens are a set: swapping two tokens with their positions changes nothing
-        swapped = model(latents, timestep, context, extra_tokens=tokens.flip(1), extra_token_positions=positions.flip(0))
+        swapped = model(
+            latents, timestep, context, extra_tokens=tokens.flip(1), extra_token_positions=positions.flip(0)
+        )
     torch.testing.assert_close(swapped, out.detach(), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="extra_tokens need extra_token_positions"):
         model(latents, timestep, context, extra_tokens=tokens)
@@ -185,8 +187,13 @@ def test_cross_attention_rope_hook_receives_frames_and_positions():
         plain = model(latents, timestep, context, reference_latents=refs)
         assert hook.calls == []  # no positions, no hook
         hooked = model(
-            latents, timestep, context, reference_latents=refs, context_positions=positions,
-            extra_tokens=torch.randn(2, 1, 24), extra_token_positions=torch.tensor([[4, 0, 0]]),
+            latents,
+            timestep,
+            context,
+            reference_latents=refs,
+            context_positions=positions,
+            extra_tokens=torch.randn(2, 1, 24),
+            extra_token_positions=torch.tensor([[4, 0, 0]]),
         )
     assert len(hook.calls) == 2  # once per block
     q_shape, k_shape, frames, keys = hook.calls[0]

@@ -52,7 +52,9 @@ class Indices(Dataset):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_stateful_loader_resumes_with_the_same_batches(workers: int) -> None:
     def loader():
-        return StatefulDataLoader(Indices(), batch_sampler=BucketBatchSampler(SHAPES, 3, seed=1), num_workers=workers, collate_fn=list)
+        return StatefulDataLoader(
+            Indices(), batch_sampler=BucketBatchSampler(SHAPES, 3, seed=1), num_workers=workers, collate_fn=list
+        )
 
     straight = loader()
     expected = [b for _ in range(2) for b in straight]  # two epochs
@@ -86,7 +88,9 @@ def mixed(tmp_path_factory) -> Path:
 
 def test_bucketed_clips_are_served_at_their_shape_with_spans_on_the_kept_frames(mixed: Path) -> None:
     buckets = ShapeBuckets([[32, 48], [48, 32]], frames=[9, 17], garment_size=[32, 32])
-    data = TryOnDataModule(train=InteractiveManifestDataset(mixed), val=InteractiveManifestDataset(mixed), batch_size=2, buckets=buckets)
+    data = TryOnDataModule(
+        train=InteractiveManifestDataset(mixed), val=InteractiveManifestDataset(mixed), batch_size=2, buckets=buckets
+    )
     inner = data.train_set.dataset
     assert [r["clip"] for r in inner.rejected] == [read_manifest(mixed)[-1]["id"]]
     assert sorted(inner.shapes) == [(32, 48, 17)] * 3 + [(48, 32, 9)] * 2
@@ -112,8 +116,11 @@ def test_a_bad_clip_is_replaced_by_one_of_its_own_bucket(mixed: Path) -> None:
     records = read_manifest(mixed)
     records[0] = {**records[0], "video": "train/missing.mp4"}  # a 48x64 clip whose video is gone
     write_manifest(mixed.parent / "broken.jsonl", records)
-    data = TryOnDataModule(train=InteractiveManifestDataset(mixed.parent / "broken.jsonl", check_files=False), batch_size=3,
-                           buckets=ShapeBuckets([[32, 48], [48, 32]], frames=[9, 17]))
+    data = TryOnDataModule(
+        train=InteractiveManifestDataset(mixed.parent / "broken.jsonl", check_files=False),
+        batch_size=3,
+        buckets=ShapeBuckets([[32, 48], [48, 32]], frames=[9, 17]),
+    )
     shapes = [tuple(batch["video"].shape[1:]) for batch in data.train_dataloader()]
     assert sorted(shapes) == [(3, 9, 48, 32), (3, 17, 32, 48)]  # the bad clip's place is taken in its own bucket
     assert [i for i, _ in data.train_set.skipped] == [0]

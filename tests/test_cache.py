@@ -29,7 +29,15 @@ def data(tmp_path_factory) -> Path:
 
 
 def build_model(data: Path, *overrides: str):
-    cfg = prepare_config(CONFIG, [f"data.train.manifest={data / 'train.jsonl'}", f"data.val.manifest={data / 'train.jsonl'}", f"data.test.manifest={data / 'train.jsonl'}", *overrides])
+    cfg = prepare_config(
+        CONFIG,
+        [
+            f"data.train.manifest={data / 'train.jsonl'}",
+            f"data.val.manifest={data / 'train.jsonl'}",
+            f"data.test.manifest={data / 'train.jsonl'}",
+            *overrides,
+        ],
+    )
     torch.manual_seed(0)
     return instantiate(cfg.model, "model")
 
@@ -73,7 +81,10 @@ def test_a_stale_cache_is_refused_naming_what_changed_and_rebuilt_on_request(dat
     assert use_cache(other, dataset, tmp_path / "cache", "auto") is not None
     with torch.no_grad():
         next(other.conditioning.adapters["caption"].encoder.parameters()).add_(0.01)  # other text-encoder weights
-    with pytest.raises(StaleCacheError, match=r"stale: the text encoder's config or weights changed .*itryon cache --config CONFIG --split SPLIT --rebuild"):
+    with pytest.raises(
+        StaleCacheError,
+        match=r"stale: the text encoder's config or weights changed .*itryon cache --config CONFIG --split SPLIT --rebuild",
+    ):
         use_cache(other, dataset, tmp_path / "cache", "auto")
     rebuilt = use_cache(other, dataset, tmp_path / "cache", "rebuild")
     assert rebuilt is not None and LatentCache.open(tmp_path / "cache").meta == rebuilt.meta
@@ -87,12 +98,27 @@ def test_a_stale_cache_is_refused_naming_what_changed_and_rebuilt_on_request(dat
 
 
 def test_itryon_cache_then_training_uses_it_and_refuses_it_when_stale(data: Path, tmp_path: Path, capsys) -> None:
-    paths = [f"data.train.manifest={data / 'train.jsonl'}", f"data.val.manifest={data / 'train.jsonl'}", f"data.test.manifest={data / 'train.jsonl'}"]
+    paths = [
+        f"data.train.manifest={data / 'train.jsonl'}",
+        f"data.val.manifest={data / 'train.jsonl'}",
+        f"data.test.manifest={data / 'train.jsonl'}",
+    ]
     assert itryon(["cache", "--config", CONFIG, "--split", "train", "--no-progress", *paths]) == 0
     assert (data / "cache" / "train" / "index.json").is_file()
-    assert itryon(["cache", "--config", CONFIG, "--split", "train", *paths]) == 0 and "up to date" in capsys.readouterr().out
-    fast = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "data.batch_size=2", "model.sampler.num_steps=1",
-            "model.warmup_steps=0", "callbacks.metrics.metrics=[ssim]", f"output_dir={tmp_path}"]
+    assert (
+        itryon(["cache", "--config", CONFIG, "--split", "train", *paths]) == 0
+        and "up to date" in capsys.readouterr().out
+    )
+    fast = [
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        "data.batch_size=2",
+        "model.sampler.num_steps=1",
+        "model.warmup_steps=0",
+        "callbacks.metrics.metrics=[ssim]",
+        f"output_dir={tmp_path}",
+    ]
     assert train(["--config", CONFIG, *paths, *fast, "data.cache=require"]) == 0
     assert train(["--config", CONFIG, *paths, *fast, "seed=1"]) == 2  # another seed: other text-encoder weights
     assert "the cache in" in capsys.readouterr().err

@@ -17,8 +17,16 @@ PLUGINS = Path(__file__).parent / "plugins"
 C, S = 48, 2  # PixelVAE(2, 4) latent channels and spatial compression
 B, T, H, W = 2, 9, 16, 16
 BACKBONE = {
-    "_target_": "itryon.models.WanDiT", "in_channels": C, "out_channels": C, "patch_size": [1, 2, 2], "dim": 32,
-    "ffn_dim": 64, "num_layers": 1, "num_heads": 2, "text_dim": 32, "freq_dim": 32,
+    "_target_": "itryon.models.WanDiT",
+    "in_channels": C,
+    "out_channels": C,
+    "patch_size": [1, 2, 2],
+    "dim": 32,
+    "ffn_dim": 64,
+    "num_layers": 1,
+    "num_heads": 2,
+    "text_dim": 32,
+    "freq_dim": 32,
     "cross_attention_rope": {"_target_": "itryon.models.action_rope.ActionRoPE", "head_dim": 16, "k": 4},
 }
 VACE = {"vace_layers": [0], "vace_in_channels": 2 * C + S * S}
@@ -118,7 +126,9 @@ def test_ablations_are_one_line_overrides(tmp_path):
         flat = _flatten(OmegaConf.to_container(cfg))
         diff = {k for k in set(flat) | set(flat_full) if flat.get(k, "<absent>") != flat_full.get(k, "<absent>")}
         assert diff and all(any(k.startswith(c) for c in changed) for k in diff), (override, diff)
-    stack = instantiate(root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.actions.positions=none"]).conditioning)
+    stack = instantiate(
+        root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.actions.positions=none"]).conditioning
+    )
     cond = stack.eval()(make_batch(), vae=instantiate(full.model.vae), latent_shape=(B, C, 3, 8, 8))
     assert cond.context_positions is None and cond.context.shape[1] > 64  # captions kept, no A-RoPE positions
     stack = instantiate(root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.hands=null"]).conditioning)

@@ -26,7 +26,11 @@ def last(x: np.ndarray) -> np.ndarray:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -40,12 +44,18 @@ def vivid(tmp_path: Path) -> Path:
             clip = generate_clip("train", 2 * c + i, 0, T, H, W)
             name = f"{1000 + i}_detail"
             write_video(folder / "videos" / f"{name}.mp4", last(clip["video"]), lossless=True)
-            write_video(folder / "agnostic_mask" / f"{name}.mp4", last(np.repeat(clip["agnostic_mask"], 3, axis=0)), lossless=True)
+            write_video(
+                folder / "agnostic_mask" / f"{name}.mp4",
+                last(np.repeat(clip["agnostic_mask"], 3, axis=0)),
+                lossless=True,
+            )
             write_video(folder / "densepose" / f"{name}.mp4", last(clip["pose"]), lossless=True)
             if agnostic:
                 write_video(folder / "agnostic" / f"{name}.mp4", last(clip["agnostic"]), lossless=True)
             (folder / "images").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(last(clip["garment"][:, None])[0]).save(folder / "images" / f"{1000 + i}_in_xl.jpg", quality=95)
+            Image.fromarray(last(clip["garment"][:, None])[0]).save(
+                folder / "images" / f"{1000 + i}_in_xl.jpg", quality=95
+            )
             lines.append(f"{name}.mp4 {1000 + i}_in_xl.jpg")
         (folder / "train_pairs.txt").write_text("\n".join(lines) + "\n")
     return root
@@ -57,7 +67,12 @@ def test_vivid_release_converts_in_place_with_categories(vivid: Path, tmp_path: 
     assert itryon(["convert", "--layout", "vivid", "--root", str(vivid), "--out", str(out), "--no-progress"]) == 0
     assert digest(vivid) == before  # nothing written into the release
     records = read_manifest(out)
-    assert [r["id"] for r in records] == ["upper_body/1000_detail", "upper_body/1001_detail", "dresses/1000_detail", "dresses/1001_detail"]
+    assert [r["id"] for r in records] == [
+        "upper_body/1000_detail",
+        "upper_body/1001_detail",
+        "dresses/1000_detail",
+        "dresses/1001_detail",
+    ]
     assert [r["meta"]["category"] for r in records] == ["upper", "upper", "dress", "dress"]
     assert records[0]["agnostic"].endswith("upper_body/agnostic/1000_detail.mp4")  # in place
     assert records[2]["agnostic"] == "train/dresses/1000_detail/agnostic.mp4"  # made from video and mask
@@ -96,7 +111,9 @@ def vvt(tmp_path: Path) -> tuple[Path, dict]:
         joints = plan.motion.to_pixels(_joints(plan)[0], H, W)  # (T, 12, 2)
         truth[clip_id] = clip
         for t in range(T):
-            name = f"{clip_id}_{t:05d}" if i == 0 else f"{clip_id}@{t}=person_front"  # the second clip's names do not number simply
+            name = (
+                f"{clip_id}_{t:05d}" if i == 0 else f"{clip_id}@{t}=person_front"
+            )  # the second clip's names do not number simply
             frames = root / "train" / "train_frames" / clip_id
             frames.mkdir(parents=True, exist_ok=True)
             Image.fromarray(last(clip["video"][:, t : t + 1])[0]).save(frames / f"{name}.png")
@@ -108,10 +125,14 @@ def vvt(tmp_path: Path) -> tuple[Path, dict]:
                 centre = plan.motion.to_pixels(plan.tracks.center[0][t][None, None], H, W)[0, 0]
                 hand = centre + np.stack([np.linspace(-2, 2, 21), np.linspace(-3, 3, 21)], axis=1)
             (root / "train" / "train_frames_keypoint" / clip_id).mkdir(parents=True, exist_ok=True)
-            (root / "train" / "train_frames_keypoint" / clip_id / f"{name}_keypoints.json").write_text(json.dumps(openpose(joints[t], hand)))
+            (root / "train" / "train_frames_keypoint" / clip_id / f"{name}_keypoints.json").write_text(
+                json.dumps(openpose(joints[t], hand))
+            )
         person, cloth = clip_id.upper().split("-")
         (root / "clothes_person" / "img" / person).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(last(clip["garment"][:, None])[0]).save(root / "clothes_person" / "img" / person / f"{person}-{cloth}@10=cloth_front.jpg", quality=95)
+        Image.fromarray(last(clip["garment"][:, None])[0]).save(
+            root / "clothes_person" / "img" / person / f"{person}-{cloth}@10=cloth_front.jpg", quality=95
+        )
     return root, truth
 
 
@@ -119,16 +140,23 @@ def test_vvt_converts_with_the_world_renderers_from_its_annotations(vvt, tmp_pat
     root, truth = vvt
     before = digest(root)
     out = tmp_path / "data" / "train.jsonl"
-    assert itryon(["convert", "--layout", "vvt", "--root", str(root), "--out", str(out), "--fps", "8", "--no-progress"]) == 0
+    assert (
+        itryon(["convert", "--layout", "vvt", "--root", str(root), "--out", str(out), "--fps", "8", "--no-progress"])
+        == 0
+    )
     assert digest(root) == before
     records = {r["id"]: r for r in read_manifest(out)}
     assert sorted(records) == ["4he21d00f-g11", "am221d05x-c11"]
     assert records["4he21d00f-g11"]["video"].endswith("train_frames/4he21d00f-g11")  # frames used in place
-    assert records["am221d05x-c11"]["video"] == "train/.frames/am221d05x-c11.mp4"  # names that do not number: copied once
+    assert (
+        records["am221d05x-c11"]["video"] == "train/.frames/am221d05x-c11.mp4"
+    )  # names that do not number: copied once
     ds = InteractiveManifestDataset(out)
     for i, clip_id in enumerate(ds.records and [r["id"] for r in ds.records]):
         sample = ds[i]
-        assert torch.equal(((sample["video"] + 1) * 127.5).round().to(torch.uint8), torch.from_numpy(truth[clip_id]["video"]))
+        assert torch.equal(
+            ((sample["video"] + 1) * 127.5).round().to(torch.uint8), torch.from_numpy(truth[clip_id]["video"])
+        )
         mask = sample["agnostic_mask"][0].numpy() > 0.5
         true = truth[clip_id]["agnostic_mask"][0] > 127
         assert (mask & true).sum() / (mask | true).sum() > 0.5
@@ -136,4 +164,6 @@ def test_vvt_converts_with_the_world_renderers_from_its_annotations(vvt, tmp_pat
         assert (pose == 255).all(-1).sum() > 0  # joints drawn white by the world's renderer
         has_hand = bool((sample["hand_prior"] != 0).any())
         assert has_hand == (clip_id == "4he21d00f-g11")  # only its files hold hand keypoints
-    assert itryon(["convert", "--layout", "vvt", "--root", str(root), "--out", str(tmp_path / "x" / "train.jsonl")]) == 2
+    assert (
+        itryon(["convert", "--layout", "vvt", "--root", str(root), "--out", str(tmp_path / "x" / "train.jsonl")]) == 2
+    )

@@ -15,10 +15,22 @@ from preprocess_helpers import FixedHands, FixedPose, open_hand
 
 H, W = 120, 80
 STANDING = {  # a person facing the camera, fractions of the frame
-    "head": (0.5, 0.1), "neck": (0.5, 0.2), "r_shoulder": (0.35, 0.24), "l_shoulder": (0.65, 0.24),
-    "r_elbow": (0.3, 0.38), "l_elbow": (0.7, 0.38), "r_wrist": (0.3, 0.5), "l_wrist": (0.7, 0.5),
-    "r_hand": (0.3, 0.53), "l_hand": (0.7, 0.53), "r_hip": (0.42, 0.55), "l_hip": (0.58, 0.55),
-    "r_knee": (0.42, 0.75), "l_knee": (0.58, 0.75), "r_ankle": (0.42, 0.95), "l_ankle": (0.58, 0.95),
+    "head": (0.5, 0.1),
+    "neck": (0.5, 0.2),
+    "r_shoulder": (0.35, 0.24),
+    "l_shoulder": (0.65, 0.24),
+    "r_elbow": (0.3, 0.38),
+    "l_elbow": (0.7, 0.38),
+    "r_wrist": (0.3, 0.5),
+    "l_wrist": (0.7, 0.5),
+    "r_hand": (0.3, 0.53),
+    "l_hand": (0.7, 0.53),
+    "r_hip": (0.42, 0.55),
+    "l_hip": (0.58, 0.55),
+    "r_knee": (0.42, 0.75),
+    "l_knee": (0.58, 0.75),
+    "r_ankle": (0.42, 0.95),
+    "l_ankle": (0.58, 0.95),
 }
 
 
@@ -38,7 +50,11 @@ def test_each_category_masks_its_garment_region(category: str) -> None:
     frames = np.zeros((1, H, W, 3), np.uint8)
     pose = FixedPose(STANDING).estimate(frames)
     mask = agnostic_mask(pose, person(), category)[0]
-    chest, thighs, head = region((0.42, 0.3, 0.58, 0.45)), region((0.42, 0.62, 0.58, 0.72)), region((0.45, 0.05, 0.55, 0.13))
+    chest, thighs, head = (
+        region((0.42, 0.3, 0.58, 0.45)),
+        region((0.42, 0.62, 0.58, 0.72)),
+        region((0.45, 0.05, 0.55, 0.13)),
+    )
     background = mask[:, :8].mean() + mask[:, -8:].mean()
     assert background == 0 and mask[head].mean() == 0
     assert (mask[chest].mean() > 0.95) == (category in ("upper", "dress"))
@@ -69,10 +85,16 @@ def test_the_hand_prior_draws_found_hands_with_the_world_renderer_and_zero_elsew
     ys, xs = np.nonzero(on)
     centre = hand_positions(hands)[0, 0]
     palm = 0.06 * H  # the hand's shape reaches past its centre along the fingers (downwards here)
-    assert on[int(centre[1]), int(centre[0])] and abs(xs.mean() - centre[0]) < 0.2 * palm and 0 < ys.mean() - centre[1] < 0.6 * palm
+    assert (
+        on[int(centre[1]), int(centre[0])]
+        and abs(xs.mean() - centre[0]) < 0.2 * palm
+        and 0 < ys.mean() - centre[1] < 0.6 * palm
+    )
     assert 20 < on.sum() < 0.1 * H * W
     touching = prior[2, 0][on].astype(int) - NO_HAND
-    hovering = render_hand_prior(hands, FixedPose(STANDING, depth=0.15).estimate(frames), H, W)[2, 0][on].astype(int) - NO_HAND
+    hovering = (
+        render_hand_prior(hands, FixedPose(STANDING, depth=0.15).estimate(frames), H, W)[2, 0][on].astype(int) - NO_HAND
+    )
     assert touching.mean() > hovering.mean() > 0  # the world's encoding: bright on the garment plane, dim in front
     assert (render_hand_prior(HandPose.empty(2), pose, H, W) == NO_HAND).all()
 

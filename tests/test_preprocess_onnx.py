@@ -47,7 +47,9 @@ def export(module: nn.Module, path: Path) -> Path:
 
 
 def test_onnx_pose_maps_simcc_peaks_back_to_frame_pixels(tmp_path: Path) -> None:
-    pose = OnnxPose(str(export(SimCC(), tmp_path / "pose.onnx")), input_size=INPUT).estimate(np.zeros((2, 128, 96, 3), np.uint8))
+    pose = OnnxPose(str(export(SimCC(), tmp_path / "pose.onnx")), input_size=INPUT).estimate(
+        np.zeros((2, 128, 96, 3), np.uint8)
+    )
     # a 128x96 frame letterboxes into 64x48 at scale 0.5 with no offset: model pixel p is frame pixel 2p
     k = COCO["l_elbow"]
     assert np.allclose(pose.points[:, J["l_elbow"]], (2 * (8 + k), 2 * (10 + 2 * k)))
@@ -56,7 +58,9 @@ def test_onnx_pose_maps_simcc_peaks_back_to_frame_pixels(tmp_path: Path) -> None
 
 
 def test_onnx_parser_gives_lip_parts_at_frame_size(tmp_path: Path) -> None:
-    seg = OnnxParser(str(export(Parser(), tmp_path / "parse.onnx")), input_size=INPUT).segment(np.zeros((1, 60, 90, 3), np.uint8))
+    seg = OnnxParser(str(export(Parser(), tmp_path / "parse.onnx")), input_size=INPUT).segment(
+        np.zeros((1, 60, 90, 3), np.uint8)
+    )
     assert seg.parts.shape == (1, 60, 90) and seg.person.shape == (1, 60, 90)
     # 60x90 letterboxes into rows 16..48 of the 64x48 input; the labelled rows 21..42 come back as frame rows ~9..49
     column = seg.parts[0, :, 45]

@@ -34,7 +34,11 @@ def run(inputs: Path, out: Path, workers: int = 1, spec: EstimatorSpec = SPEC, *
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_a_clip_becomes_a_manifest_row_the_dataset_loads(inputs: Path, tmp_path: Path) -> None:
@@ -53,7 +57,11 @@ def test_a_clip_becomes_a_manifest_row_the_dataset_loads(inputs: Path, tmp_path:
     prior = sample["hand_prior"]
     on = (prior != 0).any(0)
     ys, xs = torch.nonzero(on[0], as_tuple=True)
-    assert on.float().mean() < 0.1 and abs(xs.float().mean() / 128 - 0.3) < 0.05 and abs(ys.float().mean() / 160 - 0.85) < 0.06
+    assert (
+        on.float().mean() < 0.1
+        and abs(xs.float().mean() / 128 - 0.3) < 0.05
+        and abs(ys.float().mean() / 160 - 0.85) < 0.06
+    )
     # the pose render: coloured on black, the head joint drawn white near (222/512, 128/512) of the photo
     pose = read_video(tmp_path / "out" / record["pose"]).numpy()
     assert (pose.reshape(-1, 3).max(1) == 0).mean() > 0.8 and (pose == 255).all(-1).any()
@@ -68,9 +76,17 @@ def test_finished_clips_are_skipped_and_failures_reported(inputs: Path, tmp_path
     assert sorted(first.processed) == ["astronaut", "second"] and first.skipped == []
     before = digest(out / "train")
     again = run(inputs, out)
-    assert again.processed == [] and sorted(again.skipped) == ["astronaut", "second"] and digest(out / "train") == before
+    assert (
+        again.processed == [] and sorted(again.skipped) == ["astronaut", "second"] and digest(out / "train") == before
+    )
     (inputs / "garments" / "second.png").write_bytes(b"not a png")
-    broken = preprocess_split(find_jobs(inputs / "videos", inputs / "garments", out, "train"), out / "train.jsonl", SPEC, progress=False, redo=True)
+    broken = preprocess_split(
+        find_jobs(inputs / "videos", inputs / "garments", out, "train"),
+        out / "train.jsonl",
+        SPEC,
+        progress=False,
+        redo=True,
+    )
     assert broken.processed == ["astronaut"]
     (failure,) = [json.loads(line) for line in (out / "train.failures.jsonl").read_text().splitlines()]
     assert failure["clip"] == "second" and "second.png" in failure["error"]
@@ -113,7 +129,25 @@ def test_missing_pieces_are_clear_errors(inputs: Path, tmp_path: Path, capsys) -
     with pytest.raises(EstimatorError, match="unknown pose estimator 'openpose'"):
         EstimatorSpec(segmenter="colour-key", pose="openpose", hands="none").build()
     (inputs / "pairs.txt").write_text("astronaut third\n")
-    code = main(["preprocess", "--videos", str(inputs / "videos"), "--garments", str(inputs / "garments"), "--pairs", str(inputs / "pairs.txt"), "--out", str(tmp_path / "o"), "--pose-model", str(tmp_path / "rtmpose.onnx"), "--segmenter", "colour-key", "--hands", "none"])
+    code = main(
+        [
+            "preprocess",
+            "--videos",
+            str(inputs / "videos"),
+            "--garments",
+            str(inputs / "garments"),
+            "--pairs",
+            str(inputs / "pairs.txt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--pose-model",
+            str(tmp_path / "rtmpose.onnx"),
+            "--segmenter",
+            "colour-key",
+            "--hands",
+            "none",
+        ]
+    )
     assert code == 2 and "rtmpose.onnx does not exist" in capsys.readouterr().err
 
 

@@ -15,7 +15,15 @@ from itryon.preprocess.estimators import EstimatorSpec
 from itryon.preprocess.pipeline import load_keypoints
 from itryon.preprocess.runner import find_jobs, preprocess_split
 from itryon.preprocess.types import J
-from preprocess_helpers import ASTRONAUT_BACKGROUND, ASTRONAUT_HEAD, ASTRONAUT_TORSO, astronaut_crops, astronaut_video, garment_image, to_frame
+from preprocess_helpers import (
+    ASTRONAUT_BACKGROUND,
+    ASTRONAUT_HEAD,
+    ASTRONAUT_TORSO,
+    astronaut_crops,
+    astronaut_video,
+    garment_image,
+    to_frame,
+)
 
 
 @functools.cache
@@ -29,7 +37,9 @@ def mediapipe_problem() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(mediapipe_problem() is not None, reason=f"default estimators unavailable ({mediapipe_problem()})")
+pytestmark = pytest.mark.skipif(
+    mediapipe_problem() is not None, reason=f"default estimators unavailable ({mediapipe_problem()})"
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,11 @@ def astronaut(tmp_path_factory) -> Path:
 def test_the_astronaut_video_gives_a_row_the_dataset_loads(astronaut: Path) -> None:
     sample = InteractiveManifestDataset(astronaut / "train.jsonl")[0]
     assert sample["video"].shape == (3, 17, 160, 128) and sample["pose"].shape == sample["video"].shape
-    assert sample["meta"]["estimators"] == {"segmenter": "MediaPipeSegmenter", "pose": "MediaPipePose", "hands": "MediaPipeHands"}
+    assert sample["meta"]["estimators"] == {
+        "segmenter": "MediaPipeSegmenter",
+        "pose": "MediaPipePose",
+        "hands": "MediaPipeHands",
+    }
 
 
 def test_pose_landmarks_fall_on_the_person(astronaut: Path) -> None:

@@ -95,7 +95,15 @@ def check_config(spec: CellSpec) -> None:
 
 def train_cell(spec: CellSpec) -> dict[str, Any]:
     """Train (or resume) the cell's run; writes and returns ``trained.json``."""
-    from itryon.training.run import CONFIG_NAME, LAST_CHECKPOINT, build, fit, load_run_config, prepare_config, resume_target
+    from itryon.training.run import (
+        CONFIG_NAME,
+        LAST_CHECKPOINT,
+        build,
+        fit,
+        load_run_config,
+        prepare_config,
+        resume_target,
+    )
 
     # frozen parts (VAE, text encoder) stay in eval mode on purpose; Lightning warns about it at every start
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
@@ -110,7 +118,11 @@ def train_cell(spec: CellSpec) -> dict[str, Any]:
     start = time.perf_counter()
     trainer, module, datamodule = build(cfg, run_dir)
     fit(trainer, module, datamodule, cfg, run_dir, ckpt)
-    record = {"global_step": int(trainer.global_step), "train_seconds": time.perf_counter() - start, "resumed_from_step": resumed_from}
+    record = {
+        "global_step": int(trainer.global_step),
+        "train_seconds": time.perf_counter() - start,
+        "resumed_from_step": resumed_from,
+    }
     write_json_atomic(Path(spec.folder) / TRAINED, record)
     return record
 

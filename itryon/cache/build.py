@@ -26,8 +26,16 @@ def text_encoders(module: nn.Module) -> list[nn.Module]:
     """The distinct text encoders the conditioning adapters call (an action adapter shares the caption's)."""
     found: list[nn.Module] = []
     for adapter in getattr(getattr(module, "conditioning", None), "adapters", {}).values():
-        encoder = getattr(adapter, "text_encoder", None) if hasattr(type(adapter), "text_encoder") else getattr(adapter, "encoder", None)
-        if "caption" in type(adapter).__name__.lower() and isinstance(encoder, nn.Module) and all(encoder is not e for e in found):
+        encoder = (
+            getattr(adapter, "text_encoder", None)
+            if hasattr(type(adapter), "text_encoder")
+            else getattr(adapter, "encoder", None)
+        )
+        if (
+            "caption" in type(adapter).__name__.lower()
+            and isinstance(encoder, nn.Module)
+            and all(encoder is not e for e in found)
+        ):
             found.append(encoder)
     return found
 
@@ -44,7 +52,11 @@ def dataset_signature(dataset: Dataset) -> str:
 
 def signature(module: nn.Module, dataset: Dataset) -> dict[str, str]:
     texts = text_encoders(module)
-    return {"vae": fingerprint(module.vae), "text": "+".join(fingerprint(t) for t in texts), "manifest": dataset_signature(dataset)}
+    return {
+        "vae": fingerprint(module.vae),
+        "text": "+".join(fingerprint(t) for t in texts),
+        "manifest": dataset_signature(dataset),
+    }
 
 
 def default_folder(dataset: Dataset) -> Path | None:
@@ -64,7 +76,9 @@ def build_cache(module: nn.Module, dataset: Dataset, folder: str | Path, progres
     conditions; write the cache to ``folder`` (replacing one there)."""
     for encoder in text_encoders(module):
         if any(p.requires_grad for p in encoder.parameters()):
-            raise CacheError(f"the text encoder {type(encoder).__name__} trains (its parameters require gradients): its embeddings change every step and cannot be cached")
+            raise CacheError(
+                f"the text encoder {type(encoder).__name__} trains (its parameters require gradients): its embeddings change every step and cannot be cached"
+            )
     folder = Path(folder)
     if (folder / INDEX).exists():
         (folder / INDEX).unlink()
@@ -85,7 +99,10 @@ def build_cache(module: nn.Module, dataset: Dataset, folder: str | Path, progres
                     continue
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate([sample]).items()}
                 x0 = cached_encode(module.vae, batch["video"])
-                for drop in (None, "all"):  # the clip's conditions, then the null ones (the same for every clip of a shape)
+                for drop in (
+                    None,
+                    "all",
+                ):  # the clip's conditions, then the null ones (the same for every clip of a shape)
                     module.conditioning(batch, vae=module.vae, latent_shape=tuple(x0.shape), drop=drop)
                 if len(cache.pending) >= FLUSH_EVERY:
                     cache.flush()
@@ -98,7 +115,9 @@ def build_cache(module: nn.Module, dataset: Dataset, folder: str | Path, progres
     return cache
 
 
-def use_cache(module: nn.Module, dataset: Dataset, folder: str | Path | None, mode: str = "auto", rebuild_allowed: bool = True) -> LatentCache | None:
+def use_cache(
+    module: nn.Module, dataset: Dataset, folder: str | Path | None, mode: str = "auto", rebuild_allowed: bool = True
+) -> LatentCache | None:
     """Attach the cache in ``folder`` to ``module``'s encoders according to ``mode`` (``auto``: when present,
     ``require``: it must be, ``rebuild``: build it when absent or stale, ``off``); a stale one is refused."""
     if mode not in MODES:
@@ -114,7 +133,9 @@ def use_cache(module: nn.Module, dataset: Dataset, folder: str | Path | None, mo
     if not present and mode == "auto":
         return None
     if not present and mode == "require":
-        raise CacheError(f"data.cache=require but {folder} holds no cache; build it with `itryon cache --config CONFIG --split SPLIT`")
+        raise CacheError(
+            f"data.cache=require but {folder} holds no cache; build it with `itryon cache --config CONFIG --split SPLIT`"
+        )
     cache = LatentCache.open(folder) if present else None
     if cache is not None:
         try:
@@ -134,4 +155,8 @@ def use_cache(module: nn.Module, dataset: Dataset, folder: str | Path | None, mo
 
 
 def summary(cache: LatentCache | None) -> dict[str, Any]:
-    return {} if cache is None else {"folder": str(cache.folder), "entries": len(cache), "hits": cache.hits, "misses": cache.misses}
+    return (
+        {}
+        if cache is None
+        else {"folder": str(cache.folder), "entries": len(cache), "hits": cache.hits, "misses": cache.misses}
+    )

@@ -35,7 +35,11 @@ def fingerprint(module: nn.Module) -> str:
     h = _digest()
     for name, sub in module.named_modules():
         h.update(f"{name}:{type(sub).__module__}.{type(sub).__qualname__}|".encode())
-        settings = {k: v for k, v in vars(sub).items() if not k.startswith("_") and isinstance(v, SETTING_TYPES) and k != "training"}
+        settings = {
+            k: v
+            for k, v in vars(sub).items()
+            if not k.startswith("_") and isinstance(v, SETTING_TYPES) and k != "training"
+        }
         h.update(repr(sorted(settings.items())).encode())
     for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
         h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())

@@ -47,22 +47,36 @@ class LatentCache:
         folder = Path(folder)
         path = folder / INDEX
         if not path.is_file():
-            raise CacheError(f"{folder} holds no cache ({INDEX} is missing); build it with `itryon cache --config ... --split ...`")
+            raise CacheError(
+                f"{folder} holds no cache ({INDEX} is missing); build it with `itryon cache --config ... --split ...`"
+            )
         try:
             index = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise CacheError(f"{path}: not valid JSON ({exc.msg}); rebuild the cache with `itryon cache ... --rebuild`") from exc
+            raise CacheError(
+                f"{path}: not valid JSON ({exc.msg}); rebuild the cache with `itryon cache ... --rebuild`"
+            ) from exc
         if index.get("version") != VERSION:
-            raise CacheError(f"{path}: cache format version {index.get('version')!r}, this itryon reads {VERSION}; rebuild it with --rebuild")
+            raise CacheError(
+                f"{path}: cache format version {index.get('version')!r}, this itryon reads {VERSION}; rebuild it with --rebuild"
+            )
         cache = cls(folder, index["meta"])
         cache.where = dict(index["entries"])
         return cache
 
     def check(self, **expected: str) -> None:
         """Raise :class:`StaleCacheError` naming each of ``vae``, ``text``, ``manifest`` that differs from ``expected``."""
-        stale = [f"{k} (cache {str(self.meta.get(k))[:12]}, now {str(v)[:12]})" for k, v in expected.items() if self.meta.get(k) != v]
+        stale = [
+            f"{k} (cache {str(self.meta.get(k))[:12]}, now {str(v)[:12]})"
+            for k, v in expected.items()
+            if self.meta.get(k) != v
+        ]
         if stale:
-            what = {"vae": "the VAE's config or weights changed", "text": "the text encoder's config or weights changed", "manifest": "the manifest changed"}
+            what = {
+                "vae": "the VAE's config or weights changed",
+                "text": "the text encoder's config or weights changed",
+                "manifest": "the manifest changed",
+            }
             reasons = "; ".join(what.get(s.split(" ")[0], s) for s in stale)
             raise StaleCacheError(
                 f"the cache in {self.folder} is stale: {reasons} [{', '.join(stale)}]. Rebuild it with `itryon cache --config CONFIG "
@@ -118,4 +132,7 @@ class LatentCache:
                 save_file(self.pending, str(tmp))
             self.where.update({k: name for k in self.pending})
             self.pending = {}
-        write_text(self.folder / INDEX, json.dumps({"version": VERSION, "meta": self.meta, "entries": self.where}, sort_keys=True))
+        write_text(
+            self.folder / INDEX,
+            json.dumps({"version": VERSION, "meta": self.meta, "entries": self.where}, sort_keys=True),
+        )

@@ -17,8 +17,15 @@ from itryon.training.run import prepare_config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the training config (the same file and overrides as train.py)")
-    parser.add_argument("--split", default="train", choices=("train", "val", "test"), help="which dataset of the config (default: train)")
-    parser.add_argument("--out", help="cache folder (default: <manifest folder>/cache/<manifest name>, where training looks)")
+    parser.add_argument(
+        "--split",
+        default="train",
+        choices=("train", "val", "test"),
+        help="which dataset of the config (default: train)",
+    )
+    parser.add_argument(
+        "--out", help="cache folder (default: <manifest folder>/cache/<manifest name>, where training looks)"
+    )
     parser.add_argument("--rebuild", action="store_true", help="replace a cache that is there, stale or not")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value, as for train.py")
@@ -27,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = prepare_config(args.config, args.overrides)
-        L.seed_everything(int(cfg.get("seed", 0)), verbose=False)  # as train.py builds: seeded, data first, then the model
+        L.seed_everything(
+            int(cfg.get("seed", 0)), verbose=False
+        )  # as train.py builds: seeded, data first, then the model
         datamodule = instantiate(cfg.data, "data")
         module = instantiate(cfg.model, "model")
         dataset = datamodule.datasets().get(args.split)

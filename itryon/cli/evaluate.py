@@ -37,28 +37,59 @@ class EvaluationError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, help="folder of generated videos (MP4 files or frame folders)")
-    parser.add_argument("--gt", help="folder of reference videos, matched to --pred by name (default with --manifest: the manifest's videos, matched by clip id)")
-    parser.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated metric names (default {DEFAULT_METRICS}); available: {', '.join(available_metrics())}")
+    parser.add_argument(
+        "--gt",
+        help="folder of reference videos, matched to --pred by name (default with --manifest: the manifest's videos, matched by clip id)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=DEFAULT_METRICS,
+        help=f"comma-separated metric names (default {DEFAULT_METRICS}); available: {', '.join(available_metrics())}",
+    )
     parser.add_argument("--out", default="metrics.json", help="JSON file to write (default metrics.json)")
-    parser.add_argument("--fail-if", action="append", default=[], metavar="GATE", help="fail (exit 1) when e.g. 'lpips>0.2' holds; repeatable")
-    parser.add_argument("--manifest", help="interactive manifest (JSON lines, docs/manifest.md) giving actions, interaction masks and counterfactuals per clip id")
+    parser.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help="fail (exit 1) when e.g. 'lpips>0.2' holds; repeatable",
+    )
+    parser.add_argument(
+        "--manifest",
+        help="interactive manifest (JSON lines, docs/manifest.md) giving actions, interaction masks and counterfactuals per clip id",
+    )
     parser.add_argument("--weights", help="folder of metric weight files (default $ITRYON_WEIGHTS)")
-    parser.add_argument("--vfid-protocol", default="catv2ton", choices=["catv2ton", "rgb"], help="VFID protocol (default catv2ton)")
+    parser.add_argument(
+        "--vfid-protocol", default="catv2ton", choices=["catv2ton", "rgb"], help="VFID protocol (default catv2ton)"
+    )
     parser.add_argument(
         "--vfid-clips", default="all", choices=list(CLIP_SELECTIONS),
         help="VFID clip selection: all (default) or the reference script's, as in its two public variants (benchmarks/README.md)",
     )  # fmt: skip
-    parser.add_argument("--paired-protocol", default="standard", choices=["standard", "catv2ton"], help="SSIM border and LPIPS backbone: standard = skimage-style SSIM + alex; catv2ton = torchmetrics SSIM + squeeze")
-    parser.add_argument("--lpips-net", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone (overrides --paired-protocol)")
+    parser.add_argument(
+        "--paired-protocol",
+        default="standard",
+        choices=["standard", "catv2ton"],
+        help="SSIM border and LPIPS backbone: standard = skimage-style SSIM + alex; catv2ton = torchmetrics SSIM + squeeze",
+    )
+    parser.add_argument(
+        "--lpips-net", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone (overrides --paired-protocol)"
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="videos per metric update (default 4)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default cuda if available)")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device (default cuda if available)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def parse_gate(text: str) -> tuple[str, str, float]:
     m = _GATE.match(text)
     if not m:
-        raise EvaluationError(f"--fail-if {text!r}: expected NAME OP NUMBER with OP one of {list(_OPS)}, e.g. 'lpips>0.2'")
+        raise EvaluationError(
+            f"--fail-if {text!r}: expected NAME OP NUMBER with OP one of {list(_OPS)}, e.g. 'lpips>0.2'"
+        )
     return m.group(1), m.group(2), float(m.group(3))
 
 
@@ -79,7 +110,9 @@ def _videos(folder: Path) -> dict[str, Path]:
     return found
 
 
-def match_videos(pred_dir: str | Path, gt: str | Path | dict[str, Path], gt_label: str = "--gt") -> list[tuple[str, Path, Path]]:
+def match_videos(
+    pred_dir: str | Path, gt: str | Path | dict[str, Path], gt_label: str = "--gt"
+) -> list[tuple[str, Path, Path]]:
     """``(name, pred, gt)`` for videos present on both sides; any unmatched name is an error.
 
     ``gt`` is a folder, or a mapping name -> video path (the manifest's clips).
@@ -115,17 +148,32 @@ def _read_pair(name: str, pred_path: Path, gt_path: Path) -> tuple[torch.Tensor,
     if pred.shape[0] != gt.shape[0]:
         raise EvaluationError(f"{name!r}: {pred_path} has {pred.shape[0]} frames, {gt_path} has {gt.shape[0]}")
     if pred.shape[1:3] != gt.shape[1:3]:
-        raise EvaluationError(f"{name!r}: {pred_path} is {pred.shape[2]}x{pred.shape[1]}, {gt_path} is {gt.shape[2]}x{gt.shape[1]} (W x H)")
+        raise EvaluationError(
+            f"{name!r}: {pred_path} is {pred.shape[2]}x{pred.shape[1]}, {gt_path} is {gt.shape[2]}x{gt.shape[1]} (W x H)"
+        )
     if pred.shape[3] != 3 or gt.shape[3] != 3:
-        raise EvaluationError(f"{name!r}: expected RGB videos, {pred_path} has {pred.shape[3]} channel(s), {gt_path} has {gt.shape[3]}")
+        raise EvaluationError(
+            f"{name!r}: expected RGB videos, {pred_path} has {pred.shape[3]} channel(s), {gt_path} has {gt.shape[3]}"
+        )
     return to_float(pred), to_float(gt)  # (3, T, H, W) in [-1, 1]
 
 
-ANNOTATION_VIDEOS = ("counterfactual", "interaction_mask", "agnostic", "agnostic_mask")  # manifest fields read as videos
+ANNOTATION_VIDEOS = (
+    "counterfactual",
+    "interaction_mask",
+    "agnostic",
+    "agnostic_mask",
+)  # manifest fields read as videos
 _MASKS = ("interaction_mask", "agnostic_mask")
 
 
-def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, dict[str, Any]] | None, wanted: set[str] | None = None) -> dict[str, Any]:
+def _sample(
+    name: str,
+    pred_path: Path,
+    gt_path: Path,
+    annotations: dict[str, dict[str, Any]] | None,
+    wanted: set[str] | None = None,
+) -> dict[str, Any]:
     """The pair and, with ``annotations``, the clip's actions, caption, meta and the annotation videos in ``wanted`` (all if None)."""
     pred, video = _read_pair(name, pred_path, gt_path)
     sample: dict[str, Any] = {"pred": pred, "video": video}
@@ -148,7 +196,9 @@ def _sample(name: str, pred_path: Path, gt_path: Path, annotations: dict[str, di
         else:
             x = to_float(frames)  # (3, T, H, W)
         if tuple(x.shape[1:]) != tuple(video.shape[1:]):
-            raise EvaluationError(f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}")
+            raise EvaluationError(
+                f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}"
+            )
         sample[key] = x
     return sample
 
@@ -186,7 +236,11 @@ def evaluate(
 
     for name, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="video", disable=not progress):
         sample = _sample(name, pred_path, gt_path, annotations, wanted)
-        if pending and (pending[0]["video"].shape != sample["video"].shape or set(pending[0]) != set(sample) or len(pending) >= batch_size):
+        if pending and (
+            pending[0]["video"].shape != sample["video"].shape
+            or set(pending[0]) != set(sample)
+            or len(pending) >= batch_size
+        ):
             flush()
         pending.append(sample)
     if pending:
@@ -205,7 +259,11 @@ def load_annotations(manifest: str | Path) -> tuple[dict[str, dict[str, Any]], d
     path = Path(manifest)
     annotations, videos = {}, {}
     for record in read_manifest(path):
-        ann: dict[str, Any] = {"actions": record["actions"], "caption": record.get("caption", ""), "meta": dict(record.get("meta", {}))}
+        ann: dict[str, Any] = {
+            "actions": record["actions"],
+            "caption": record.get("caption", ""),
+            "meta": dict(record.get("meta", {})),
+        }
         for key in ANNOTATION_VIDEOS:
             if key in record:
                 ann[key] = path.parent / record[key]
@@ -225,9 +283,13 @@ def run(args: argparse.Namespace) -> int:
         if needs_manifest and not args.manifest:
             raise EvaluationError(f"metric(s) {needs_manifest} need per-clip annotations: pass --manifest")
         if args.gt is None and args.manifest is None:
-            raise EvaluationError("pass --gt (a folder of reference videos) or --manifest (whose clips are the references)")
+            raise EvaluationError(
+                "pass --gt (a folder of reference videos) or --manifest (whose clips are the references)"
+            )
         annotations, manifest_videos = load_annotations(args.manifest) if args.manifest else (None, {})
-        pairs = match_videos(args.pred, args.gt if args.gt is not None else manifest_videos, f"--manifest {args.manifest}")
+        pairs = match_videos(
+            args.pred, args.gt if args.gt is not None else manifest_videos, f"--manifest {args.manifest}"
+        )
         metrics = {n: build_metric(n, weights_dir=args.weights, **_metric_options(n, args)) for n in names}
         protocols = {n: {"metric": n, **(m.describe() if hasattr(m, "describe") else {})} for n, m in metrics.items()}
         results = evaluate(pairs, metrics, annotations, args.batch_size, args.device, progress=not args.no_progress)
@@ -238,11 +300,16 @@ def run(args: argparse.Namespace) -> int:
     gate_results = []
     for metric, op, threshold in gates:
         if metric not in results:
-            print(f"itryon evaluate: error: --fail-if names {metric!r}, which was not computed ({sorted(results)})", file=sys.stderr)
+            print(
+                f"itryon evaluate: error: --fail-if names {metric!r}, which was not computed ({sorted(results)})",
+                file=sys.stderr,
+            )
             return 2
         value = results[metric]
         failed = not math.isfinite(value) or bool(_OPS[op](value, threshold))  # nothing measured fails a gate
-        gate_results.append({"gate": f"{metric}{op}{threshold:g}", "value": value if math.isfinite(value) else None, "failed": failed})
+        gate_results.append(
+            {"gate": f"{metric}{op}{threshold:g}", "value": value if math.isfinite(value) else None, "failed": failed}
+        )
     record = {
         "pred": str(args.pred),
         "gt": str(args.gt if args.gt is not None else args.manifest),

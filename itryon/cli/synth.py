@@ -25,9 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=48)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--fps", type=float, default=8.0)
-    parser.add_argument("--passive-fraction", type=float, default=0.25, help="share of clips with passive look-alike gestures")
-    parser.add_argument("--families", "--family", dest="families", help="comma-separated benchmark families to mix (standard, contact, caption, timing); default: the standard clips")
-    parser.add_argument("--format", default="mp4", choices=("mp4", "png"), help="RGB videos as lossless MP4 or PNG frame folders")
+    parser.add_argument(
+        "--passive-fraction", type=float, default=0.25, help="share of clips with passive look-alike gestures"
+    )
+    parser.add_argument(
+        "--families",
+        "--family",
+        dest="families",
+        help="comma-separated benchmark families to mix (standard, contact, caption, timing); default: the standard clips",
+    )
+    parser.add_argument(
+        "--format", default="mp4", choices=("mp4", "png"), help="RGB videos as lossless MP4 or PNG frame folders"
+    )
     parser.add_argument("--preview", action="store_true", help="also write DIR/<split>_preview.png")
     parser.add_argument("--preview-clips", type=int, default=6, help="clips in the contact sheet")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -41,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     from itryon.io_utils import atomic_path
 
     try:
-        mix = family_mix([f.strip() for f in args.families.split(",") if f.strip()] if args.families is not None else None)
+        mix = family_mix(
+            [f.strip() for f in args.families.split(",") if f.strip()] if args.families is not None else None
+        )
     except ValueError as exc:
         print(f"itryon synth: error: --families: {exc}", file=sys.stderr)
         return 2
@@ -64,7 +75,20 @@ def run(args: argparse.Namespace) -> int:
     if args.preview and args.num > 0:
         indices = range(args.start_index, args.start_index + min(args.num, args.preview_clips))
         picks = [(None, i) if mix is None else mixed_clip(i, mix) for i in indices]
-        clips = [generate_clip(args.split, i, args.seed, args.frames, args.height, args.width, args.fps, args.passive_fraction, family=f) for f, i in picks]
+        clips = [
+            generate_clip(
+                args.split,
+                i,
+                args.seed,
+                args.frames,
+                args.height,
+                args.width,
+                args.fps,
+                args.passive_fraction,
+                family=f,
+            )
+            for f, i in picks
+        ]
         path = Path(args.out) / f"{args.split}_preview.png"
         with atomic_path(path) as tmp:
             Image.fromarray(contact_sheet(clips)).save(tmp, format="PNG")

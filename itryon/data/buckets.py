@@ -26,7 +26,13 @@ Shape = tuple[int, int, int]  # (H, W, T)
 class ShapeBuckets:
     """Training shapes: every ``resolutions`` ``[H, W]`` with every ``frames`` count (each ``1 + c k``)."""
 
-    def __init__(self, resolutions: Sequence[Sequence[int]], frames: Sequence[int], temporal_compression: int = 4, garment_size: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        resolutions: Sequence[Sequence[int]],
+        frames: Sequence[int],
+        temporal_compression: int = 4,
+        garment_size: Sequence[int] | None = None,
+    ) -> None:
         if not resolutions or not frames:
             raise ValueError("ShapeBuckets needs at least one resolution [H, W] and one frame count")
         self.resolutions = [(int(h), int(w)) for h, w in resolutions]
@@ -34,7 +40,9 @@ class ShapeBuckets:
             raise ValueError(f"resolutions must be positive [H, W] pairs, got {self.resolutions}")
         bad = [t for t in frames if t < 1 or (temporal_compression > 1 and (t - 1) % temporal_compression)]
         if bad:
-            raise ValueError(f"frame counts {bad} are not 1 + {temporal_compression}k (what a causal VAE of temporal compression {temporal_compression} takes)")
+            raise ValueError(
+                f"frame counts {bad} are not 1 + {temporal_compression}k (what a causal VAE of temporal compression {temporal_compression} takes)"
+            )
         self.frames = sorted(int(t) for t in frames)
         self.garment_size = (int(garment_size[0]), int(garment_size[1])) if garment_size is not None else None
 
@@ -70,12 +78,21 @@ class BucketedClips(Dataset):
                 h, w = info["height"], info["width"]
             shape = buckets.assign(int(h), int(w), int(record["num_frames"]))
             if shape is None:
-                self.rejected.append({"clip": str(record["id"]), "error": f"{record['num_frames']} frames, fewer than the shortest bucket's {buckets.frames[0]}"})
+                self.rejected.append(
+                    {
+                        "clip": str(record["id"]),
+                        "error": f"{record['num_frames']} frames, fewer than the shortest bucket's {buckets.frames[0]}",
+                    }
+                )
                 continue
             self.indices.append(i)
             self.shapes.append(shape)
         if not self.indices:
-            raise ValueError(f"no clip fits a bucket (the first: {self.rejected[0]['error']})" if self.rejected else "the dataset holds no clips")
+            raise ValueError(
+                f"no clip fits a bucket (the first: {self.rejected[0]['error']})"
+                if self.rejected
+                else "the dataset holds no clips"
+            )
         self.random_crop = random_crop
         self._by_shape: dict[Shape, list[int]] = {}
         for j, shape in enumerate(self.shapes):
@@ -108,7 +125,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     ``state_dict`` holds the epoch and how many batches it served, which a stateful data loader saves and restores.
     """
 
-    def __init__(self, shapes: Sequence[Any], batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self, shapes: Sequence[Any], batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.shapes = [tuple(s) for s in shapes]

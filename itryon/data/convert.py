@@ -111,7 +111,11 @@ def folder_records(
 ) -> list[dict[str, Any]]:
     """The records :func:`convert_folders` writes, with paths relative to ``base`` (the manifest's folder)."""
     root, base = Path(root), Path(base)
-    media = {f: _index(root / getattr(layout, f), VIDEO_SUFFIXES + FRAME_SUFFIXES) for f in VIDEO_FIELDS if getattr(layout, f)}
+    media = {
+        f: _index(root / getattr(layout, f), VIDEO_SUFFIXES + FRAME_SUFFIXES)
+        for f in VIDEO_FIELDS
+        if getattr(layout, f)
+    }
     garments = _index(root / layout.garment, FRAME_SUFFIXES)
     garment_masks = _index(root / layout.garment_mask, FRAME_SUFFIXES) if layout.garment_mask else {}
     pairing = read_pairs(Path(pairs)) if pairs else None
@@ -129,7 +133,12 @@ def _record(clip, root, base, layout, media, garments, garment_masks, pairing, t
     if clip not in media["video"]:
         raise ManifestError(f"{where}: no video in {root / layout.video}")
     info = video_info(media["video"][clip])
-    record: dict[str, Any] = {"id": clip, "num_frames": info["frames"], "height": info["height"], "width": info["width"]}
+    record: dict[str, Any] = {
+        "id": clip,
+        "num_frames": info["frames"],
+        "height": info["height"],
+        "width": info["width"],
+    }
     record["fps"] = float(fps or info["fps"] or 0.0)
     if record["fps"] <= 0:
         raise ManifestError(f"{where}: the video has no frame rate; pass --fps")
@@ -137,7 +146,9 @@ def _record(clip, root, base, layout, media, garments, garment_masks, pairing, t
         if clip not in index:
             if field == "hand_prior":
                 continue  # optional: clips without hand renders simply lack the key
-            raise ManifestError(f"{where}: field '{field}' has no file named {clip!r} in {root / getattr(layout, field)}")
+            raise ManifestError(
+                f"{where}: field '{field}' has no file named {clip!r} in {root / getattr(layout, field)}"
+            )
         if field != "video":
             frames = video_info(index[clip])["frames"]
             if frames != info["frames"]:

@@ -36,7 +36,15 @@ def _pick(folder: Path, *names: str) -> str | None:
     return next((n for n in names if (folder / n).is_dir()), None)
 
 
-def convert_vivid(root: str | Path, out: str | Path, split: str = "train", pose_dir: str = "densepose", captions: str | Path | None = None, fps: float | None = None, progress: bool = False) -> Path:
+def convert_vivid(
+    root: str | Path,
+    out: str | Path,
+    split: str = "train",
+    pose_dir: str = "densepose",
+    captions: str | Path | None = None,
+    fps: float | None = None,
+    progress: bool = False,
+) -> Path:
     """Write ``out/<split>.jsonl`` for the clips of every category's ``<split>_pairs.txt``; returns its path."""
     root, out = Path(root), Path(out)
     out.mkdir(parents=True, exist_ok=True)  # paths relative to it pass through it ('out/../release/...')
@@ -53,8 +61,12 @@ def convert_vivid(root: str | Path, out: str | Path, split: str = "train", pose_
         if garment is None:
             raise ManifestError(f"{folder}: no garment folder ('images' or 'cloth')")
         layout = FolderLayout(  # without agnostic videos the record first points at the video, replaced below
-            video="videos", agnostic=_pick(folder, "agnostic") or "videos", agnostic_mask="agnostic_mask", pose=pose_dir,
-            garment=garment, garment_mask=_pick(folder, "cloth_mask"),
+            video="videos",
+            agnostic=_pick(folder, "agnostic") or "videos",
+            agnostic_mask="agnostic_mask",
+            pose=pose_dir,
+            garment=garment,
+            garment_mask=_pick(folder, "cloth_mask"),
         )
         for record in folder_records(folder, out, layout, pairs, captions, fps, progress):
             stem = record["id"]
@@ -77,4 +89,3 @@ def convert_vivid(root: str | Path, out: str | Path, split: str = "train", pose_
     manifest = write_manifest(out / f"{split}.jsonl", records)
     read_manifest(manifest)
     return manifest
-

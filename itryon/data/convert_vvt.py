@@ -35,8 +35,22 @@ from itryon.preprocess.runner import SplitResult, preprocess_split
 from itryon.preprocess.types import HAND_POINTS, LEFT, RIGHT, BodyPose, HandPose, J, Segmentation
 
 # OpenPose COCO-18 body keypoints -> pose joints
-OPENPOSE = {"head": 0, "neck": 1, "r_shoulder": 2, "r_elbow": 3, "r_wrist": 4, "l_shoulder": 5, "l_elbow": 6, "l_wrist": 7,
-            "r_hip": 8, "r_knee": 9, "r_ankle": 10, "l_hip": 11, "l_knee": 12, "l_ankle": 13}
+OPENPOSE = {
+    "head": 0,
+    "neck": 1,
+    "r_shoulder": 2,
+    "r_elbow": 3,
+    "r_wrist": 4,
+    "l_shoulder": 5,
+    "l_elbow": 6,
+    "l_wrist": 7,
+    "r_hip": 8,
+    "r_knee": 9,
+    "r_ankle": 10,
+    "l_hip": 11,
+    "l_knee": 12,
+    "l_ankle": 13,
+}
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
@@ -81,13 +95,20 @@ class VVTKeypoints:
             person = _people(path)
             if person is None:
                 continue
-            points = np.asarray(person.get("pose_keypoints_2d", person.get("pose_keypoints", [])), dtype=float).reshape(-1, 3)
+            points = np.asarray(person.get("pose_keypoints_2d", person.get("pose_keypoints", [])), dtype=float).reshape(
+                -1, 3
+            )
             for name, k in OPENPOSE.items():
                 if k < len(points):
                     out.points[i, J[name]], out.score[i, J[name]] = points[k, :2], points[k, 2]
-            for side, wrist, elbow in (("r", 4, 3), ("l", 7, 6)):  # no hand joint in COCO-18: a quarter forearm past the wrist
+            for side, wrist, elbow in (
+                ("r", 4, 3),
+                ("l", 7, 6),
+            ):  # no hand joint in COCO-18: a quarter forearm past the wrist
                 if max(wrist, elbow) < len(points):
-                    out.points[i, J[f"{side}_hand"]] = points[wrist, :2] + 0.25 * (points[wrist, :2] - points[elbow, :2])
+                    out.points[i, J[f"{side}_hand"]] = points[wrist, :2] + 0.25 * (
+                        points[wrist, :2] - points[elbow, :2]
+                    )
                     out.score[i, J[f"{side}_hand"]] = min(points[wrist, 2], points[elbow, 2])
         out.score[(out.points == 0).all(-1)] = 0.0  # OpenPose writes (0, 0, 0) for joints it did not find
         return out
@@ -137,8 +158,12 @@ def find_garment(root: Path, garment_clip: str) -> Path:
     if not folder.is_dir():
         raise ManifestError(f"clip {garment_clip!r}: no garment folder {folder}")
     prefix = garment_clip.upper()
-    matches = sorted(f for f in folder.iterdir() if f.name.upper().startswith(prefix) and "CLOTH_FRONT" in f.name.upper())
-    matches = matches or sorted(f for f in folder.iterdir() if f.name.upper().startswith(prefix) and "CLOTH" in f.name.upper())
+    matches = sorted(
+        f for f in folder.iterdir() if f.name.upper().startswith(prefix) and "CLOTH_FRONT" in f.name.upper()
+    )
+    matches = matches or sorted(
+        f for f in folder.iterdir() if f.name.upper().startswith(prefix) and "CLOTH" in f.name.upper()
+    )
     if not matches:
         raise ManifestError(f"clip {garment_clip!r}: no {prefix}*cloth_front* image in {folder}")
     return matches[0]
@@ -161,7 +186,9 @@ def readable_video(folder: Path, out: Path, split: str, fps: float) -> Path:
         return target
 
 
-def vvt_jobs(root: str | Path, out: str | Path, split: str, fps: float, pairs: str | Path | None = None) -> list[ClipJob]:
+def vvt_jobs(
+    root: str | Path, out: str | Path, split: str, fps: float, pairs: str | Path | None = None
+) -> list[ClipJob]:
     """One job per clip of ``<split>/<split>_frames``; its garment is its own, or the pairs file's (``clip garment [...]``)."""
     root, out = Path(root), Path(out)
     frames = root / split / f"{split}_frames"
@@ -177,18 +204,43 @@ def vvt_jobs(root: str | Path, out: str | Path, split: str, fps: float, pairs: s
                     raise ManifestError(f"{pairs}:{number}: expected '<clip> <garment clip> [...]', got {line!r}")
                 pairing[parts[0]] = parts[1]
         clips = [c for c in clips if c in pairing]
-    return [ClipJob(c, readable_video(frames / c, out, split, fps), find_garment(root, pairing.get(c, c)), "upper", out, f"{split}/{c}", fps=fps) for c in clips]
+    return [
+        ClipJob(
+            c,
+            readable_video(frames / c, out, split, fps),
+            find_garment(root, pairing.get(c, c)),
+            "upper",
+            out,
+            f"{split}/{c}",
+            fps=fps,
+        )
+        for c in clips
+    ]
 
 
-def convert_vvt(root: str | Path, out: str | Path, split: str, fps: float, pairs: str | Path | None = None, workers: int = 1, progress: bool = False) -> SplitResult:
+def convert_vvt(
+    root: str | Path,
+    out: str | Path,
+    split: str,
+    fps: float,
+    pairs: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = False,
+) -> SplitResult:
     """Write ``out/<split>.jsonl`` (and the made files) for VVT's ``split``; returns what was processed and failed."""
     from itryon.preprocess.estimators import EstimatorSpec
 
     root = Path(root)
     keypoints = str(root / split / f"{split}_frames_keypoint")
     spec = EstimatorSpec(
-        segmenter="itryon.data.convert_vvt:VVTParsing", pose="itryon.data.convert_vvt:VVTKeypoints", hands="itryon.data.convert_vvt:VVTKeypoints",
-        args={"segmenter": {"folder": str(root / split / f"{split}_frames_parsing")}, "pose": {"folder": keypoints}, "hands": {"folder": keypoints}},
+        segmenter="itryon.data.convert_vvt:VVTParsing",
+        pose="itryon.data.convert_vvt:VVTKeypoints",
+        hands="itryon.data.convert_vvt:VVTKeypoints",
+        args={
+            "segmenter": {"folder": str(root / split / f"{split}_frames_parsing")},
+            "pose": {"folder": keypoints},
+            "hands": {"folder": keypoints},
+        },
     )
     jobs = vvt_jobs(root, out, split, fps, pairs)
     if not jobs:

@@ -97,13 +97,24 @@ class SkipBadSamples(Dataset):
         for j, message in errors:
             self._report(j, message, None)
         lines = "\n".join(f"  index {j} ({self.clip_id(j)}): {m}" for j, m in errors)
-        raise RuntimeError(f"{self.max_consecutive} consecutive bad samples of {self.name or type(self.dataset).__name__} from index {index}:\n{lines}")
+        raise RuntimeError(
+            f"{self.max_consecutive} consecutive bad samples of {self.name or type(self.dataset).__name__} from index {index}:\n{lines}"
+        )
 
     def _report(self, index: int, message: str, replaced_by: int | None) -> None:
         self.skipped.append((index, message))
         clip = self.clip_id(index)
-        instead = f"; serving index {replaced_by} in its place" if replaced_by is not None else "; left out of its batch"
-        log.warning("skipping bad sample %d (%s) of %s: %s%s", index, clip, self.name or type(self.dataset).__name__, message, instead)
+        instead = (
+            f"; serving index {replaced_by} in its place" if replaced_by is not None else "; left out of its batch"
+        )
+        log.warning(
+            "skipping bad sample %d (%s) of %s: %s%s",
+            index,
+            clip,
+            self.name or type(self.dataset).__name__,
+            message,
+            instead,
+        )
         if self.report_path is not None:
             record = {"split": self.name, "index": index, "clip": clip, "error": message, "replaced_by": replaced_by}
             append_line(self.report_path, json.dumps(record, ensure_ascii=False))
@@ -223,10 +234,16 @@ class TryOnDataModule(L.LightningDataModule):
             if trainer.global_rank == 0:
                 use_cache(trainer.lightning_module, dataset, self.cache_dir, "rebuild")
             trainer.strategy.barrier("latent-cache")
-        self.latent_cache = use_cache(trainer.lightning_module, dataset, self.cache_dir, self.cache, rebuild_allowed=trainer.global_rank == 0)
+        self.latent_cache = use_cache(
+            trainer.lightning_module, dataset, self.cache_dir, self.cache, rebuild_allowed=trainer.global_rank == 0
+        )
 
     def datasets(self) -> dict[str, Dataset]:
-        return {n: d for n, d in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)) if d is not None}
+        return {
+            n: d
+            for n, d in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))
+            if d is not None
+        }
 
     def report_skips_to(self, path: str | Path) -> None:
         """Append every skipped sample to ``path`` (the run's ``skipped.jsonl``); call before the loaders are built."""
@@ -241,8 +258,15 @@ class TryOnDataModule(L.LightningDataModule):
         if hasattr(inner, "shapes") and hasattr(inner, "replacement"):  # bucketed: batches of one shape
             from itryon.data.buckets import BucketBatchSampler
 
-            sampler = BucketBatchSampler(inner.shapes, batch_size, shuffle=shuffle, seed=torch.initial_seed() if shuffle else 0)
-            common = dict(num_workers=self.num_workers, collate_fn=collate, pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+            sampler = BucketBatchSampler(
+                inner.shapes, batch_size, shuffle=shuffle, seed=torch.initial_seed() if shuffle else 0
+            )
+            common = dict(
+                num_workers=self.num_workers,
+                collate_fn=collate,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.num_workers > 0,
+            )
             if name == "train":
                 return StatefulDataLoader(dataset, batch_sampler=sampler, **common)
             return DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(0), **common)

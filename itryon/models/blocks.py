@@ -118,7 +118,16 @@ class VaceBlock(WanBlock):
         if self.before_proj is not None:
             control = self.before_proj(control) + x
         control = super().forward(
-            control, context, time_modulation, rope_cos, rope_sin, cross_mask, cross_rope, query_frames, key_positions,
-            video_span, gated_context,
+            control,
+            context,
+            time_modulation,
+            rope_cos,
+            rope_sin,
+            cross_mask,
+            cross_rope,
+            query_frames,
+            key_positions,
+            video_span,
+            gated_context,
         )
         return self.after_proj(control), control  # hint (B, N, dim), new context stream

@@ -116,7 +116,10 @@ class WanDiT(nn.Module):
 
         # 2. blocks
         block_kwargs = dict(
-            eps=eps, cross_attn_norm=cross_attn_norm, attention_backend=attention_backend, zero_init_gates=zero_init_gates
+            eps=eps,
+            cross_attn_norm=cross_attn_norm,
+            attention_backend=attention_backend,
+            zero_init_gates=zero_init_gates,
         )
         self.blocks = nn.ModuleList([WanBlock(dim, ffn_dim, num_heads, **block_kwargs) for _ in range(num_layers)])
         self.vace_patch_embedding = None
@@ -236,7 +239,9 @@ class WanDiT(nn.Module):
         pt, ph, pw = self.patch_size
         self._check("latents", latents, (batch, self.in_channels, None, None, None))
         if frames % pt or height % ph or width % pw:
-            raise ValueError(f"latents (F, H, W) = {(frames, height, width)} must be divisible by patch_size {self.patch_size}")
+            raise ValueError(
+                f"latents (F, H, W) = {(frames, height, width)} must be divisible by patch_size {self.patch_size}"
+            )
         self._check("timestep", timestep, (batch,))
         self._check("context", context, (batch, None, self.text_dim))
         grid_h, grid_w = height // ph, width // pw
@@ -316,8 +321,16 @@ class WanDiT(nn.Module):
         hints: dict[int, torch.Tensor] = {}
         if vace_context is not None:
             hints = self._vace_hints(
-                vace_context, vace_context_scale, reference_latents, x, frames, text, time_modulation,
-                rope_cos, rope_sin, cross_args,
+                vace_context,
+                vace_context_scale,
+                reference_latents,
+                x,
+                frames,
+                text,
+                time_modulation,
+                rope_cos,
+                rope_sin,
+                cross_args,
             )
 
         # 5. main blocks

@@ -221,7 +221,9 @@ def _normalise(value: Any) -> Any:
     return [_normalise(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def load_wan_dit(cls, path: str | Path, *, extra_in_channels: int = 0, dtype: torch.dtype | None = torch.float32, **overrides):
+def load_wan_dit(
+    cls, path: str | Path, *, extra_in_channels: int = 0, dtype: torch.dtype | None = torch.float32, **overrides
+):
     """Build ``cls`` from a checkpoint folder's config (plus ``overrides``) and load its weights.
 
     The model is built on the meta device and takes the loaded tensors (no random initialisation of billions
@@ -230,7 +232,9 @@ def load_wan_dit(cls, path: str | Path, *, extra_in_channels: int = 0, dtype: to
     config, layout = read_checkpoint_config(path)
     # rope_max_seq_len only bounds positions; every other architecture key must agree with the weights
     changed = sorted(
-        k for k in set(config) & set(overrides) - {"rope_max_seq_len"} if _normalise(overrides[k]) != _normalise(config[k])
+        k
+        for k in set(config) & set(overrides) - {"rope_max_seq_len"}
+        if _normalise(overrides[k]) != _normalise(config[k])
     )
     if changed:
         raise ValueError(

@@ -28,7 +28,20 @@ CATEGORIES = ("upper", "lower", "dress")
 PARTS = {  # LIP labels that belong to each category's region when a parser gives them
     "upper": ("upper_clothes", "coat", "left_arm", "right_arm", "glove", "scarf"),
     "lower": ("pants", "skirt", "left_leg", "right_leg"),
-    "dress": ("upper_clothes", "coat", "dress", "jumpsuit", "skirt", "pants", "left_arm", "right_arm", "glove", "scarf", "left_leg", "right_leg"),
+    "dress": (
+        "upper_clothes",
+        "coat",
+        "dress",
+        "jumpsuit",
+        "skirt",
+        "pants",
+        "left_arm",
+        "right_arm",
+        "glove",
+        "scarf",
+        "left_leg",
+        "right_leg",
+    ),
 }
 PERSON_MARGIN = 0.12  # silhouette growth, in shoulder widths
 ARM_WIDTH = 0.5  # limb stroke widths, in shoulder widths
@@ -74,11 +87,16 @@ def _far(point: np.ndarray, direction: np.ndarray, height: int, width: int) -> n
 
 
 def _upper(draw, p, v, sw, down, height, width, hands) -> None:
-    right = (p[J["r_shoulder"]] - p[J["l_shoulder"]]) / max(np.linalg.norm(p[J["r_shoulder"]] - p[J["l_shoulder"]]), 1e-6)
+    right = (p[J["r_shoulder"]] - p[J["l_shoulder"]]) / max(
+        np.linalg.norm(p[J["r_shoulder"]] - p[J["l_shoulder"]]), 1e-6
+    )
     rs, ls = p[J["r_shoulder"]] + 0.15 * sw * right, p[J["l_shoulder"]] - 0.15 * sw * right
     if v[J["r_hip"]] and v[J["l_hip"]]:
         torso = np.linalg.norm((p[J["r_hip"]] + p[J["l_hip"]]) / 2 - (rs + ls) / 2)
-        rh, lh = p[J["r_hip"]] + 0.2 * sw * right + 0.2 * torso * down, p[J["l_hip"]] - 0.2 * sw * right + 0.2 * torso * down
+        rh, lh = (
+            p[J["r_hip"]] + 0.2 * sw * right + 0.2 * torso * down,
+            p[J["l_hip"]] - 0.2 * sw * right + 0.2 * torso * down,
+        )
     else:  # hips out of frame: the torso runs off the bottom edge
         rh, lh = _far(rs, down, height, width), _far(ls, down, height, width)
     top = -0.12 * sw * down
@@ -132,7 +150,14 @@ def _draw(size: tuple[int, int], paint) -> np.ndarray:
     return np.asarray(canvas, dtype=bool)
 
 
-def frame_mask(pose: BodyPose, i: int, person: np.ndarray, category: str, parts: np.ndarray | None = None, hands: HandPose | None = None) -> np.ndarray:
+def frame_mask(
+    pose: BodyPose,
+    i: int,
+    person: np.ndarray,
+    category: str,
+    parts: np.ndarray | None = None,
+    hands: HandPose | None = None,
+) -> np.ndarray:
     """Agnostic mask of frame ``i`` ``(H, W)`` bool; ``person`` ``(H, W)`` bool, ``parts`` LIP labels or None."""
     height, width = person.shape
     p, v = pose.points[i], pose.score[i] >= MASK_VISIBLE
@@ -155,7 +180,7 @@ def frame_mask(pose: BodyPose, i: int, person: np.ndarray, category: str, parts:
         c = p[J["head"]]
         r = 0.8 * (np.linalg.norm(c - p[J["neck"]]) if v[J["neck"]] else 0.3 * sw)
         head = _draw((height, width), lambda d: d.ellipse((c[0] - r, c[1] - r, c[0] + r, c[1] + r), fill=1))
-        keep_neck_down = (np.indices((height, width))[0] > c[1] + 0.4 * r)  # what lies below the chin stays
+        keep_neck_down = np.indices((height, width))[0] > c[1] + 0.4 * r  # what lies below the chin stays
         region &= ~(head & ~keep_neck_down)
     margin = max(1, int(round(PERSON_MARGIN * sw)))
     region &= ndimage.binary_dilation(person, iterations=margin)
@@ -164,12 +189,19 @@ def frame_mask(pose: BodyPose, i: int, person: np.ndarray, category: str, parts:
     return ndimage.binary_fill_holes(closed | region)
 
 
-def agnostic_mask(pose: BodyPose, segmentation: Segmentation, category: str, hands: HandPose | None = None, threshold: float = 0.5) -> np.ndarray:
+def agnostic_mask(
+    pose: BodyPose, segmentation: Segmentation, category: str, hands: HandPose | None = None, threshold: float = 0.5
+) -> np.ndarray:
     """``(T, H, W)`` bool: where the model must generate (see the module docstring)."""
     check_category(category)
     person = segmentation.person >= threshold
     parts = segmentation.parts
-    return np.stack([frame_mask(pose, i, person[i], category, None if parts is None else parts[i], hands) for i in range(len(person))])
+    return np.stack(
+        [
+            frame_mask(pose, i, person[i], category, None if parts is None else parts[i], hands)
+            for i in range(len(person))
+        ]
+    )
 
 
 def agnostic_video(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:

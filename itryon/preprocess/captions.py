@@ -39,7 +39,9 @@ def span_in_frames(action: dict[str, Any], fps: float, num_frames: int, where: s
     frames = {k: action[k] for k in ("start", "end") if action.get(k) not in (None, "")}
     seconds = {k: action[k] for k in ("start_s", "end_s") if action.get(k) not in (None, "")}
     if len(frames) != 2 and len(seconds) != 2:
-        raise CaptionError(f"{where}: an action needs start and end (frames, end exclusive) or start_s and end_s (seconds)")
+        raise CaptionError(
+            f"{where}: an action needs start and end (frames, end exclusive) or start_s and end_s (seconds)"
+        )
     try:
         if len(frames) == 2:
             start, end = int(frames["start"]), int(frames["end"])
@@ -48,17 +50,27 @@ def span_in_frames(action: dict[str, Any], fps: float, num_frames: int, where: s
         else:
             start, end = round(float(seconds["start_s"]) * fps), round(float(seconds["end_s"]) * fps)
     except (TypeError, ValueError):
-        raise CaptionError(f"{where}: start/end must be integer frames and start_s/end_s numbers of seconds, got {action}") from None
+        raise CaptionError(
+            f"{where}: start/end must be integer frames and start_s/end_s numbers of seconds, got {action}"
+        ) from None
     if len(frames) == 2 and len(seconds) == 2:
         for key, frame in (("start_s", start), ("end_s", end)):
             if abs(float(seconds[key]) * fps - frame) > 0.5:
-                raise CaptionError(f"{where}: {key}={seconds[key]} s is frame {float(seconds[key]) * fps:.2f} at {fps} fps, but the span says frame {frame}")
+                raise CaptionError(
+                    f"{where}: {key}={seconds[key]} s is frame {float(seconds[key]) * fps:.2f} at {fps} fps, but the span says frame {frame}"
+                )
     if start >= end or start < 0:
         raise CaptionError(f"{where}: span [{start}, {end}) must have 0 <= start < end")
     if start >= num_frames:
         return None
     end = min(end, num_frames)
-    out = {"start": start, "end": end, "start_s": round(start / fps, 6), "end_s": round(end / fps, 6), "text": action["text"]}
+    out = {
+        "start": start,
+        "end": end,
+        "start_s": round(start / fps, 6),
+        "end_s": round(end / fps, 6),
+        "text": action["text"],
+    }
     for key in ("kind", "hand"):
         if action.get(key) not in (None, ""):
             out[key] = str(action[key])
@@ -81,7 +93,13 @@ class CaptionFile:
         text = self.path.read_text(encoding="utf-8")
         try:
             data: Any = json.loads(text)
-            rows = data if isinstance(data, list) else [{"id": k, **v} for k, v in data.items()] if isinstance(data, dict) else None
+            rows = (
+                data
+                if isinstance(data, list)
+                else [{"id": k, **v} for k, v in data.items()]
+                if isinstance(data, dict)
+                else None
+            )
         except json.JSONDecodeError:
             rows = []
             for number, line in enumerate(text.splitlines(), start=1):
@@ -91,7 +109,9 @@ class CaptionFile:
                     except json.JSONDecodeError as exc:
                         raise CaptionError(f"{self.path}:{number}: not valid JSON ({exc.msg})") from None
         if rows is None:
-            raise CaptionError(f"{self.path}: expected an object {{clip: {{caption, actions}}}}, a list or JSON lines of {{id, caption, actions}}")
+            raise CaptionError(
+                f"{self.path}: expected an object {{clip: {{caption, actions}}}}, a list or JSON lines of {{id, caption, actions}}"
+            )
         out = {}
         for i, row in enumerate(rows):
             if not isinstance(row, dict) or "id" not in row:
@@ -108,7 +128,9 @@ class CaptionFile:
             reader = csv.DictReader(f)
             missing = [c for c in ("id", "text") if c not in (reader.fieldnames or [])]
             if missing:
-                raise CaptionError(f"{self.path}: missing column(s) {missing}; expected id, text and optionally start, end (frames) or start_s, end_s (seconds), kind, hand")
+                raise CaptionError(
+                    f"{self.path}: missing column(s) {missing}; expected id, text and optionally start, end (frames) or start_s, end_s (seconds), kind, hand"
+                )
             for number, row in enumerate(reader, start=2):
                 entry = out.setdefault(row["id"], {"caption": "", "actions": []})
                 if all(row.get(k) in (None, "") for k in SPAN_KEYS):
@@ -123,7 +145,9 @@ class CaptionFile:
             return ClipCaptions()
         actions = []
         for i, action in enumerate(entry["actions"]):
-            where = f"{self.path}:{action['_line']}" if "_line" in action else f"{self.path}: clip {clip!r}: actions[{i}]"
+            where = (
+                f"{self.path}:{action['_line']}" if "_line" in action else f"{self.path}: clip {clip!r}: actions[{i}]"
+            )
             span = span_in_frames({k: v for k, v in action.items() if k != "_line"}, fps, len(frames), where)
             if span is not None:
                 actions.append(span)
@@ -153,7 +177,15 @@ def spans_from_labels(labels: list[str], fps: float, bridge: int = 2, shortest: 
         for k in range(1, count + 1):
             idx = np.flatnonzero(runs == k)
             start, end = int(idx[0]), int(idx[-1]) + 1
-            actions.append({"start": start, "end": end, "start_s": round(start / fps, 6), "end_s": round(end / fps, 6), "text": text})
+            actions.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "start_s": round(start / fps, 6),
+                    "end_s": round(end / fps, 6),
+                    "text": text,
+                }
+            )
     return sorted(actions, key=lambda a: (a["start"], a["text"]))
 
 
@@ -161,10 +193,18 @@ class FrameLabelCaptioner:
     """Labels every ``every``-th frame with ``labeler``, holds each label until the next sampled frame, and smooths
     the labels into spans (:func:`spans_from_labels`); the global caption is the labeler's description of a few frames."""
 
-    def __init__(self, labeler: FrameLabeler, every: int = 4, bridge: int = 2, shortest: int = 3, describe_frames: int = 4) -> None:
+    def __init__(
+        self, labeler: FrameLabeler, every: int = 4, bridge: int = 2, shortest: int = 3, describe_frames: int = 4
+    ) -> None:
         if every < 1:
             raise CaptionError(f"every must be >= 1, got {every}")
-        self.labeler, self.every, self.bridge, self.shortest, self.describe_frames = labeler, every, bridge, shortest, describe_frames
+        self.labeler, self.every, self.bridge, self.shortest, self.describe_frames = (
+            labeler,
+            every,
+            bridge,
+            shortest,
+            describe_frames,
+        )
 
     def captions(self, clip: str, frames: np.ndarray, fps: float) -> ClipCaptions:
         sampled = list(range(0, len(frames), self.every))
@@ -193,11 +233,15 @@ class QwenVLLabeler:
         self.path = Path(path)
         for name in ("config.json", "preprocessor_config.json"):
             if not (self.path / name).is_file():
-                raise CaptionError(f"video-language model file {self.path / name} does not exist (expected a local transformers model folder)")
+                raise CaptionError(
+                    f"video-language model file {self.path / name} does not exist (expected a local transformers model folder)"
+                )
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.processor = AutoProcessor.from_pretrained(str(self.path), local_files_only=True)
-        self.model = AutoModelForImageTextToText.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+        self.model = (
+            AutoModelForImageTextToText.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+        )
         self.max_new_tokens, self.device = max_new_tokens, device
 
     def _ask(self, images: list[np.ndarray], prompt: str) -> str:
@@ -206,7 +250,9 @@ class QwenVLLabeler:
 
         content = [{"type": "image"} for _ in images] + [{"type": "text", "text": prompt}]
         text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-        inputs = self.processor(text=[text], images=[Image.fromarray(im) for im in images], return_tensors="pt").to(self.device)
+        inputs = self.processor(text=[text], images=[Image.fromarray(im) for im in images], return_tensors="pt").to(
+            self.device
+        )
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0].strip()

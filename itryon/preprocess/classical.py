@@ -10,7 +10,14 @@ from .types import Segmentation
 
 def _border_colour(image: np.ndarray, width: int) -> np.ndarray:
     """Median colour ``(3,)`` of the ``width``-pixel border strip of ``image`` ``(H, W, 3)``."""
-    strip = np.concatenate([image[:width].reshape(-1, 3), image[-width:].reshape(-1, 3), image[:, :width].reshape(-1, 3), image[:, -width:].reshape(-1, 3)])
+    strip = np.concatenate(
+        [
+            image[:width].reshape(-1, 3),
+            image[-width:].reshape(-1, 3),
+            image[:, :width].reshape(-1, 3),
+            image[:, -width:].reshape(-1, 3),
+        ]
+    )
     return np.median(strip, axis=0)
 
 
@@ -23,7 +30,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(sizes))
 
 
-def foreground(image: np.ndarray, threshold: float = 30.0, border: int = 2) -> np.ndarray:  # a plain backdrop needs no model
+def foreground(
+    image: np.ndarray, threshold: float = 30.0, border: int = 2
+) -> np.ndarray:  # a plain backdrop needs no model
     """Pixels of ``image`` ``(H, W, 3)`` uint8 farther than ``threshold`` (RGB distance) from the border's median
     colour, as one filled component with a smoothed outline (``(H, W)`` bool)."""
     background = _border_colour(image.astype(np.float32), max(1, border))

@@ -20,8 +20,15 @@ from .types import LIP, Segmentation
 # DensePose part index (1..24) -> LIP label; DensePose's "right"/"left" are the person's
 PART_TO_LIP = np.zeros(256, dtype=np.uint8)
 for parts, name in (
-    ((1, 2), "upper_clothes"), ((3,), "glove"), ((4,), "glove"), ((5,), "right_shoe"), ((6,), "left_shoe"),
-    ((7, 9, 11, 13), "right_leg"), ((8, 10, 12, 14), "left_leg"), ((15, 17, 19, 21), "left_arm"), ((16, 18, 20, 22), "right_arm"),
+    ((1, 2), "upper_clothes"),
+    ((3,), "glove"),
+    ((4,), "glove"),
+    ((5,), "right_shoe"),
+    ((6,), "left_shoe"),
+    ((7, 9, 11, 13), "right_leg"),
+    ((8, 10, 12, 14), "left_leg"),
+    ((15, 17, 19, 21), "left_arm"),
+    ((16, 18, 20, 22), "right_arm"),
     ((23, 24), "face"),
 ):
     PART_TO_LIP[list(parts)] = LIP[name]
@@ -49,6 +56,8 @@ class FileDensePose:
             raise EstimatorError(f"{path}: {len(iuv)} IUV frames for a clip of {len(frames)}")
         index = iuv[..., 0]
         if index.shape[1:] != frames.shape[1:3]:
-            index = np.stack([np.asarray(Image.fromarray(f).resize(frames.shape[2:0:-1], Image.NEAREST)) for f in index])
+            index = np.stack(
+                [np.asarray(Image.fromarray(f).resize(frames.shape[2:0:-1], Image.NEAREST)) for f in index]
+            )
         parts = PART_TO_LIP[index]
         return Segmentation(((index > 0) & (index <= 24)).astype(np.float32), parts)

@@ -74,7 +74,9 @@ def resolve(kind: str, name: str) -> type:
     """The class a registry name or ``module:Class`` names for ``kind``."""
     target = REGISTRY[kind].get(name, name)
     if ":" not in target:
-        raise EstimatorError(f"unknown {kind} estimator {name!r}; choose one of {sorted(REGISTRY[kind])} or give module:Class")
+        raise EstimatorError(
+            f"unknown {kind} estimator {name!r}; choose one of {sorted(REGISTRY[kind])} or give module:Class"
+        )
     module_name, _, attr = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
@@ -99,7 +101,13 @@ class EstimatorSpec:
             name = getattr(self, kind)
             instance = resolve(kind, name)(**self.args.get(kind, {}))
             if not isinstance(instance, INTERFACES[kind]):
-                method = "segment(frames)" if kind == "segmenter" else "estimate(frames)" if kind == "pose" else "estimate(frames, pose)"
+                method = (
+                    "segment(frames)"
+                    if kind == "segmenter"
+                    else "estimate(frames)"
+                    if kind == "pose"
+                    else "estimate(frames, pose)"
+                )
                 raise EstimatorError(f"{kind} estimator {name!r} ({type(instance).__name__}) has no method {method}")
             built[kind] = instance
         return built

@@ -24,7 +24,7 @@ def _frames(folder: Path, clip: str, count: int, kind: str) -> list:
     try:
         frames = json.loads(path.read_text())["frames"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise EstimatorError(f"{path}: expected a JSON object {{\"frames\": [...]}} ({exc})") from exc
+        raise EstimatorError(f'{path}: expected a JSON object {{"frames": [...]}} ({exc})') from exc
     if len(frames) != count:
         raise EstimatorError(f"{path}: holds {len(frames)} frames, the clip has {count}")
     return frames
@@ -51,7 +51,9 @@ class FilePose(_FromFiles):
         for i, entry in enumerate(entries):
             for name, value in (entry or {}).items():
                 if name not in J:
-                    raise EstimatorError(f"{self.folder / f'{self.clip}.json'}: frame {i}: unknown joint {name!r}; joints: {list(BODY_JOINTS)}")
+                    raise EstimatorError(
+                        f"{self.folder / f'{self.clip}.json'}: frame {i}: unknown joint {name!r}; joints: {list(BODY_JOINTS)}"
+                    )
                 out.points[i, J[name]] = value[:2]
                 out.score[i, J[name]] = value[2]
                 out.depth[i, J[name]] = value[3] if len(value) > 3 else 0.0
@@ -71,7 +73,9 @@ class FileHands(_FromFiles):
                     continue
                 points = np.asarray(value, dtype=float)
                 if points.shape != (HAND_POINTS, 3):
-                    raise EstimatorError(f"{self.folder / f'{self.clip}.json'}: frame {i}: '{key}' must be {HAND_POINTS} points [x, y, z], got shape {points.shape}")
+                    raise EstimatorError(
+                        f"{self.folder / f'{self.clip}.json'}: frame {i}: '{key}' must be {HAND_POINTS} points [x, y, z], got shape {points.shape}"
+                    )
                 out.points[i, side] = points
                 out.present[i, side] = True
         return out

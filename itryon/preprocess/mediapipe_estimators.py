@@ -31,7 +31,9 @@ def mediapipe(kind: str):
     try:
         import mediapipe as mp
     except ImportError as exc:
-        raise EstimatorError(f"the default {kind} estimator needs mediapipe, which is not installed: {INSTALL}") from exc
+        raise EstimatorError(
+            f"the default {kind} estimator needs mediapipe, which is not installed: {INSTALL}"
+        ) from exc
     except TypeError as exc:  # its generated protobuf code under protobuf >= 5
         raise EstimatorError(f"mediapipe cannot load with this protobuf ({exc}): {INSTALL}") from exc
     root = Path(mp.__file__).parent
@@ -75,7 +77,12 @@ class MediaPipePose:
 
     def _pass(self, frames: np.ndarray, order: list[int], out: BodyPose, found: np.ndarray) -> None:
         h, w = frames.shape[1:3]
-        opts = dict(static_image_mode=False, model_complexity=1, smooth_landmarks=self.smooth, min_detection_confidence=self.min_detection_confidence)
+        opts = dict(
+            static_image_mode=False,
+            model_complexity=1,
+            smooth_landmarks=self.smooth,
+            min_detection_confidence=self.min_detection_confidence,
+        )
         with self.mp.solutions.pose.Pose(**opts) as pose:
             for i in order:
                 landmarks = pose.process(_rgb(frames[i])).pose_landmarks
@@ -84,7 +91,10 @@ class MediaPipePose:
                 lm = np.array([(p.x * w, p.y * h, p.z * w, p.visibility) for p in landmarks.landmark])  # (33, 4)
                 _fill_joints(out, i, lm)
                 found[i] = True
-                for side, idx in ((RIGHT, (_R_WR, _R_THUMB, _R_INDEX, _R_PINKY)), (LEFT, (_L_WR, _L_THUMB, _L_INDEX, _L_PINKY))):
+                for side, idx in (
+                    (RIGHT, (_R_WR, _R_THUMB, _R_INDEX, _R_PINKY)),
+                    (LEFT, (_L_WR, _L_THUMB, _L_INDEX, _L_PINKY)),
+                ):
                     if lm[list(idx), 3].min() >= VISIBLE:
                         out.hands.points[i, side] = coarse_hand(*(lm[k, :3] for k in idx))
                         out.hands.present[i, side] = True
@@ -126,12 +136,22 @@ def _fill_joints(out: BodyPose, i: int, lm: np.ndarray) -> None:
         return xyz, lm[list(idx) + ([towards] if towards is not None else []), 3].min()
 
     rows = {
-        "head": part(_NOSE), "neck": part(_L_SH, _R_SH, towards=_NOSE, by=0.15),
-        "r_shoulder": part(_R_SH), "r_elbow": part(_R_EL), "r_wrist": part(_R_WR),
-        "l_shoulder": part(_L_SH), "l_elbow": part(_L_EL), "l_wrist": part(_L_WR),
-        "r_hip": part(_R_HIP), "l_hip": part(_L_HIP),
-        "r_hand": part(_R_WR, _R_INDEX, _R_PINKY), "l_hand": part(_L_WR, _L_INDEX, _L_PINKY),
-        "r_knee": part(_R_KNEE), "l_knee": part(_L_KNEE), "r_ankle": part(_R_ANKLE), "l_ankle": part(_L_ANKLE),
+        "head": part(_NOSE),
+        "neck": part(_L_SH, _R_SH, towards=_NOSE, by=0.15),
+        "r_shoulder": part(_R_SH),
+        "r_elbow": part(_R_EL),
+        "r_wrist": part(_R_WR),
+        "l_shoulder": part(_L_SH),
+        "l_elbow": part(_L_EL),
+        "l_wrist": part(_L_WR),
+        "r_hip": part(_R_HIP),
+        "l_hip": part(_L_HIP),
+        "r_hand": part(_R_WR, _R_INDEX, _R_PINKY),
+        "l_hand": part(_L_WR, _L_INDEX, _L_PINKY),
+        "r_knee": part(_R_KNEE),
+        "l_knee": part(_L_KNEE),
+        "r_ankle": part(_R_ANKLE),
+        "l_ankle": part(_L_ANKLE),
     }
     assert tuple(rows) == BODY_JOINTS
     torso_z = lm[[_L_SH, _R_SH, _L_HIP, _R_HIP], 2].mean()
@@ -156,13 +176,20 @@ class MediaPipeHands:
     def estimate(self, frames: np.ndarray, pose: BodyPose) -> HandPose:
         t, h, w = frames.shape[:3]
         out = HandPose.empty(t)
-        opts = dict(static_image_mode=False, max_num_hands=self.max_num_hands, model_complexity=1, min_detection_confidence=self.min_detection_confidence)
+        opts = dict(
+            static_image_mode=False,
+            max_num_hands=self.max_num_hands,
+            model_complexity=1,
+            min_detection_confidence=self.min_detection_confidence,
+        )
         with self.mp.solutions.hands.Hands(**opts) as hands:
             for i, frame in enumerate(frames):
                 result = hands.process(_rgb(frame))
                 if not result.multi_hand_landmarks:
                     continue
-                found = [np.array([(p.x * w, p.y * h, p.z * w) for p in lms.landmark]) for lms in result.multi_hand_landmarks]
+                found = [
+                    np.array([(p.x * w, p.y * h, p.z * w) for p in lms.landmark]) for lms in result.multi_hand_landmarks
+                ]
                 labels = [c.classification[0].label for c in result.multi_handedness]
                 for side, points in assign_hands(found, labels, pose, i).items():
                     out.points[i, side] = points
@@ -180,7 +207,12 @@ def assign_hands(found: list[np.ndarray], labels: list[str], pose: BodyPose, i: 
     sides: dict[int, np.ndarray] = {}
     joints = {RIGHT: J["r_hand"], LEFT: J["l_hand"]}
     if all(pose.visible[i, j] for j in joints.values()) and found:
-        cost = np.array([[np.linalg.norm(p[:HAND_POINTS, :2].mean(0) - pose.points[i, joints[s]]) for s in (RIGHT, LEFT)] for p in found])
+        cost = np.array(
+            [
+                [np.linalg.norm(p[:HAND_POINTS, :2].mean(0) - pose.points[i, joints[s]]) for s in (RIGHT, LEFT)]
+                for p in found
+            ]
+        )
         for _ in range(min(2, len(found))):
             k, s = np.unravel_index(np.argmin(cost), cost.shape)
             sides[int(s)] = found[int(k)]

@@ -15,8 +15,21 @@ from PIL import Image
 from .estimators import EstimatorError
 from .types import LIP, BodyPose, J, Segmentation
 
-COCO = {"head": 0, "l_shoulder": 5, "r_shoulder": 6, "l_elbow": 7, "r_elbow": 8, "l_wrist": 9, "r_wrist": 10, "l_hip": 11, "r_hip": 12,
-        "l_knee": 13, "r_knee": 14, "l_ankle": 15, "r_ankle": 16}  # COCO-17 (and the body of COCO-WholeBody-133)
+COCO = {
+    "head": 0,
+    "l_shoulder": 5,
+    "r_shoulder": 6,
+    "l_elbow": 7,
+    "r_elbow": 8,
+    "l_wrist": 9,
+    "r_wrist": 10,
+    "l_hip": 11,
+    "r_hip": 12,
+    "l_knee": 13,
+    "r_knee": 14,
+    "l_ankle": 15,
+    "r_ankle": 16,
+}  # COCO-17 (and the body of COCO-WholeBody-133)
 WHOLEBODY_HANDS = {"l_hand": range(91, 112), "r_hand": range(112, 133)}
 
 
@@ -53,7 +66,14 @@ def _blob(image: np.ndarray, mean: Sequence[float], std: Sequence[float], bgr: b
 class OnnxPose:
     """RTMPose / DWPose with SimCC outputs ``(1, K, W * r)`` and ``(1, K, H * r)``, K = 17 (COCO) or 133 (WholeBody)."""
 
-    def __init__(self, model: str, input_size: Sequence[int] = (256, 192), mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), bgr: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        input_size: Sequence[int] = (256, 192),
+        mean=(123.675, 116.28, 103.53),
+        std=(58.395, 57.12, 57.375),
+        bgr: bool = False,
+    ) -> None:
         self.session = session(model, "pose (RTMPose/DWPose)")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.mean, self.std, self.bgr = mean, std, bgr
@@ -90,7 +110,14 @@ def _coco_joints(out: BodyPose, i: int, points: np.ndarray, score: np.ndarray) -
 class OnnxParser:
     """SCHP-style human parsing: logits ``(1, 20, h, w)`` over the LIP labels for a ``(1, 3, H, W)`` input."""
 
-    def __init__(self, model: str, input_size: Sequence[int] = (473, 473), mean=(0.406, 0.456, 0.485), std=(0.225, 0.224, 0.229), bgr: bool = True) -> None:
+    def __init__(
+        self,
+        model: str,
+        input_size: Sequence[int] = (473, 473),
+        mean=(0.406, 0.456, 0.485),
+        std=(0.225, 0.224, 0.229),
+        bgr: bool = True,
+    ) -> None:
         self.session = session(model, "human parser (SCHP)")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.mean, self.std, self.bgr = [m * 255 for m in mean], [s * 255 for s in std], bgr
@@ -103,7 +130,9 @@ class OnnxParser:
             image, scale, off = letterbox(frame, self.input_size)
             logits = self.session.run(None, {name: _blob(image, self.mean, self.std, self.bgr)})[0][0]  # (20, h', w')
             if logits.shape[0] != len(LIP):
-                raise EstimatorError(f"the human parser gives {logits.shape[0]} classes, expected the {len(LIP)} LIP labels")
+                raise EstimatorError(
+                    f"the human parser gives {logits.shape[0]} classes, expected the {len(LIP)} LIP labels"
+                )
             labels = logits.argmax(0).astype(np.uint8)
             labels = np.asarray(Image.fromarray(labels).resize(self.input_size[::-1], Image.NEAREST))
             nh, nw = round(h * scale), round(w * scale)

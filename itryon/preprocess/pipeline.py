@@ -70,19 +70,32 @@ def read_garment(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         rgba = im.convert("RGBA")
     array = np.asarray(rgba)
     alpha = array[..., 3]
-    rgb = (array[..., :3].astype(np.float32) * (alpha[..., None] / 255.0) + 255.0 * (1 - alpha[..., None] / 255.0)).round().astype(np.uint8)
+    rgb = (
+        (array[..., :3].astype(np.float32) * (alpha[..., None] / 255.0) + 255.0 * (1 - alpha[..., None] / 255.0))
+        .round()
+        .astype(np.uint8)
+    )
     return rgb, (alpha if (alpha < 255).any() else None)
 
 
 def save_keypoints(path: Path, pose: BodyPose, hands: HandPose) -> None:
     """The body and hand keypoints of a clip as one ``.npz`` (:func:`load_keypoints` reads them back)."""
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, body_points=pose.points, body_score=pose.score, body_depth=pose.depth, hand_points=hands.points, hand_present=hands.present)
+        np.savez_compressed(
+            tmp,
+            body_points=pose.points,
+            body_score=pose.score,
+            body_depth=pose.depth,
+            hand_points=hands.points,
+            hand_present=hands.present,
+        )
 
 
 def load_keypoints(path: Path) -> tuple[BodyPose, HandPose]:
     with np.load(path) as z:
-        return BodyPose(z["body_points"], z["body_score"], z["body_depth"]), HandPose(z["hand_points"], z["hand_present"])
+        return BodyPose(z["body_points"], z["body_score"], z["body_depth"]), HandPose(
+            z["hand_points"], z["hand_present"]
+        )
 
 
 def process_clip(job: ClipJob, estimators: dict[str, Any], captioner: Any | None = None) -> dict[str, Any]:

@@ -64,7 +64,9 @@ def _media(folder: Path, suffixes: tuple[str, ...], frame_folders: bool) -> dict
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        if (p.is_file() and p.suffix.lower() in suffixes) or (frame_folders and p.is_dir() and any(f.suffix.lower() in FRAME_SUFFIXES for f in p.iterdir())):
+        if (p.is_file() and p.suffix.lower() in suffixes) or (
+            frame_folders and p.is_dir() and any(f.suffix.lower() in FRAME_SUFFIXES for f in p.iterdir())
+        ):
             stem = p.stem if p.is_file() else p.name
             if stem in out:
                 raise PreprocessError(f"{folder}: {out[stem].name} and {p.name} both name clip {stem!r}")
@@ -88,7 +90,15 @@ def read_pairs(path: Path) -> dict[str, tuple[str, str | None]]:
     return pairs
 
 
-def find_jobs(videos: Path, garments: Path, out: Path, split: str, pairs: Path | None = None, category: str = "upper", **job_args: Any) -> list[ClipJob]:
+def find_jobs(
+    videos: Path,
+    garments: Path,
+    out: Path,
+    split: str,
+    pairs: Path | None = None,
+    category: str = "upper",
+    **job_args: Any,
+) -> list[ClipJob]:
     """One job per video of ``videos`` (files or frame folders); garments pair by the pairs file, by equal names, or
     (a folder of one garment) all with that one."""
     check_category(category)
@@ -103,9 +113,15 @@ def find_jobs(videos: Path, garments: Path, out: Path, split: str, pairs: Path |
     for clip in sorted(pairing) if pairing is not None else sorted(clips):
         if clip not in clips:
             raise PreprocessError(f"{pairs}: names clip {clip!r}, which is not in {videos}")
-        garment, cat = pairing[clip] if pairing is not None else (clip if clip in images or len(images) != 1 else next(iter(images)), None)
+        garment, cat = (
+            pairing[clip]
+            if pairing is not None
+            else (clip if clip in images or len(images) != 1 else next(iter(images)), None)
+        )
         if garment not in images:
-            raise PreprocessError(f"clip {clip!r}: no garment image named {garment!r} in {garments} (pair them with --pairs)")
+            raise PreprocessError(
+                f"clip {clip!r}: no garment image named {garment!r} in {garments} (pair them with --pairs)"
+            )
         jobs.append(ClipJob(clip, clips[clip], images[garment], cat or category, out, f"{split}/{clip}", **job_args))
     check_no_overwrite(jobs, out / f"{split}.jsonl")
     return jobs
@@ -162,7 +178,9 @@ def preprocess_split(
         _collect(outcomes, result, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # estimators hold threads and native state: never fork them
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(spec, captions)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(spec, captions)
+        ) as pool:
             _collect((f.result() for f in as_completed([pool.submit(_run, job) for job in todo])), result, bar)
     bar.close()
     failures = manifest.with_name(manifest.stem + ".failures.jsonl")

@@ -19,9 +19,26 @@ VISIBLE = 0.5  # a joint with a lower score counts as not found
 
 # LIP human-parsing labels (SCHP and VVT's parsings use them); Segmentation.parts holds these
 LIP = {
-    "background": 0, "hat": 1, "hair": 2, "glove": 3, "sunglasses": 4, "upper_clothes": 5, "dress": 6, "coat": 7,
-    "socks": 8, "pants": 9, "jumpsuit": 10, "scarf": 11, "skirt": 12, "face": 13, "left_arm": 14, "right_arm": 15,
-    "left_leg": 16, "right_leg": 17, "left_shoe": 18, "right_shoe": 19,
+    "background": 0,
+    "hat": 1,
+    "hair": 2,
+    "glove": 3,
+    "sunglasses": 4,
+    "upper_clothes": 5,
+    "dress": 6,
+    "coat": 7,
+    "socks": 8,
+    "pants": 9,
+    "jumpsuit": 10,
+    "scarf": 11,
+    "skirt": 12,
+    "face": 13,
+    "left_arm": 14,
+    "right_arm": 15,
+    "left_leg": 16,
+    "right_leg": 17,
+    "left_shoe": 18,
+    "right_shoe": 19,
 }
 
 
@@ -33,7 +50,9 @@ class BodyPose:
     points: np.ndarray
     score: np.ndarray
     depth: np.ndarray
-    hands: HandPose | None = None  # coarse hands some pose models give (wrist and knuckles), a hand estimator's fallback
+    hands: HandPose | None = (
+        None  # coarse hands some pose models give (wrist and knuckles), a hand estimator's fallback
+    )
 
     @classmethod
     def empty(cls, num_frames: int) -> BodyPose:
@@ -47,7 +66,11 @@ class BodyPose:
 
     def check(self, num_frames: int, who: str) -> BodyPose:
         n = len(BODY_JOINTS)
-        for name, value, shape in (("points", self.points, (num_frames, n, 2)), ("score", self.score, (num_frames, n)), ("depth", self.depth, (num_frames, n))):
+        for name, value, shape in (
+            ("points", self.points, (num_frames, n, 2)),
+            ("score", self.score, (num_frames, n)),
+            ("depth", self.depth, (num_frames, n)),
+        ):
             if tuple(np.shape(value)) != shape:
                 raise ValueError(f"{who} returned BodyPose.{name} of shape {tuple(np.shape(value))}, expected {shape}")
         return self
@@ -66,7 +89,10 @@ class HandPose:
         return cls(np.zeros((num_frames, 2, HAND_POINTS, 3)), np.zeros((num_frames, 2), dtype=bool))
 
     def check(self, num_frames: int, who: str) -> HandPose:
-        for name, value, shape in (("points", self.points, (num_frames, 2, HAND_POINTS, 3)), ("present", self.present, (num_frames, 2))):
+        for name, value, shape in (
+            ("points", self.points, (num_frames, 2, HAND_POINTS, 3)),
+            ("present", self.present, (num_frames, 2)),
+        ):
             if tuple(np.shape(value)) != shape:
                 raise ValueError(f"{who} returned HandPose.{name} of shape {tuple(np.shape(value))}, expected {shape}")
         return self
@@ -82,7 +108,11 @@ class Segmentation:
 
     def check(self, shape: tuple[int, int, int], who: str) -> Segmentation:
         if tuple(np.shape(self.person)) != shape:
-            raise ValueError(f"{who} returned Segmentation.person of shape {tuple(np.shape(self.person))}, expected {shape}")
+            raise ValueError(
+                f"{who} returned Segmentation.person of shape {tuple(np.shape(self.person))}, expected {shape}"
+            )
         if self.parts is not None and tuple(np.shape(self.parts)) != shape:
-            raise ValueError(f"{who} returned Segmentation.parts of shape {tuple(np.shape(self.parts))}, expected {shape}")
+            raise ValueError(
+                f"{who} returned Segmentation.parts of shape {tuple(np.shape(self.parts))}, expected {shape}"
+            )
         return self

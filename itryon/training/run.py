@@ -106,7 +106,9 @@ class SkipReport(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            pl_module.log("data/skipped_clips", float(count_skipped(self.path)["clips"]), sync_dist=False, rank_zero_only=True)
+            pl_module.log(
+                "data/skipped_clips", float(count_skipped(self.path)["clips"]), sync_dist=False, rank_zero_only=True
+            )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         counts = count_skipped(self.path)
@@ -114,7 +116,9 @@ class SkipReport(L.Callback):
             log.warning("%d clip(s) were skipped (%d time(s)); see %s", counts["clips"], counts["events"], self.path)
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Callback] = (), resume_step: int | None = None) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Callback] = (), resume_step: int | None = None
+) -> L.Trainer:
     """The Lightning trainer writing checkpoints, logs and callbacks' files into ``run_dir``.
 
     A callback entry set to null (``callbacks.samples=null``) is left out. ``resume_step`` (the checkpoint's
@@ -123,25 +127,41 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Ca
     ckpt_args = OmegaConf.to_container(cfg.get("checkpoint", {}), resolve=True) or {}
     ckpt_args.setdefault("save_last", True)
     checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ckpt_args)
-    callbacks: list[L.Callback] = [checkpoint, TrainingRNGState(), SkipReport(run_dir), FinalValidation(), *extra_callbacks]
+    callbacks: list[L.Callback] = [
+        checkpoint,
+        TrainingRNGState(),
+        SkipReport(run_dir),
+        FinalValidation(),
+        *extra_callbacks,
+    ]
     user_callbacks = instantiate(cfg.get("callbacks", {}) or {}, "callbacks")
     callbacks += [c for c in user_callbacks.values() if c is not None]
     loggers = []
     for name in cfg.get("loggers", ["tensorboard", "csv"]):
         if name == "tensorboard":
-            extra = {"purge_step": resume_step} if resume_step is not None else {}  # hide events logged after the checkpoint
+            extra = (
+                {"purge_step": resume_step} if resume_step is not None else {}
+            )  # hide events logged after the checkpoint
             loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard", **extra))
         else:
-            loggers.append(ContinuingCSVLogger(save_dir=str(run_dir), name="logs", version="csv", resume_step=resume_step))
+            loggers.append(
+                ContinuingCSVLogger(save_dir=str(run_dir), name="logs", version="csv", resume_step=resume_step)
+            )
     trainer_args = OmegaConf.to_container(cfg.get("trainer", {}), resolve=True) or {}
     if "strategy" in trainer_args and isinstance(trainer_args["strategy"], dict):
         trainer_args["strategy"] = instantiate(cfg.trainer.strategy, "trainer.strategy")
-    if trainer_args.get("enable_progress_bar", True) and _RICH_AVAILABLE and not any(isinstance(c, ProgressBar) for c in callbacks):
+    if (
+        trainer_args.get("enable_progress_bar", True)
+        and _RICH_AVAILABLE
+        and not any(isinstance(c, ProgressBar) for c in callbacks)
+    ):
         callbacks.append(StepProgressBar())
     plugins = list(trainer_args.pop("plugins", None) or [])
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
-    return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, plugins=plugins, **trainer_args)
+    return L.Trainer(
+        default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, plugins=plugins, **trainer_args
+    )
 
 
 def checkpoint_step(ckpt_path: Path | None) -> int | None:
@@ -155,7 +175,10 @@ def required_inputs(module: L.LightningModule) -> dict[str, list[str]]:
     """``{"adapter 'hands' (HandPriorAdapter)": ["hand_prior"], ...}``: the batch keys each part of the model reads."""
     conditioning = getattr(module, "conditioning", None)
     adapters = getattr(conditioning, "adapters", None) or {}
-    return {f"conditioning adapter '{name}' ({type(a).__name__})": list(getattr(a, "input_keys", ())) for name, a in adapters.items()}
+    return {
+        f"conditioning adapter '{name}' ({type(a).__name__})": list(getattr(a, "input_keys", ()))
+        for name, a in adapters.items()
+    }
 
 
 def check_data_for_model(datamodule: L.LightningDataModule, module: L.LightningModule) -> None:
@@ -169,7 +192,9 @@ def check_data_for_model(datamodule: L.LightningDataModule, module: L.LightningM
             inner.require_keys(needed)
 
 
-def build(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
+def build(
+    cfg: DictConfig, run_dir: Path, resume_step: int | None = None
+) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
     """Seed and build the data, the model and the trainer from ``cfg``; checks that the data has what the model reads."""
     L.seed_everything(int(cfg.get("seed", 0)), workers=True)
     if cfg.get("float32_matmul_precision"):
@@ -181,7 +206,14 @@ def build(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> tup
     return trainer, module, datamodule
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> None:
+def fit(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    cfg: DictConfig,
+    run_dir: Path,
+    ckpt_path: Path | None = None,
+) -> None:
     """Remove a killed run's temporary files, save the resolved config (new runs, rank zero) and fit,
     resuming from ``ckpt_path`` when given."""
     run_dir.mkdir(parents=True, exist_ok=True)

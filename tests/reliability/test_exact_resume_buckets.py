@@ -27,8 +27,18 @@ def mixed(tmp_path_factory) -> Path:
 
 def overrides(manifest: Path, out: Path, name: str) -> list[str]:
     # random temporal crops, so that resuming must also restore the random state of the crops
-    return ["--config", OWN, *TINY, f"data.train.manifest={manifest}", f"data.val.manifest={manifest}", "data.random_crops=true",
-            "data.buckets.frames=[5,9]", "trainer.max_steps=6", f"output_dir={out}", f"name={name}"]
+    return [
+        "--config",
+        OWN,
+        *TINY,
+        f"data.train.manifest={manifest}",
+        f"data.val.manifest={manifest}",
+        "data.random_crops=true",
+        "data.buckets.frames=[5,9]",
+        "trainer.max_steps=6",
+        f"output_dir={out}",
+        f"name={name}",
+    ]
 
 
 def losses(run: Path) -> list[tuple[str, str]]:
@@ -41,7 +51,9 @@ def test_a_bucketed_run_killed_in_its_second_epoch_resumes_with_the_same_losses(
     reference = losses(only_run(tmp_path / "ref"))
     assert len(reference) == 6
     args = [*overrides(mixed, tmp_path / "k", "killed"), "callbacks.kill={_target_: kill_switch.KillAt, step: 5}"]
-    proc = run_child(f"import sys; from itryon.cli.train import main; sys.exit(main({args!r}))", ITRYON_TARGET_PACKAGES="kill_switch")
+    proc = run_child(
+        f"import sys; from itryon.cli.train import main; sys.exit(main({args!r}))", ITRYON_TARGET_PACKAGES="kill_switch"
+    )
     assert proc.returncode == -9, proc.stderr[-3000:]
     run = only_run(tmp_path / "k")
     assert train(["--resume", str(run), "callbacks.kill=null"]) == 0

@@ -64,7 +64,16 @@ class SyntheticTryOnDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.num_clips} clips of split {self.split!r}")
         family, local = (None, index) if self.families is None else mixed_clip(index, self.families)
         clip = generate_clip(
-            self.split, local, self.seed, self.num_frames, self.height, self.width, self.fps, self.passive_fraction, garment_size=self.garment_size, family=family
+            self.split,
+            local,
+            self.seed,
+            self.num_frames,
+            self.height,
+            self.width,
+            self.fps,
+            self.passive_fraction,
+            garment_size=self.garment_size,
+            family=family,
         )
         arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
         sample = sample_from_arrays(arrays, clip["caption"], clip["actions"], clip["meta"])

@@ -50,7 +50,9 @@ def _joints(plan: ClipPlan) -> tuple[np.ndarray, dict]:
         centre = tracks.center[hand]
         direction = np.array([[math.cos(a), math.sin(a)] for a in tracks.angle[hand]])
         shoulder = body.shoulder(hand)
-        elbow, wrist = solve_arm(shoulder, centre - WRIST_OFFSET * direction, body.upper_arm, body.forearm, side=(-1.0, 1.0)[hand])
+        elbow, wrist = solve_arm(
+            shoulder, centre - WRIST_OFFSET * direction, body.upper_arm, body.forearm, side=(-1.0, 1.0)[hand]
+        )
         joints[:, s_i] = shoulder
         joints[:, e_i] = elbow
         joints[:, w_i] = wrist
@@ -72,7 +74,9 @@ def _torso_box(plan: ClipPlan) -> Box:
     """
     t_count, h, w = plan.num_frames, plan.height, plan.width
     m = plan.motion.to_body  # (T, 2, 3): frame units -> body units
-    bottom = float(np.max(np.abs(m[:, 1, 0]) * (w / (2.0 * h)) + m[:, 1, 1] + m[:, 1, 2])) + 0.05  # below every bottom corner
+    bottom = (
+        float(np.max(np.abs(m[:, 1, 0]) * (w / (2.0 * h)) + m[:, 1, 1] + m[:, 1, 2])) + 0.05
+    )  # below every bottom corner
     corners = np.array([[-0.34, 0.25], [0.34, 0.25], [-0.34, bottom], [0.34, bottom]])
     box = Box.around(plan.motion.to_pixels(np.broadcast_to(corners, (t_count, 4, 2)), h, w), 1.0, h, w)
     return Box(box.y0, h, box.x0, box.x1, h, w)
@@ -93,11 +97,20 @@ def _body_layers(plan: ClipPlan, image: np.ndarray, box: Box, bx: np.ndarray, by
 
     t_count, h, w = plan.num_frames, plan.height, plan.width
     corners = np.array([[-0.11, body.head_y - body.head_ry - 0.01], [0.11, body.torso_top + 0.03]])
-    px = plan.motion.to_pixels(np.broadcast_to(np.array([corners[0], corners[1], [corners[0, 0], corners[1, 1]], [corners[1, 0], corners[0, 1]]]), (t_count, 4, 2)), h, w)
+    px = plan.motion.to_pixels(
+        np.broadcast_to(
+            np.array([corners[0], corners[1], [corners[0, 0], corners[1, 1]], [corners[1, 0], corners[0, 1]]]),
+            (t_count, 4, 2),
+        ),
+        h,
+        w,
+    )
     head_box = Box.around(px, 1.0, h, w)
     hx, hy = plan.motion.body_grid(head_box.px, head_box.py)
     patch = head_box.of(image).copy()
-    neck = np.maximum(np.abs(hx) - F32(body.neck_half), np.maximum(F32(body.head_y + 0.05) - hy, hy - F32(body.torso_top + 0.02)))
+    neck = np.maximum(
+        np.abs(hx) - F32(body.neck_half), np.maximum(F32(body.head_y + 0.05) - hy, hy - F32(body.torso_top + 0.02))
+    )
     over(patch, skin * F32(0.85), coverage(neck, ppu))
     head = ellipse_sdf(hx, hy, F32(0.0), F32(body.head_y), F32(body.head_rx), F32(body.head_ry))
     over(patch, skin, coverage(head, ppu))
@@ -122,9 +135,13 @@ def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float
     boxes = []
     for hand in (RIGHT, LEFT):
         shoulder, elbow, wrist = arms[hand]
-        points = np.stack([np.broadcast_to(np.asarray(shoulder, dtype=float), elbow.shape), elbow, wrist], axis=1)  # (T, 3, 2)
+        points = np.stack(
+            [np.broadcast_to(np.asarray(shoulder, dtype=float), elbow.shape), elbow, wrist], axis=1
+        )  # (T, 3, 2)
         px = motion.to_pixels(points, h, w)
-        margin = (body.upper_radius + 0.025) * ppu * 1.02 + 0.5  # farthest reach (the silhouette), breathing scales by <= 1.5%
+        margin = (
+            body.upper_radius + 0.025
+        ) * ppu * 1.02 + 0.5  # farthest reach (the silhouette), breathing scales by <= 1.5%
         s = (F32(shoulder[0]), F32(shoulder[1]))
         e = (_per_frame(elbow[:, 0]), _per_frame(elbow[:, 1]))
         wr = (_per_frame(wrist[:, 0]), _per_frame(wrist[:, 1]))
@@ -154,7 +171,9 @@ def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float
     return layer, region, front
 
 
-def _panel(garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cut=None, fold=None) -> tuple[np.ndarray, np.ndarray]:
+def _panel(
+    garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cut=None, fold=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Torso-panel coverage ``(...)`` and RGB ``(3, ...)`` at garment coordinates."""
     hw = np.asarray(garment.half_width(body, gy), dtype=F32)
     d = garment.panel_sdf(body, gx, gy, hw)
@@ -170,7 +189,9 @@ def _active_frames(plan: ClipPlan, events) -> tuple[int, int]:
     return (int(active[0]), int(active[-1]) + 1) if active.size else (0, 0)
 
 
-def _deformed_panel(plan: ClipPlan, events, t0: int, t1: int, bx, by, ppu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _deformed_panel(
+    plan: ClipPlan, events, t0: int, t1: int, bx, by, ppu: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The panel under the deformation of ``events`` on the frames ``[t0, t1)``.
 
     Returns ``(coverage (t, h, w), RGB (3, t, h, w), support (t, h, w) bool)``, or None for no events (the

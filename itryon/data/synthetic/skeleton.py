@@ -12,12 +12,34 @@ import numpy as np
 
 from .raster import F32, disk_offsets, stamp, to_uint8
 
-JOINTS = ("head", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "r_hip", "l_hip", "r_hand", "l_hand")
+JOINTS = (
+    "head",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "r_hip",
+    "l_hip",
+    "r_hand",
+    "l_hand",
+)
 LEG_JOINTS = ("r_knee", "l_knee", "r_ankle", "l_ankle")
 POSE_LIMBS = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 10), (1, 5), (5, 6), (6, 7), (7, 11), (1, 8), (1, 9))
 POSE_COLOURS = (
-    (1.0, 0.0, 0.0), (1.0, 0.45, 0.0), (1.0, 0.85, 0.0), (0.6, 1.0, 0.0), (0.2, 1.0, 0.3), (0.0, 1.0, 0.7),
-    (0.0, 0.8, 1.0), (0.0, 0.35, 1.0), (0.3, 0.0, 1.0), (0.75, 0.0, 1.0), (1.0, 0.0, 0.6),
+    (1.0, 0.0, 0.0),
+    (1.0, 0.45, 0.0),
+    (1.0, 0.85, 0.0),
+    (0.6, 1.0, 0.0),
+    (0.2, 1.0, 0.3),
+    (0.0, 1.0, 0.7),
+    (0.0, 0.8, 1.0),
+    (0.0, 0.35, 1.0),
+    (0.3, 0.0, 1.0),
+    (0.75, 0.0, 1.0),
+    (1.0, 0.0, 0.6),
 )
 LEG_LIMBS = ((8, 12), (12, 14), (9, 13), (13, 15))
 LEG_COLOURS = ((0.55, 0.2, 0.1), (0.85, 0.55, 0.35), (0.1, 0.35, 0.55), (0.35, 0.65, 0.85))
@@ -57,7 +79,9 @@ def draw_pose(
         ax, ay = np.where(both, ax, OFF_FRAME), np.where(both, ay, OFF_FRAME)
         bx, by = np.where(both, bx, OFF_FRAME), np.where(both, by, OFF_FRAME)
     limb_labels = np.arange(1, len(limbs) + 1)[None, :, None]
-    stamp(labels, ax + steps * (bx - ax), ay + steps * (by - ay), limb_labels, disk_offsets(max(0.5, height / 96.0)))  # (T, L, S) points
+    stamp(
+        labels, ax + steps * (bx - ax), ay + steps * (by - ay), limb_labels, disk_offsets(max(0.5, height / 96.0))
+    )  # (T, L, S) points
     stamp(labels, x, y, len(limbs) + 1, disk_offsets(max(1.0, height / 40.0)))
     table = POSE_PALETTE if colours is POSE_COLOURS else palette(colours)
     return np.take(table, labels, axis=1)

@@ -42,7 +42,9 @@ def generate_clip(
     ``"standard"`` gives the standard clips, unchanged. Families decide passivity themselves.
     """
     if num_frames < 1 or height < 8 or width < 8:
-        raise ValueError(f"a clip needs num_frames >= 1 and height, width >= 8; got {num_frames} frames of {height}x{width}")
+        raise ValueError(
+            f"a clip needs num_frames >= 1 and height, width >= 8; got {num_frames} frames of {height}x{width}"
+        )
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     family = check_family(family)
