@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from itryon.config import instantiate, load_config
-from itryon.models import WanDiT, dit_forward_flops
+from itryon.models import BackboneInputs, WanDiT, dit_forward_flops
 from itryon.models.loading import to_native_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         def step():
             model.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                out = model(latents, timestep, context) if is_ours else model(latents, timestep, context, return_dict=False)[0]
+                out = model(latents, timestep, BackboneInputs(context)) if is_ours else model(latents, timestep, context, return_dict=False)[0]
             out.float().square().mean().backward()
 
         return step
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # same numbers before timing anything
     with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        a = ours(latents, timestep, context).float()
+        a = ours(latents, timestep, BackboneInputs(context)).float()
         b = theirs(latents, timestep, context, return_dict=False)[0].float()
     max_diff = (a - b).abs().max().item()
 

@@ -9,7 +9,7 @@ import torch
 from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 from safetensors.torch import load_file, save_file
 
-from itryon.models import WanDiT
+from itryon.models import BackboneInputs, WanDiT
 
 CONFIG = dict(
     patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
@@ -40,7 +40,7 @@ def _assert_same_outputs(reference, ours, **control):
         extra = dict(control_hidden_states=control["vace_context"])
     with torch.no_grad():
         expected = reference(latents, timestep, context, return_dict=False, **extra)[0]
-        actual = ours(latents, timestep, context, **control)
+        actual = ours(latents, timestep, BackboneInputs(context, **control))
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -102,8 +102,8 @@ def test_extra_input_channels_start_as_no_op(tmp_path):
     assert torch.count_nonzero(weight[:, 4:]) == 0
     latents, timestep, context = _inputs()
     with torch.no_grad():
-        expected = base(latents, timestep, context)
-        actual = widened(torch.cat([latents, torch.randn(2, 3, 3, 4, 6)], dim=1), timestep, context)
+        expected = base(latents, timestep, BackboneInputs(context))
+        actual = widened(torch.cat([latents, torch.randn(2, 3, 3, 4, 6)], dim=1), timestep, BackboneInputs(context))
     torch.testing.assert_close(actual, expected, atol=1e-6, rtol=1e-6)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from itryon.conditioning import Conditions
 from itryon.config import CONFIG_ROOT, instantiate
+from itryon.models import BackboneInputs
 from itryon.data.contract import collate
 from itryon.data.synthetic import SyntheticTryOnDataset
 from itryon.training.run import prepare_config
@@ -88,17 +90,11 @@ def test_sample_prediction_is_converted_to_a_velocity(cfg) -> None:
     x_t = module.flow.interpolate(x0, noise, t)
     module.backbone.forward = lambda *args, **kwargs: x0  # a perfect clean-sample prediction
 
-    class NoConditions:
-        channels, context, estimate = None, torch.zeros(2, 1, 64), None
-
-        @staticmethod
-        def backbone_kwargs():
-            return {}
-
-    v = module.predict_velocity(x_t, t * 1000, NoConditions())
+    no_conditions = Conditions(BackboneInputs(torch.zeros(2, 1, 64)))
+    v = module.predict_velocity(x_t, t * 1000, no_conditions)
     torch.testing.assert_close(v, noise - x0, atol=1e-5, rtol=1e-5)  # exactly the flow's velocity
     # near t = 0 the division is clamped at min_sample_t
-    v0 = module.predict_velocity(x_t, torch.tensor([0.0, 0.0]), NoConditions())
+    v0 = module.predict_velocity(x_t, torch.tensor([0.0, 0.0]), no_conditions)
     torch.testing.assert_close(v0, (x_t - x0) / module.min_sample_t)
     with pytest.raises(ValueError, match="prediction must be 'velocity' or 'sample'"):
         type(module)(module.backbone, module.conditioning, module.vae, prediction="eps")
@@ -110,5 +106,5 @@ def test_backbone_flops_of_a_batch_are_counted(cfg, batch) -> None:
     module = instantiate(cfg.model, "model")
     module.diffusion_loss(batch)
     cond = module.conditioning(batch, vae=module.vae, latent_shape=(2, 192, 5, 12, 16))
-    expected = dit_forward_flops(module.backbone, (2, 192, 5, 12, 16), cond.context.shape[1], reference_frames=1)
+    expected = dit_forward_flops(module.backbone, (2, 192, 5, 12, 16), cond.inputs.context.shape[1], reference_frames=1)
     assert module.last_backbone_flops == expected > 0

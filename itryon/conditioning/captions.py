@@ -136,6 +136,12 @@ class ActionCaptionAdapter(ConditioningAdapter):
         self.hard_mask = hard_mask
         self.empty_caption = empty_caption
 
+    @property
+    def backbone_kinds(self) -> frozenset[str]:
+        """Context with a per-frame mask (padding, hard mask) and, unless ``positions="none"``, rotary positions."""
+        extra = {"context_mask"} | ({"context_positions"} if self.positions != "none" else set())
+        return super().backbone_kinds | extra
+
     def bind(self, adapters: Mapping[str, ConditioningAdapter]) -> None:
         if self.encoder is not None:
             return

@@ -2,8 +2,10 @@
 
 from itryon.models.action_rope import ActionRoPE
 from itryon.models.attention import ATTENTION_BACKENDS, WanAttention, attention
+from itryon.models.backbone import KINDS, Backbone, BackboneInputs
 from itryon.models.dit import WanDiT
 from itryon.models.flops import dit_forward_flops
+from itryon.models.gated_attention import GatedWanAttention
 from itryon.models.rope import RotaryEmbedding3D, apply_rotary
 from itryon.models.text import ByteTextEncoder, T5TextEncoder
 from itryon.models.vae import LinearVAE, PixelVAE, WanVAE
@@ -11,7 +13,11 @@ from itryon.models.vae import LinearVAE, PixelVAE, WanVAE
 __all__ = [
     "ActionRoPE",
     "ATTENTION_BACKENDS",
+    "KINDS",
+    "Backbone",
+    "BackboneInputs",
     "ByteTextEncoder",
+    "GatedWanAttention",
     "LinearVAE",
     "PixelVAE",
     "RotaryEmbedding3D",

@@ -15,7 +15,7 @@ from torch import nn
 from itryon.data.temporal import frames_to_latent, latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
 from itryon.diffusion.losses import high_noise_weight_ratio
-from itryon.models import WanDiT, dit_forward_flops
+from itryon.models.backbone import Backbone
 from itryon.training.weights import load_trained_weights
 
 
@@ -53,7 +53,7 @@ class TryOnModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         conditioning: nn.Module,
         vae: nn.Module,
         flow: FlowMatching | None = None,
@@ -107,6 +107,7 @@ class TryOnModule(L.LightningModule):
                 "wants loss.space=x0 (itryon.diffusion.losses)"
             )
         self._check_channels()
+        self.conditioning.check_backbone(self.backbone)
         # weights of an earlier run (e.g. training stage 1); parts it lacks, such as new adapters, stay as built
         self.initialised_fresh = load_trained_weights(self, init_from, allow_missing=True) if init_from else []
 
@@ -129,14 +130,14 @@ class TryOnModule(L.LightningModule):
             )
 
     def configure_model(self) -> None:
-        """Parallelise and compile under a ModelParallelStrategy (FSDP2); a no-op otherwise."""
-        if self.compile_blocks and hasattr(self.backbone, "compile_blocks"):
-            self.backbone.compile_blocks()
-        mesh = getattr(self, "_device_mesh", None)
-        if mesh is not None:
-            from itryon.training.parallel import shard_module
+        """The backbone's parallelisation plan (compiled blocks with ``compile_blocks``; FSDP2 under a
+        ModelParallelStrategy), then FSDP2 for the other trainable parts."""
+        from itryon.training.parallel import data_parallel_mesh, shard_parts
 
-            shard_module(self, mesh)
+        mesh = data_parallel_mesh(self.device_mesh)
+        self.backbone.parallelize(mesh, compile=self.compile_blocks)
+        if mesh is not None:
+            shard_parts(self, mesh, skip=("backbone", "vae"))
 
     def generation_region(self, batch: Mapping[str, Any], latent_shape: tuple[int, ...]) -> torch.Tensor:
         """``agnostic_mask`` ``(B, 1, T, H, W)`` max-pooled onto the latent grid ``(B, 1, F, h, w)``: latent pixels
@@ -163,8 +164,7 @@ class TryOnModule(L.LightningModule):
 
         For sample prediction the velocity divides by ``max(t, min_t)``.
         """
-        x = torch.cat([x_t, cond.channels.to(x_t.dtype)], dim=1) if cond.channels is not None else x_t
-        out = self.backbone(x, self.flow.model_timestep(t), cond.context, **cond.backbone_kwargs())
+        out = self.backbone(x_t, self.flow.model_timestep(t), cond.inputs)
         t_b = t.view(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
         if self.prediction == "velocity":
             return out, x_t - t_b * out
@@ -183,17 +183,6 @@ class TryOnModule(L.LightningModule):
         t = timestep / self.flow.num_train_timesteps
         return self.predict(x_t, t, cond, min_t=self.min_sample_t)[0]
 
-    def _backbone_flops(self, latent_shape: torch.Size, cond: Any) -> int | None:
-        """Analytic forward FLOPs of the backbone for this batch (None for a backbone it cannot count)."""
-        if not isinstance(self.backbone, WanDiT):
-            return None
-        reference = cond.reference_latents.shape[2] if cond.reference_latents is not None else 0
-        extra = cond.extra_tokens.shape[1] if cond.extra_tokens is not None else 0
-        return dit_forward_flops(
-            self.backbone, latent_shape, cond.context.shape[1], reference_frames=reference, extra_tokens=extra,
-            with_vace=cond.vace_context is not None,
-        )
-
     # ------------------------------------------------------------------------------------------------
     # training
 
@@ -206,7 +195,7 @@ class TryOnModule(L.LightningModule):
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
         x_t = self.flow.interpolate(x0, noise, t)
         v_hat, x0_hat = self.predict(x_t, t, cond)
-        self.last_backbone_flops = self._backbone_flops(x0.shape, cond)
+        self.last_backbone_flops = self.backbone.flops(x0.shape, cond.inputs)
         mask = None
         if self.loss_fn.ac_weight > 0:
             mask = self.loss_fn.action_mask(
