@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    ours: WanDiT = instantiate(load_config(args.config))
+    config = load_config(args.config)  # a _partial_ backbone entry: the latents alone, no condition channels
+    ours: WanDiT = instantiate(config)(in_channels=int(config.out_channels))
     theirs = diffusers_twin(ours)
     ours.to(device).train()
     theirs.to(device).train()

@@ -95,7 +95,7 @@ def test_extra_input_channels_start_as_no_op(tmp_path):
     reference = _reference(seed=2)
     reference.save_pretrained(tmp_path)
     base = WanDiT.from_pretrained(tmp_path).eval()
-    widened = WanDiT.from_pretrained(tmp_path, extra_in_channels=3).eval()
+    widened = WanDiT.from_pretrained(tmp_path, in_channels=7).eval()  # 4 pretrained + 3 new
     assert widened.in_channels == 7
     weight = widened.patch_embedding.weight
     torch.testing.assert_close(weight[:, :4], base.patch_embedding.weight, atol=0, rtol=0)
@@ -141,8 +141,10 @@ def test_missing_folder_and_shard_errors(tmp_path):
 
 def test_overrides_may_not_change_architecture(tmp_path):
     _reference().save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"overrides \['num_layers'\]"):
+    with pytest.raises(ValueError, match=r"num_layers=3 differ from the checkpoint's architecture \(num_layers=2\)"):
         WanDiT.from_pretrained(tmp_path, num_layers=3)
+    with pytest.raises(ValueError, match=r"in_channels=3 is fewer than the checkpoint's 4"):
+        WanDiT.from_pretrained(tmp_path, in_channels=3)
     model = WanDiT.from_pretrained(tmp_path, gradient_checkpointing=True, attention_backend="math")
     assert model.gradient_checkpointing and model.blocks[0].self_attn.backend == "math"
 

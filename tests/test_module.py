@@ -57,11 +57,16 @@ def test_generate_returns_a_video_in_range(cfg, batch) -> None:
     assert module.training  # generate restores the training flag
 
 
-def test_channel_mismatch_names_the_key_and_the_value(cfg) -> None:
+def test_backbone_channels_are_derived_and_mismatches_name_the_key_and_the_value(cfg) -> None:
+    module = instantiate(cfg.model, "model")
+    assert (module.backbone.in_channels, module.backbone.vace_in_channels) == (192, 192 + 192 + 16)
     node = cfg.model.copy()
-    node.backbone.in_channels = int(node.backbone.in_channels) + 1
-    with pytest.raises(Exception, match=r"model.backbone.in_channels=\d+"):
+    node.backbone.in_channels = 192
+    with pytest.raises(Exception, match=r"model.backbone sets in_channels=192, which follow from the VAE and the conditioning"):
         instantiate(node, "model")
+    built = instantiate(cfg.model.backbone, "model.backbone")(in_channels=193, vace_in_channels=400)
+    with pytest.raises(Exception, match=r"model.backbone.in_channels is 193, but the VAE and the conditioning make it 192"):
+        type(module)(built, module.conditioning, module.vae)
 
 
 def test_guidance_uses_the_configured_unconditional_pass(cfg, batch) -> None:
@@ -108,3 +113,10 @@ def test_backbone_flops_of_a_batch_are_counted(cfg, batch) -> None:
     cond = module.conditioning(batch, vae=module.vae, latent_shape=(2, 192, 5, 12, 16))
     expected = dit_forward_flops(module.backbone, (2, 192, 5, 12, 16), cond.inputs.context.shape[1], reference_frames=1)
     assert module.last_backbone_flops == expected > 0
+
+
+def test_a_restated_derived_value_is_a_config_error_naming_where_it_was_set() -> None:
+    from itryon.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'model.backbone.vace_in_channels' \(set in command line\) follows from the VAE"):
+        prepare_config(CONFIG_ROOT / "default.yaml", ["model.backbone.vace_in_channels=400"])

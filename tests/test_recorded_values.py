@@ -1,6 +1,6 @@
 """The objective and the sampler equal values recorded from an earlier version of the code.
 
-On fixed weights (every parameter drawn from one seed, in name order), a fixed batch and fixed seeds, the
+On fixed weights (each parameter drawn from a seed given by its name), a fixed batch and fixed seeds, the
 validation loss, a training loss (with CFG dropout) and a sampled video must not move when the model, the
 conditioning or the module are reorganised. Three configurations cover the routes into the backbone: the default
 (VACE context, reference frame, token residual, A-RoPE context), a backbone without a VACE branch (channels,
@@ -10,6 +10,7 @@ cross-attention branches).
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
@@ -21,24 +22,25 @@ from itryon.training.run import prepare_config
 
 # (validation loss, its flow term, its AC term, training loss, sum and mean |.| of a 2-step sample)
 RECORDED = {
-    "default": (0.3183870017528534, 0.2549595534801483, 0.12685491144657135, 0.3177744150161743, 44926.01305311719, 0.3850750091197193),
-    "no_vace": (0.31271347403526306, 0.250350683927536, 0.12472556531429291, 0.3154234290122986, 45500.654099119914, 0.3893170802751111),
-    "gated": (0.306315541267395, 0.2451377809047699, 0.12235551327466965, 0.3080522418022156, 44794.80692252821, 0.38017762320879284),
+    "default": (0.32250261306762695, 0.25825035572052, 0.12850454449653625, 0.3192702531814575, 45846.105276381335, 0.3852803909601939),
+    "no_vace": (0.32013794779777527, 0.25676774978637695, 0.12674039602279663, 0.3162996768951416, 46603.5714969552, 0.38672705973638555),
+    "gated": (0.3224768042564392, 0.2582288384437561, 0.12849591672420502, 0.31926363706588745, 45849.14122098166, 0.38527669230688416),
 }  # fmt: skip
 VARIANTS = {
     "default": {},
     "no_vace": {
         "defaults": ["/default", {"model@model.backbone": "tiny"}, {"conditioning@model.conditioning": "itryon_no_vace"}],
-        "model": {"backbone": {"in_channels": 400}},
     },
     "gated": {"defaults": ["/default"], "model": {"backbone": {"zero_init_gates": True}}},
 }
 
 
-def fill(module: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> None:
-    generator = torch.Generator().manual_seed(seed)
+def fill(module: torch.nn.Module, scale: float = 0.05) -> None:
+    """Every parameter drawn from a seed given by its name: independent of construction order and of the other
+    parameters (the no-VACE variant keeps an unused VACE branch whose input width is derived, not restated)."""
     with torch.no_grad():
-        for _, param in sorted(module.named_parameters()):
+        for name, param in module.named_parameters():
+            generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
             param.copy_(torch.randn(param.shape, generator=generator) * scale)
 
 

@@ -53,7 +53,8 @@ KIND_FIELDS = {
     "tokens": "extra_tokens",
     "residual": "token_residual",
 }
-DERIVED_ARGUMENTS = ("in_channels", "out_channels", "vace_in_channels")
+# constructor arguments a _partial_ backbone config leaves to the training module (out_channels it may state)
+DERIVED_ARGUMENTS = ("in_channels", "vace_in_channels")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ pretrained backbone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from itryon.models.embeddings import WanHead, timestep_sinusoid
 from itryon.models.flops import dit_forward_flops
 from itryon.models.gated_attention import GatedWanAttention
 from itryon.models.rope import RotaryEmbedding3D, grid_positions
+from itryon.models.vace import with_reference_context
 
 
 class WanDiT(Backbone):
@@ -51,7 +52,7 @@ class WanDiT(Backbone):
         rope_max_seq_len: int = 1024,
         vace_layers: Sequence[int] | None = None,
         vace_in_channels: int = 96,
-        cross_attention_rope: nn.Module | None = None,
+        cross_attention_rope: nn.Module | Callable[..., nn.Module] | None = None,
         attention_backend: str = "sdpa",
         gradient_checkpointing: bool = False,
         rope_theta: float = 10000.0,
@@ -109,9 +110,22 @@ class WanDiT(Backbone):
         # 3. output head
         self.head = WanHead(dim, out_channels * math.prod(patch_size), eps)
 
-        self.cross_attention_rope = cross_attention_rope
+        self.cross_attention_rope = self._cross_attention_rope(cross_attention_rope)
         self.gradient_checkpointing = gradient_checkpointing
         self.init_weights()
+
+    def _cross_attention_rope(self, rope: nn.Module | Callable[..., nn.Module] | None) -> nn.Module | None:
+        """The rotary hook; a factory (a ``_partial_`` config) is built with this model's ``head_dim``."""
+        head_dim = self.dim // self.num_heads
+        if rope is not None and not isinstance(rope, nn.Module):
+            rope = rope(head_dim=head_dim)
+        if rope is not None and getattr(rope, "head_dim", head_dim) != head_dim:
+            raise ValueError(
+                f"cross_attention_rope has head_dim {rope.head_dim}, the backbone's heads have {head_dim} channels "
+                f"(dim {self.dim} / num_heads {self.num_heads}); give it as a _partial_ entry so that it takes the "
+                "backbone's"
+            )
+        return rope
 
     @property
     def accepts(self) -> frozenset[str]:  # type: ignore[override]
@@ -187,18 +201,19 @@ class WanDiT(Backbone):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, extra_in_channels: int = 0, dtype: torch.dtype | None = torch.float32, **overrides
+        cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides
     ) -> "WanDiT":
         """Load a local diffusers-format or original-Wan-format checkpoint folder (see ``itryon.models.loading``).
 
-        ``extra_in_channels`` widens the patch embedding with zero-initialised input channels; ``dtype`` casts
-        the weights (None keeps the checkpoint's); ``overrides`` set non-architecture arguments
-        (attention_backend, gradient_checkpointing, cross_attention_rope, ...). ``zero_init_gates=True`` adds the
-        attention gates, zero-initialised (reported as newly initialised by ``load_native_state``).
+        ``in_channels`` beyond the checkpoint's widen the patch embedding with zero-initialised input channels;
+        ``dtype`` casts the weights (None keeps the checkpoint's); ``overrides`` set non-architecture arguments
+        (attention_backend, gradient_checkpointing, cross_attention_rope, ...) and may restate architecture ones
+        (checked against the checkpoint). ``zero_init_gates=True`` adds the attention gates, zero-initialised
+        (reported as newly initialised by ``load_native_state``).
         """
         from itryon.models.loading import load_wan_dit
 
-        return load_wan_dit(cls, path, extra_in_channels=extra_in_channels, dtype=dtype, **overrides)
+        return load_wan_dit(cls, path, in_channels=in_channels, dtype=dtype, **overrides)
 
     # ------------------------------------------------------------------ forward
     def _check(self, name: str, tensor: torch.Tensor, expected: tuple) -> None:
@@ -390,24 +405,10 @@ class WanDiT(Backbone):
 
     def _reference_context(self, inputs: BackboneInputs, layout: TokenLayout) -> torch.Tensor:
         """The VACE context with the reference frames' context in front (Wan-VACE's layout when it lacks them)."""
-        vace_context, reference = inputs.vace_context, inputs.reference_latents
-        frames, ref_frames = layout.frames, 0 if reference is None else reference.shape[2]
-        if vace_context.shape[2] not in (frames, frames + ref_frames):
-            raise ValueError(
-                f"vace_context must cover the {frames} video frames (or {frames + ref_frames} with references), "
-                f"got {vace_context.shape[2]} frames"
-            )
-        self._check("vace_context", vace_context, (layout.batch, self.vace_in_channels, None, layout.height, layout.width))
-        if reference is None or vace_context.shape[2] != frames:
-            return vace_context
-        if self.vace_in_channels < self.out_channels:
-            raise ValueError(
-                f"building reference context frames needs vace_in_channels >= out_channels, "
-                f"got {self.vace_in_channels} < {self.out_channels}; pass vace_context with the reference frames"
-            )
-        padding = reference.new_zeros(layout.batch, self.vace_in_channels - self.out_channels, ref_frames, layout.height, layout.width)
-        ref_context = torch.cat([reference[:, : self.out_channels], padding], dim=1)
-        return torch.cat([ref_context.to(vace_context.dtype), vace_context], dim=2)
+        self._check(
+            "vace_context", inputs.vace_context, (layout.batch, self.vace_in_channels, None, layout.height, layout.width)
+        )
+        return with_reference_context(inputs.vace_context, inputs.reference_latents, layout.frames, self.out_channels)
 
     def _unpatchify(self, out: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """Head output ``(B, N_video, C_out * pt ph pw)`` -> ``(B, out_channels, F, H, W)``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -17,6 +17,7 @@ from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
 from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models.backbone import Backbone
 from itryon.training.weights import load_trained_weights
+from itryon.training.wiring import build_backbone
 
 
 class TryOnModule(L.LightningModule):
@@ -42,6 +43,10 @@ class TryOnModule(L.LightningModule):
     region the model is asked to generate), as try-on pipelines composite their output; the metrics' copy-the-input
     reference does the same with grey inside.
 
+    ``backbone`` is a :class:`~itryon.models.backbone.Backbone` or a factory for one (a ``_partial_`` config entry),
+    which the module builds with the channel counts that the VAE and the conditioning imply
+    (:func:`itryon.training.wiring.build_backbone`); adapters whose kinds the backbone does not accept fail here.
+
     ``init_from`` starts from the weights of an earlier run (``weights/model.safetensors`` or a checkpoint),
     as the paper's second stage starts from the first; parameters the file lacks keep their initialisation and
     are listed in ``initialised_fresh``.
@@ -53,7 +58,7 @@ class TryOnModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: Backbone,
+        backbone: Backbone | Callable[..., Backbone],
         conditioning: nn.Module,
         vae: nn.Module,
         flow: FlowMatching | None = None,
@@ -76,9 +81,10 @@ class TryOnModule(L.LightningModule):
         init_from: str | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
+        vae = vae.requires_grad_(False).eval()
+        self.backbone = build_backbone(backbone, conditioning, vae)  # a _partial_ config gets its channel counts here
         self.conditioning = conditioning
-        self.vae = vae.requires_grad_(False).eval()
+        self.vae = vae
         self.flow = flow or FlowMatching()
         self.loss_fn = loss or ActionConstraintLoss()
         self.sampler = sampler or EulerSampler()
@@ -106,28 +112,12 @@ class TryOnModule(L.LightningModule):
                 f"end t >= 0.9, where sampling starts, {ratio:.2f}x the mean loss weight; sample prediction usually "
                 "wants loss.space=x0 (itryon.diffusion.losses)"
             )
-        self._check_channels()
         self.conditioning.check_backbone(self.backbone)
         # weights of an earlier run (e.g. training stage 1); parts it lacks, such as new adapters, stay as built
         self.initialised_fresh = load_trained_weights(self, init_from, allow_missing=True) if init_from else []
 
     # ------------------------------------------------------------------------------------------------
     # wiring
-
-    def _check_channels(self) -> None:
-        extra = int(getattr(self.conditioning, "extra_in_channels", 0))
-        expected = int(self.vae.latent_channels) + extra
-        got = int(self.backbone.in_channels)
-        if got != expected:
-            raise ValueError(
-                f"model.backbone.in_channels is {got} but the VAE gives {self.vae.latent_channels} latent channels and the "
-                f"conditioning concatenates {extra} more: set model.backbone.in_channels={expected}"
-            )
-        if int(self.backbone.out_channels) != int(self.vae.latent_channels):
-            raise ValueError(
-                f"model.backbone.out_channels is {self.backbone.out_channels}, expected the VAE's latent channels "
-                f"{self.vae.latent_channels}"
-            )
 
     def configure_model(self) -> None:
         """The backbone's parallelisation plan (compiled blocks with ``compile_blocks``; FSDP2 under a

@@ -24,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.final_validation import FinalValidation
 from callbacks.progress import StepProgressBar
-from itryon.config import ConfigError, instantiate, load_config, to_yaml, validate
+from itryon.config import ConfigError, instantiate, load_config, origin_of, to_yaml, validate
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, count_skipped
 from itryon.io_utils import remove_orphaned_temps, torch_load, write_text
+from itryon.models.backbone import DERIVED_ARGUMENTS
 from itryon.training.checkpoints import AtomicCheckpointIO, resume_checkpoint
 from itryon.training.resume import ContinuingCSVLogger, TrainingRNGState
 
@@ -60,11 +61,30 @@ def prepare_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfi
     for key in ("model", "data"):
         if key not in cfg or not isinstance(cfg[key], DictConfig) or "_target_" not in cfg[key]:
             raise ConfigError(f"config {path} needs a '{key}' entry with a _target_")
+    _check_derived(cfg)
     loggers = cfg.get("loggers", ["tensorboard", "csv"])
     unknown = sorted(set(loggers) - LOGGERS)
     if unknown:
         raise ConfigError(f"unknown logger(s) {unknown} in 'loggers'; choose from {sorted(LOGGERS)}")
     return cfg
+
+
+def _check_derived(cfg: DictConfig) -> None:
+    """A ``_partial_`` backbone leaves the channel counts that follow from other parts to the module."""
+    backbone = cfg.model.get("backbone")
+    if not isinstance(backbone, DictConfig) or not backbone.get("_partial_", False):
+        return
+    for key in DERIVED_ARGUMENTS:
+        if key in backbone:
+            raise ConfigError(
+                f"'model.backbone.{key}'{_set_in(cfg, f'model.backbone.{key}')} follows from the VAE and the "
+                "conditioning and is derived when the model is built; remove it"
+            )
+
+
+def _set_in(cfg: DictConfig, key: str) -> str:
+    where = origin_of(cfg, key)
+    return f" (set in {where})" if where else ""
 
 
 def new_run_dir(cfg: DictConfig) -> Path:
