@@ -1,8 +1,10 @@
-"""Backbone models: the Wan2.1 video DiT, its attention and RoPE, VAE and text-encoder wrappers."""
+"""Backbone models: the backbone seam, the Wan2.1 video DiT (and diffusers' as a backbone), its attention and RoPE,
+VAE and text-encoder wrappers."""
 
 from itryon.models.action_rope import ActionRoPE
 from itryon.models.attention import ATTENTION_BACKENDS, WanAttention, attention
 from itryon.models.backbone import KINDS, Backbone, BackboneInputs
+from itryon.models.diffusers_wan import DiffusersWanVACE
 from itryon.models.dit import WanDiT
 from itryon.models.flops import dit_forward_flops
 from itryon.models.gated_attention import GatedWanAttention
@@ -17,6 +19,7 @@ __all__ = [
     "Backbone",
     "BackboneInputs",
     "ByteTextEncoder",
+    "DiffusersWanVACE",
     "GatedWanAttention",
     "LinearVAE",
     "PixelVAE",
