@@ -3,8 +3,11 @@ runtime check of inputs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from itryon.conditioning import ActionCaptionAdapter, ConditioningStack, GlobalCaptionAdapter, PersonAdapter
 from itryon.models import BackboneInputs, ByteTextEncoder, PixelVAE, WanDiT
@@ -62,3 +65,37 @@ def test_inputs_of_a_kind_the_backbone_lacks_fail_naming_the_field():
         model(latents, t, BackboneInputs(context, context_positions=torch.zeros(1, 3)))
     with pytest.raises(TypeError, match=r"called as \(latents, timestep, BackboneInputs\(context, ...\)\); got a Tensor"):
         model(latents, t, context)
+
+
+def test_a_backbone_class_joins_through_config_only_and_trains(tmp_path, monkeypatch):
+    import json
+
+    from omegaconf import OmegaConf
+
+    from itryon.cli.train import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
+    monkeypatch.setenv("ITRYON_TARGET_PACKAGES", "conv_backbone")  # a user's own package joins the allowed ones
+    config = {
+        "defaults": ["/default"],
+        "model": {
+            "backbone": {
+                "_replace_": True, "_target_": "conv_backbone.ConvBackbone", "_partial_": True, "out_channels": 192,
+                "text_dim": 64,
+            },
+            "conditioning": {"adapters": {"hands": None, "actions": None, "garment": {"dim": 32, "patch_size": [1, 2, 2]}}},
+        },
+    }
+    path = tmp_path / "conv.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+    fast = [
+        "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
+        "data.batch_size=2", "data.train.num_clips=4", "data.val.num_clips=2", "model.sampler.num_steps=1",
+        "callbacks.samples=null", f"output_dir={tmp_path / 'runs'}", "name=conv",
+    ]
+    assert main(["--config", str(path), *fast]) == 0
+    (run,) = (tmp_path / "runs" / "conv").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 and "val/loss" in metrics["metrics"]
+    weights = load_file(run / "weights" / "model.safetensors")
+    assert "backbone.input.weight" in weights and weights["backbone.input.weight"].shape[1] == 2 * 192 + 400
