@@ -21,7 +21,7 @@ from itryon.config import ConfigError, instantiate, trust_targets
 from itryon.data.contract import SkippedSample, collate
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples
 from itryon.data.manifest import InteractiveManifestDataset
-from itryon.data.video_io import to_uint8, write_video
+from itryon.data.video_io import to_frames, write_video
 from itryon.io_utils import append_line, remove_orphaned_temps
 
 WEIGHTS = Path("weights") / "model.safetensors"
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         videos = module.generate(batch, num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed + i)
         for video, meta in zip(videos, batch["meta"]):
-            write_video(out / f"{meta['id']}.mp4", to_uint8(video), fps=float(meta["fps"]))
+            write_video(out / f"{meta['id']}.mp4", to_frames(video), fps=float(meta["fps"]))
             written += 1
     skipped = len(dataset.rejected) + len(safe.skipped)
     note = f"; skipped {skipped} clip(s), listed in {report}" if skipped else ""

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from itryon.conditioning.base import AdapterOutput, ConditionEnv, ConditioningAdapter
-from itryon.data.temporal import latent_frame_index
+from itryon.data.temporal import latent_frame_index, pixel_frame_count
 
 POSITION_MODES = ("segment", "center", "none")
 
@@ -165,7 +165,7 @@ class ActionCaptionAdapter(ConditioningAdapter):
     def forward(self, batch: Mapping[str, Any], env: ConditionEnv, keep: torch.Tensor) -> AdapterOutput:
         b, _, frames, _, _ = env.latent_shape
         c = env.temporal_compression
-        num_frames = 1 + (frames - 1) * c if c > 1 else frames
+        num_frames = pixel_frame_count(frames, c)
         actions = batch["actions"]
         if len(actions) != b:
             raise ValueError(f"batch key 'actions' must hold one action list per sample ({b}), got {len(actions)}")

@@ -19,14 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
-def _check_frames(num_frames: int, temporal_compression: int) -> int:
-    if temporal_compression > 1 and (num_frames - 1) % temporal_compression != 0:
-        raise ValueError(
-            f"a causal video VAE with temporal compression {temporal_compression} needs "
-            f"1 + {temporal_compression}k frames, got {num_frames}"
-        )
-    return 1 + (num_frames - 1) // temporal_compression if temporal_compression > 1 else num_frames
+from itryon.data.temporal import latent_frame_count
 
 
 class PixelVAE(nn.Module):
@@ -50,7 +43,7 @@ class PixelVAE(nn.Module):
         self.latent_channels = image_channels * temporal_compression * spatial_compression**2
 
     def latent_frames(self, num_frames: int) -> int:
-        return _check_frames(num_frames, self.temporal_compression)
+        return latent_frame_count(num_frames, self.temporal_compression)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         batch, channels, frames, height, width = video.shape
@@ -221,7 +214,7 @@ class WanVAE(nn.Module):
         self.register_buffer("latents_std", torch.tensor(config.latents_std).view(shape), persistent=False)
 
     def latent_frames(self, num_frames: int) -> int:
-        return _check_frames(num_frames, self.temporal_compression)
+        return latent_frame_count(num_frames, self.temporal_compression)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ..pixels import to_uint8
 from .actions import action_kind, envelope
 from .garments import GarmentSpec, paint_sleeve
 from .hands import HandRender, hand_prior, render_hands
@@ -34,28 +35,10 @@ POSE_COLOURS = (
 )
 
 
-def to_uint8(x: np.ndarray, low: float = 0.0, in_place: bool = False) -> np.ndarray:
-    """[0, 1] (``low=0``) or [-1, 1] (``low=-1``) float -> uint8, rounding half up like ``video_io.to_uint8``.
-
-    ``in_place`` uses ``x`` as scratch space (its values are lost) instead of allocating a float copy.
-    """
-    scale = F32(255.0 / (1.0 - low))
-    if in_place:
-        y = x
-        if low:
-            y -= F32(low)
-        y *= scale
-    else:
-        y = (x - F32(low)) * scale if low else x * scale
-    y += F32(0.5)
-    np.clip(y, F32(0.0), F32(255.0), out=y)
-    return y.astype(np.uint8)  # truncation of non-negative values is the floor
-
-
-GREY = int(to_uint8(np.array([0.5], dtype=F32))[0])  # the agnostic fill
+GREY = int(to_uint8(np.array([0.5], dtype=F32), low=0.0)[0])  # the agnostic fill
 NO_HAND = int(to_uint8(np.array([0.0], dtype=F32), low=-1.0)[0])  # hand prior value 0
 # uint8 colour of each pose label: 0 background, 1..11 the limbs in drawing order, 12 the joints (drawn last)
-POSE_PALETTE = to_uint8(np.array(((0.0, 0.0, 0.0), *POSE_COLOURS, (1.0, 1.0, 1.0)), dtype=F32).T.copy())  # (3, 13)
+POSE_PALETTE = to_uint8(np.array(((0.0, 0.0, 0.0), *POSE_COLOURS, (1.0, 1.0, 1.0)), dtype=F32).T.copy(), low=0.0)  # (3, 13)
 
 
 def _mask_uint8(mask: np.ndarray) -> np.ndarray:
@@ -305,9 +288,9 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
         counter += torso_box.of(front.rgb)[:, t0:t1]
     torso_box.of(image)[...] = torso
     front.view(front_box).composite(front_box.of(image))
-    video = to_uint8(image, in_place=True)
+    video = to_uint8(image, low=0.0, in_place=True)
     counterfactual = video.copy()
-    torso_box.of(counterfactual)[:, t0:t1] = to_uint8(counter, in_place=True)
+    torso_box.of(counterfactual)[:, t0:t1] = to_uint8(counter, low=0.0, in_place=True)
 
     # 4. garment-agnostic conditions
     agnostic_mask = np.zeros((t_count, h, w), dtype=bool)
@@ -330,6 +313,6 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
         "hand_prior": prior_u8,
         "interaction_mask": _mask_uint8(interaction_mask),
         "counterfactual_mask": _mask_uint8(region),
-        "garment": to_uint8(garment, in_place=True),
+        "garment": to_uint8(garment, low=0.0, in_place=True),
         "garment_mask": _mask_uint8(garment_mask),
     }
