@@ -16,6 +16,7 @@ from itryon.data.temporal import frames_to_latent, latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
 from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models.backbone import Backbone
+from itryon.training.schedule import warmup_cosine
 from itryon.training.weights import load_trained_weights
 from itryon.training.wiring import build_backbone
 
@@ -94,7 +95,8 @@ class TryOnModule(L.LightningModule):
         self.sample_every_n_epochs = sample_every_n_epochs
         self.sample_seed = sample_seed
         self.compile_blocks = compile_blocks
-        self.last_backbone_flops: int | None = None  # forward FLOPs of the last training batch (throughput)
+        self.flops_per_batch: int | None = None  # backbone FLOPs of the last batch (ThroughputMonitor); None: unknown
+        self._forward_flops: int | None = 0  # backbone forward FLOPs since the batch began
         self.guidance_drop = guidance_drop if isinstance(guidance_drop, str) else list(guidance_drop)
         if prediction not in ("velocity", "sample"):
             raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
@@ -155,6 +157,7 @@ class TryOnModule(L.LightningModule):
         For sample prediction the velocity divides by ``max(t, min_t)``.
         """
         out = self.backbone(x_t, self.flow.model_timestep(t), cond.inputs)
+        self._count_flops(x_t.shape, cond)
         t_b = t.view(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
         if self.prediction == "velocity":
             return out, x_t - t_b * out
@@ -173,6 +176,15 @@ class TryOnModule(L.LightningModule):
         t = timestep / self.flow.num_train_timesteps
         return self.predict(x_t, t, cond, min_t=self.min_sample_t)[0]
 
+    def _count_flops(self, latent_shape: torch.Size, cond: Any) -> None:
+        flops = self.backbone.flops(latent_shape, cond.inputs)
+        self._forward_flops = None if flops is None or self._forward_flops is None else self._forward_flops + int(flops)
+
+    def _batch_flops(self, factor: int) -> None:
+        """Record the batch's backbone FLOPs (``factor`` 3: forward and backward) and start counting the next."""
+        self.flops_per_batch = None if self._forward_flops is None else factor * self._forward_flops
+        self._forward_flops = 0
+
     # ------------------------------------------------------------------------------------------------
     # training
 
@@ -185,7 +197,6 @@ class TryOnModule(L.LightningModule):
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
         x_t = self.flow.interpolate(x0, noise, t)
         v_hat, x0_hat = self.predict(x_t, t, cond)
-        self.last_backbone_flops = self.backbone.flops(x0.shape, cond.inputs)
         mask = None
         if self.loss_fn.ac_weight > 0:
             mask = self.loss_fn.action_mask(
@@ -197,7 +208,9 @@ class TryOnModule(L.LightningModule):
         return self.loss_fn(v_hat, self.flow.velocity(x0, noise), mask, t=t, region=region)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        self._forward_flops = 0
         out = self.diffusion_loss(batch)
+        self._batch_flops(3)  # a training step's backward costs twice its forward
         bs = batch["video"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
         self.log_dict({"train/flow_loss": out["flow"], "train/ac_loss": out["ac"]}, batch_size=bs)
@@ -206,6 +219,7 @@ class TryOnModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> dict[str, Any] | None:
         if batch is None:  # every clip of this batch was skipped and reported by the data module
             return None
+        self._forward_flops = 0
         # fixed noise and times per batch so that validation losses are comparable across epochs
         gen = torch.Generator(device=batch["video"].device).manual_seed(self.sample_seed + batch_idx)
         out = self.diffusion_loss(batch, generator=gen)
@@ -215,6 +229,7 @@ class TryOnModule(L.LightningModule):
         pred = None
         if self.should_sample(batch_idx):
             pred = self.generate(batch, seed=self.sample_seed + batch_idx)
+        self._batch_flops(1)  # the loss's forward pass and the sampler's
         return {"loss": out["loss"], "pred": pred}
 
     def should_sample(self, batch_idx: int) -> bool:
@@ -282,18 +297,6 @@ class TryOnModule(L.LightningModule):
             lr=self.lr, betas=self.betas,
         )
         total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_lambda(int(total) if math.isfinite(total) else 0))
+        total = int(total) if math.isfinite(total) else 0
+        scheduler = warmup_cosine(optimizer, self.warmup_steps, total, self.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _lr_lambda(self, total_steps: int):
-        warmup, floor = self.warmup_steps, self.min_lr_ratio
-
-        def factor(step: int) -> float:
-            if warmup > 0 and step < warmup:
-                return (step + 1) / warmup
-            if floor >= 1.0 or total_steps <= warmup:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        return factor
