@@ -57,7 +57,7 @@ class ValidationMetrics(L.Callback):
                 self.config[log_name] = {"metric": opts.pop("metric", log_name), **opts}
         else:
             self.config = {name: {"metric": name} for name in metrics}
-        for log_name, opts in self.config.items():
+        for opts in self.config.values():
             metric_spec(opts["metric"])  # unknown names fail at construction, listing the available ones
         unknown = sorted(set(references) - set(REFERENCES))
         if unknown:

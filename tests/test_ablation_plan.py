@@ -7,7 +7,14 @@ from omegaconf import OmegaConf
 
 from itryon.ablation.cell import EvalSettings
 from itryon.ablation.evaluation import eval_data_node
-from itryon.ablation.plan import EXPERIMENT_DIR, base_config_overrides, check_settings, parse_seeds, plan_cells, resolve_experiment
+from itryon.ablation.plan import (
+    EXPERIMENT_DIR,
+    base_config_overrides,
+    check_settings,
+    parse_seeds,
+    plan_cells,
+    resolve_experiment,
+)
 from itryon.config import ConfigError, load_config
 
 

@@ -324,9 +324,9 @@ def test_flop_count_matches_torch_flop_counter(vace):
 
 def test_flop_count_by_hand_for_one_block():
     config = dict(TINY, num_layers=1, patch_size=(1, 1, 1), in_channels=1, out_channels=1, text_dim=24, freq_dim=2)
-    n, l, d, f = 6, 2, 24, 40  # tokens (1 x 2 x 3), text tokens, dim, ffn
-    block = 8 * n * d * d + 4 * n * n * d + 4 * n * d * d + 4 * l * d * d + 4 * n * l * d + 4 * n * d * f
-    embed = 2 * n * 1 * d + 2 * l * (d * d + d * d) + 2 * (2 * d + d * d + 6 * d * d)
+    n, text, d, f = 6, 2, 24, 40  # tokens (1 x 2 x 3), text tokens, dim, ffn
+    block = 8 * n * d * d + 4 * n * n * d + 4 * n * d * d + 4 * text * d * d + 4 * n * text * d + 4 * n * d * f
+    embed = 2 * n * 1 * d + 2 * text * (d * d + d * d) + 2 * (2 * d + d * d + 6 * d * d)
     head = 2 * n * d * 1
-    assert dit_forward_flops(config, (1, 1, 2, 3), l) == block + embed + head
+    assert dit_forward_flops(config, (1, 1, 2, 3), text) == block + embed + head
     assert len(grid_positions(1, 2, 3)) == n

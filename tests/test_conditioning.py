@@ -224,7 +224,7 @@ def test_action_caption_context_positions_and_hard_mask(batch):
     adapter = ActionCaptionAdapter(encoder(), k=4, positions="segment", hard_mask=True)
     env = ConditionEnv(VAE, LATENT)
     out = adapter(batch, env, torch.ones(B, dtype=torch.bool))
-    n_hem = len("lifts the hem".encode()) + 1  # bytes + end token
+    n_hem = len(b"lifts the hem") + 1  # bytes + end token
     # sample 0: empty caption (1 token, segment 0), "lifts the hem" at segments 1 (pos 4) and 2 (pos 8)
     assert out.value.shape == (B, 1 + 2 * n_hem, TEXT)
     expected = [float("nan")] + [4.0] * n_hem + [8.0] * n_hem

@@ -62,7 +62,7 @@ def test_model_checkpoint_arguments_are_checked_as_a_target_and_as_plain_argumen
     refused(["checkpoint.save_top=2"], r"unknown key 'checkpoint.save_top'.*ModelCheckpoint takes no 'save_top'")
     # run folders written before checkpoints were _target_ entries hold plain ModelCheckpoint arguments
     plain = tmp_path / "plain.yaml"
-    plain.write_text(f"defaults:\n  - /default\ncheckpoint:\n  _replace_: true\n  every_n_train_steps: 7\n")
+    plain.write_text("defaults:\n  - /default\ncheckpoint:\n  _replace_: true\n  every_n_train_steps: 7\n")
     cfg = prepare_config(plain)
     callback = build_checkpoint(cfg.checkpoint, tmp_path)
     assert callback._every_n_train_steps == 7 and callback.save_last and callback.dirpath == str(tmp_path / "checkpoints")

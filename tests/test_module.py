@@ -7,9 +7,9 @@ import torch
 
 from itryon.conditioning import Conditions
 from itryon.config import CONFIG_ROOT, instantiate
-from itryon.models import BackboneInputs
 from itryon.data.contract import collate
 from itryon.data.synthetic import SyntheticTryOnDataset
+from itryon.models import BackboneInputs
 from itryon.training.run import prepare_config
 
 

@@ -95,7 +95,15 @@ def check_config(spec: CellSpec) -> None:
 
 def train_cell(spec: CellSpec) -> dict[str, Any]:
     """Train (or resume) the cell's run; writes and returns ``trained.json``."""
-    from itryon.training.run import CONFIG_NAME, LAST_CHECKPOINT, build, fit, load_run_config, prepare_config, resume_target
+    from itryon.training.run import (
+        CONFIG_NAME,
+        LAST_CHECKPOINT,
+        build,
+        fit,
+        load_run_config,
+        prepare_config,
+        resume_target,
+    )
 
     # frozen parts (VAE, text encoder) stay in eval mode on purpose; Lightning warns about it at every start
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")

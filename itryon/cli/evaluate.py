@@ -157,7 +157,7 @@ def evaluate(
         batch = collate(pending)
         pred = batch.pop("pred").to(device)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        for name, (spec, metric) in built.items():
+        for spec, metric in built.values():
             metric.update(pred, batch["video"], **metric_extras(spec, batch))
         pending.clear()
 

@@ -38,7 +38,16 @@ def _run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     from itryon.data.manifest import ManifestError
     from itryon.training.checkpoints import CheckpointError, check_resumable
-    from itryon.training.run import CONFIG_NAME, build, checkpoint_step, fit, load_run_config, new_run_dir, prepare_config, resume_target
+    from itryon.training.run import (
+        CONFIG_NAME,
+        build,
+        checkpoint_step,
+        fit,
+        load_run_config,
+        new_run_dir,
+        prepare_config,
+        resume_target,
+    )
 
     build_errors = (*BUILD_ERRORS, ManifestError, CheckpointError)
 

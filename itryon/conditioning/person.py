@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 import torch
 
-from itryon.conditioning.base import AdapterOutput, ConditionEnv, ConditioningAdapter, encode_video, fold_mask, where_keep
+from itryon.conditioning.base import (
+    AdapterOutput,
+    ConditionEnv,
+    ConditioningAdapter,
+    encode_video,
+    fold_mask,
+    where_keep,
+)
 
 
 class PersonAdapter(ConditioningAdapter):

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from itryon.config.common import COMMAND_LINE, CONFIG_ROOT, ConfigError, join
 
+
 def load_config(path: str | Path, overrides: Sequence[str] = (), config_root: str | Path | None = None) -> DictConfig:
     """Compose ``path`` with its defaults, apply dot-list ``overrides`` and resolve interpolations.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from itryon.config.common import RESERVED, ConfigError, join
 from itryon.config.targets import check_arguments, import_target
+
 
 def instantiate(node: Any, path: str = "", **kwargs: Any) -> Any:
     """Build objects from ``_target_`` nodes, depth first; plain mappings/lists become dicts/lists.

@@ -3,7 +3,14 @@
 from itryon.metrics.fvd import FrechetVideoDistance
 from itryon.metrics.isr import CounterfactualJudge, InteractionJudge, InteractionSuccessRate, JudgedClip
 from itryon.metrics.paired import VideoLPIPS, VideoPSNR, VideoSSIM
-from itryon.metrics.registry import MetricSpec, available_metrics, build_metric, flatten_result, metric_extras, metric_spec
+from itryon.metrics.registry import (
+    MetricSpec,
+    available_metrics,
+    build_metric,
+    flatten_result,
+    metric_extras,
+    metric_spec,
+)
 from itryon.metrics.vfid import VideoFrechetDistance
 from itryon.metrics.weights import WEIGHTS_ENV, MissingWeightsError, find_weights
 

@@ -202,7 +202,7 @@ class WanDiT(Backbone):
     @classmethod
     def from_pretrained(
         cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides
-    ) -> "WanDiT":
+    ) -> WanDiT:
         """Load a local diffusers-format or original-Wan-format checkpoint folder (see ``itryon.models.loading``).
 
         ``in_channels`` beyond the checkpoint's widen the patch embedding with zero-initialised input channels;

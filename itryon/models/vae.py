@@ -116,7 +116,7 @@ class LinearVAE(nn.Module):
         num_samples: int = 128,
         spatial_compression: int = 4,
         temporal_compression: int = 4,
-    ) -> "LinearVAE":
+    ) -> LinearVAE:
         """Fit the principal components on the ``video`` (and ``garment``, as a one-frame video) of the first
         ``num_samples`` samples of ``dataset`` (in float64, so the fit is the same on every machine)."""
         fold = PixelVAE(spatial_compression, temporal_compression)

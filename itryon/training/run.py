@@ -24,7 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.final_validation import FinalValidation
 from callbacks.progress import StepProgressBar
-from itryon.config import ArgumentsOf, ConfigError, Entries, import_target, instantiate, load_config, origin_of, to_yaml, validate
+from itryon.config import (
+    ArgumentsOf,
+    ConfigError,
+    Entries,
+    import_target,
+    instantiate,
+    load_config,
+    origin_of,
+    to_yaml,
+    validate,
+)
 from itryon.config.validate import parameters
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, count_skipped
 from itryon.io_utils import remove_orphaned_temps, torch_load, write_text

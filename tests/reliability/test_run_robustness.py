@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from reliability_helpers import DISK, disk_overrides, one_line_error, only_run, records, rewrite
 from torch.utils.data import Dataset
 
 from itryon.cli.main import main as itryon
@@ -19,7 +20,6 @@ from itryon.data.contract import interaction_from_actions
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, TryOnDataModule
 from itryon.data.manifest import InteractiveManifestDataset, ManifestError
 from itryon.data.video_io import read_video, write_video
-from reliability_helpers import DISK, disk_overrides, one_line_error, only_run, records, rewrite
 
 FIELDS = ("video", "agnostic", "pose", "hand_prior", "counterfactual", "agnostic_mask", "interaction_mask", "counterfactual_mask")
 

@@ -10,8 +10,8 @@ from torch.utils.data import Dataset
 from ..contract import validate_sample
 from ..manifest import sample_from_arrays
 from .families import family_mix, mixed_clip
-from .splits import check_split
 from .spec import ClipSpec
+from .splits import check_split
 from .world import generate_clip
 
 
