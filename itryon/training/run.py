@@ -44,6 +44,7 @@ from itryon.training.resume import TrainingRNGState
 
 log = logging.getLogger(__name__)
 CONFIG_NAME = "config.yaml"
+WEIGHTS = Path("weights") / "model.safetensors"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 # logger entries a config may name instead of writing them out: the run folder's own logs, continued on --resume
 LOGGER_PRESETS = {
@@ -258,3 +259,14 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> tupl
 
 def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
     return prepare_config(run_dir / CONFIG_NAME, overrides)
+
+
+def load_run_module(run_dir: Path, weights: Path | None = None) -> L.LightningModule:
+    """A run's module with its trained weights (``weights``, default the run's ``weights/model.safetensors``), in
+    eval mode; frozen VAE weights come from its own config."""
+    from itryon.training.weights import load_trained_weights
+
+    cfg = load_run_config(run_dir, ["model.init_from=null"])  # the run's own weights replace any starting point
+    module = instantiate(cfg.model, "model")
+    load_trained_weights(module, weights or run_dir / WEIGHTS)
+    return module.eval()
