@@ -33,9 +33,17 @@ def diffusers_twin(model: WanDiT):
     from diffusers import WanTransformer3DModel
 
     twin = WanTransformer3DModel(
-        patch_size=model.patch_size, num_attention_heads=model.num_heads, attention_head_dim=model.dim // model.num_heads,
-        in_channels=model.in_channels, out_channels=model.out_channels, text_dim=model.text_dim, freq_dim=model.freq_dim,
-        ffn_dim=model.ffn_dim, num_layers=model.num_layers, cross_attn_norm=model.cross_attn_norm, eps=model.eps,
+        patch_size=model.patch_size,
+        num_attention_heads=model.num_heads,
+        attention_head_dim=model.dim // model.num_heads,
+        in_channels=model.in_channels,
+        out_channels=model.out_channels,
+        text_dim=model.text_dim,
+        freq_dim=model.freq_dim,
+        ffn_dim=model.ffn_dim,
+        num_layers=model.num_layers,
+        cross_attn_norm=model.cross_attn_norm,
+        eps=model.eps,
         rope_max_seq_len=model.rope_max_seq_len,
     )
     with torch.no_grad():
@@ -92,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=6, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--gemm-size", type=int, default=0, help="matrix size for the GEMM peak (0: 8192 GPU, 2048 CPU)")
+    parser.add_argument(
+        "--gemm-size", type=int, default=0, help="matrix size for the GEMM peak (0: 8192 GPU, 2048 CPU)"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/dit_step.json"))
     args = parser.parse_args(argv)
 
@@ -117,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         def step():
             model.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                out = model(latents, timestep, BackboneInputs(context)) if is_ours else model(latents, timestep, context, return_dict=False)[0]
+                out = (
+                    model(latents, timestep, BackboneInputs(context))
+                    if is_ours
+                    else model(latents, timestep, context, return_dict=False)[0]
+                )
             out.float().square().mean().backward()
 
         return step
@@ -156,35 +170,68 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in steps:
         median = statistics.median(times[name])
-        rows.append(dict(
-            model=name, median_step_s=median, min_step_s=min(times[name]), activation_mib=activations[name],
-            peak_cuda_mib=peak[name], achieved_tflops=step_flops / median / 1e12, mfu_vs_gemm=step_flops / median / gemm,
-        ))
+        rows.append(
+            dict(
+                model=name,
+                median_step_s=median,
+                min_step_s=min(times[name]),
+                activation_mib=activations[name],
+                peak_cuda_mib=peak[name],
+                achieved_tflops=step_flops / median / 1e12,
+                mfu_vs_gemm=step_flops / median / gemm,
+            )
+        )
     ratio = rows[0]["median_step_s"] / rows[1]["median_step_s"]
     ratio_min = rows[0]["min_step_s"] / rows[1]["min_step_s"]  # robust to a shared, contended machine
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device_name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
 
-    print(f"dit_step: {args.config} | latents {tuple(latents.shape)} -> {tokens} tokens, text {args.text_len} | "
-          f"{args.dtype} on {device_name}")
-    print(f"forward FLOPs {step_flops / 3 / 1e9:.2f} G, step (fwd+bwd) {step_flops / 1e9:.2f} G | "
-          f"dense GEMM peak {gemm / 1e12:.3f} TFLOP/s | max |ours - diffusers| = {max_diff:.2e}")
-    header = f"{'model':<10} {'median s':>10} {'min s':>10} {'act MiB':>9} {'peak MiB':>9} {'TFLOP/s':>9} {'of GEMM':>8}"
+    print(
+        f"dit_step: {args.config} | latents {tuple(latents.shape)} -> {tokens} tokens, text {args.text_len} | "
+        f"{args.dtype} on {device_name}"
+    )
+    print(
+        f"forward FLOPs {step_flops / 3 / 1e9:.2f} G, step (fwd+bwd) {step_flops / 1e9:.2f} G | "
+        f"dense GEMM peak {gemm / 1e12:.3f} TFLOP/s | max |ours - diffusers| = {max_diff:.2e}"
+    )
+    header = (
+        f"{'model':<10} {'median s':>10} {'min s':>10} {'act MiB':>9} {'peak MiB':>9} {'TFLOP/s':>9} {'of GEMM':>8}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         peak_text = f"{row['peak_cuda_mib']:.0f}" if row["peak_cuda_mib"] is not None else "n/a"
-        print(f"{row['model']:<10} {row['median_step_s']:>10.4f} {row['min_step_s']:>10.4f} {row['activation_mib']:>9.1f} "
-              f"{peak_text:>9} {row['achieved_tflops']:>9.3f} {row['mfu_vs_gemm']:>8.1%}")
+        print(
+            f"{row['model']:<10} {row['median_step_s']:>10.4f} {row['min_step_s']:>10.4f} {row['activation_mib']:>9.1f} "
+            f"{peak_text:>9} {row['achieved_tflops']:>9.3f} {row['mfu_vs_gemm']:>8.1%}"
+        )
     print(f"ratio ours / diffusers step time: median {ratio:.3f}, best {ratio_min:.3f}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(
-        config=args.config, device=device_name, dtype=args.dtype, latent_shape=list(latents.shape), tokens=tokens,
-        text_len=args.text_len, forward_flops=step_flops // 3, gemm_flops_per_s=gemm, max_abs_diff=max_diff,
-        repeats=args.repeats, rows=rows, ratio_ours_over_diffusers=ratio,
-        ratio_ours_over_diffusers_best=ratio_min,
-    ), indent=2))
+    out.write_text(
+        json.dumps(
+            dict(
+                config=args.config,
+                device=device_name,
+                dtype=args.dtype,
+                latent_shape=list(latents.shape),
+                tokens=tokens,
+                text_len=args.text_len,
+                forward_flops=step_flops // 3,
+                gemm_flops_per_s=gemm,
+                max_abs_diff=max_diff,
+                repeats=args.repeats,
+                rows=rows,
+                ratio_ours_over_diffusers=ratio,
+                ratio_ours_over_diffusers_best=ratio_min,
+            ),
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

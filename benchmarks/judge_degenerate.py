@@ -23,7 +23,9 @@ from itryon.metrics.degenerate import degenerate_outputs  # noqa: E402
 from itryon.metrics.registry import build_metric, flatten_result, metric_extras, metric_spec  # noqa: E402
 
 
-def judge_table(split: str, clips: int, seed: int, families: list[str] | None, batch_size: int = 8) -> dict[str, dict[str, float]]:
+def judge_table(
+    split: str, clips: int, seed: int, families: list[str] | None, batch_size: int = 8
+) -> dict[str, dict[str, float]]:
     """Case -> flattened ``isr`` results over the clips."""
     dataset = SyntheticTryOnDataset(split, clips, seed, families=families)
     spec = metric_spec("isr")
@@ -46,7 +48,9 @@ def main() -> None:
     families = args.families.split(",") if args.families else None
     start = time.perf_counter()
     table = judge_table(args.split, args.clips, args.seed, families)
-    columns = [c for c in next(iter(table.values())) if not c.endswith(("interactions", "passive_clips")) and "chance" not in c]
+    columns = [
+        c for c in next(iter(table.values())) if not c.endswith(("interactions", "passive_clips")) and "chance" not in c
+    ]
     first = next(iter(table.values()))
     print(f"{args.clips} clips of split {args.split!r}, seed {args.seed}, families {families or 'standard'}: "
           f"{int(first['isr_interactions'])} judged actions, {int(first['isr_passive_clips'])} judged passive clips; "
@@ -57,7 +61,14 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
     out = Path(__file__).resolve().parent / "results" / "judge_degenerate.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"split": args.split, "clips": args.clips, "seed": args.seed, "families": families, "seconds": time.perf_counter() - start, "results": table}
+    record = {
+        "split": args.split,
+        "clips": args.clips,
+        "seed": args.seed,
+        "families": families,
+        "seconds": time.perf_counter() - start,
+        "results": table,
+    }
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -48,7 +48,9 @@ def make_folders(root: Path, videos: int, frames: int, height: int, width: int) 
     for i in range(videos):
         clip = generate_clip("val", i, 0, ClipSpec(num_frames=frames, height=height, width=width))
         video = clip["video"].transpose(1, 2, 3, 0)  # (T, H, W, 3)
-        noisy = np.clip(clip["counterfactual"].transpose(1, 2, 3, 0).astype(np.int16) + g.integers(-12, 13, video.shape), 0, 255).astype(np.uint8)
+        noisy = np.clip(
+            clip["counterfactual"].transpose(1, 2, 3, 0).astype(np.int16) + g.integers(-12, 13, video.shape), 0, 255
+        ).astype(np.uint8)
         write_video(root / "gt" / f"clip{i:03d}.mp4", video)
         write_video(root / "pred" / f"clip{i:03d}.mp4", noisy)
 
@@ -56,7 +58,10 @@ def make_folders(root: Path, videos: int, frames: int, height: int, width: int) 
 def make_weights(folder: Path) -> None:
     torch.manual_seed(0)
     torch.save(InceptionI3d().state_dict(), folder / "i3d.pt")
-    torch.save({"arch": "resnext-101", "state_dict": {f"module.{k}": v for k, v in resnext101().state_dict().items()}}, folder / "resnext-101.pth")
+    torch.save(
+        {"arch": "resnext-101", "state_dict": {f"module.{k}": v for k, v in resnext101().state_dict().items()}},
+        folder / "resnext-101.pth",
+    )
     torch.save(torchvision.models.alexnet().state_dict(), folder / BACKBONE_FILES["alex"])
 
 
@@ -87,7 +92,18 @@ def reference_ssim(pairs) -> float:
     per_video = []
     for _, pred, gt in pairs:
         p, g = read_video(pred).numpy(), read_video(gt).numpy()
-        scores = [structural_similarity(p[t] / 255.0, g[t] / 255.0, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False) for t in range(len(p))]
+        scores = [
+            structural_similarity(
+                p[t] / 255.0,
+                g[t] / 255.0,
+                data_range=1.0,
+                channel_axis=2,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+            )
+            for t in range(len(p))
+        ]
         per_video.append(np.mean(scores))
     return float(np.mean(per_video))
 
@@ -97,7 +113,14 @@ def reference_lpips(pairs, net: torch.nn.Module) -> float:
     for _, pred, gt in pairs:
         p, g = read_video(pred), read_video(gt)
         with torch.no_grad():
-            scores = [float(net(p[t].permute(2, 0, 1)[None].float() / 127.5 - 1, g[t].permute(2, 0, 1)[None].float() / 127.5 - 1)) for t in range(len(p))]
+            scores = [
+                float(
+                    net(
+                        p[t].permute(2, 0, 1)[None].float() / 127.5 - 1, g[t].permute(2, 0, 1)[None].float() / 127.5 - 1
+                    )
+                )
+                for t in range(len(p))
+            ]
         per_video.append(np.mean(scores))
     return float(np.mean(per_video))
 
@@ -109,7 +132,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=192)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4, help="videos per update in our loop")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "metrics_throughput.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "metrics_throughput.json"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +160,9 @@ def main() -> None:
         t_ref = time.perf_counter() - start
 
     n = len(pairs)
-    print(f"{n} video pairs of {args.frames} frames at {args.width}x{args.height}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{n} video pairs of {args.frames} frames at {args.width}x{args.height}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"{'metric':<14}{'ours':>16}{'reference':>16}{'rel. diff':>12}")
     rows = {}
     for k in names:
@@ -143,7 +170,9 @@ def main() -> None:
         rows[k] = {"ours": ours[k], "reference": ref[k], "relative_difference": diff}
         print(f"{k:<14}{ours[k]:>16.6g}{ref[k]:>16.6g}{diff:>12.2e}")
     speedup = t_ref / t_ours
-    print(f"{'videos/s':<14}{n / t_ours:>16.4f}{n / t_ref:>16.4f}   speedup {speedup:.2f}x (target >= {TARGET_SPEEDUP:.0f}x)")
+    print(
+        f"{'videos/s':<14}{n / t_ours:>16.4f}{n / t_ref:>16.4f}   speedup {speedup:.2f}x (target >= {TARGET_SPEEDUP:.0f}x)"
+    )
     record = {
         "videos": n, "frames": args.frames, "height": args.height, "width": args.width,
         "seconds": {"ours": t_ours, "reference": t_ref}, "videos_per_second": {"ours": n / t_ours, "reference": n / t_ref},

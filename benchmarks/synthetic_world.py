@@ -60,7 +60,9 @@ def _dataloader(workers: int, clips: int, size: tuple[int, int, int]) -> float:
     """Wall-clock clips/s of contract samples through a DataLoader with ``workers`` worker processes (start-up excluded)."""
     frames, height, width = size
     ds = SyntheticTryOnDataset("train", num_clips=clips + 4 * workers, num_frames=frames, height=height, width=width)
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, multiprocessing_context="spawn", prefetch_factor=4)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=None, num_workers=workers, multiprocessing_context="spawn", prefetch_factor=4
+    )
     items = iter(loader)
     for _ in range(2 * workers):  # workers started and warm
         next(items)
@@ -80,7 +82,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=48)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--no-dataloader", action="store_true", help="skip the DataLoader row")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "synthetic_world.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "synthetic_world.json"
+    )
     args = parser.parse_args()
     if args.workers < 1 or args.clips < 1:
         parser.error(f"--workers and --clips must be >= 1, got {args.workers} and {args.clips}")
@@ -91,7 +95,9 @@ def main() -> None:
 
     rows: dict[str, tuple[float, float]] = {}
     rows["generate_clip, in process"] = _in_process(lambda: _generate(list(range(args.clips)), *size), args.clips)
-    ds = SyntheticTryOnDataset("train", num_clips=args.clips, num_frames=args.frames, height=args.height, width=args.width)
+    ds = SyntheticTryOnDataset(
+        "train", num_clips=args.clips, num_frames=args.frames, height=args.height, width=args.width
+    )
     rows["Dataset item (tensors), in process"] = _in_process(lambda: [ds[i] for i in range(args.clips)], args.clips)
     counts = sorted({1, args.workers})
     with mp.get_context("spawn").Pool(max(counts)) as pool:
@@ -100,11 +106,18 @@ def main() -> None:
             name = f"generate_clip, pool of {workers} process{'es' if workers > 1 else ''}"
             rows[name] = _in_pool(pool, workers, args.clips, size, offset=(k + 1) * 100_000)
     if not args.no_dataloader:
-        rows[f"DataLoader, {args.workers} workers (tensors)"] = (_dataloader(args.workers, args.clips, size), float("nan"))
+        rows[f"DataLoader, {args.workers} workers (tensors)"] = (
+            _dataloader(args.workers, args.clips, size),
+            float("nan"),
+        )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
-    print(f"synthetic world, {args.width}x{args.height}, {args.frames} frames, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), numpy {np.__version__}")
-    print(f"load average before the run: {load_before:.2f}, after: {load:.2f} (other jobs lower the wall-clock rates, not the CPU-time ones)")
+    print(
+        f"synthetic world, {args.width}x{args.height}, {args.frames} frames, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), numpy {np.__version__}"
+    )
+    print(
+        f"load average before the run: {load_before:.2f}, after: {load:.2f} (other jobs lower the wall-clock rates, not the CPU-time ones)"
+    )
     print(f"{'what':42s} {'clips/s':>9s} {'ms/clip':>9s} {'clips/CPU-s':>12s}")
     for name, (rate, cpu_rate) in rows.items():
         cpu_text = f"{cpu_rate:12.1f}" if cpu_rate == cpu_rate else f"{'-':>12s}"
@@ -112,8 +125,12 @@ def main() -> None:
     pool_name = f"generate_clip, pool of {args.workers} process{'es' if args.workers > 1 else ''}"
     measured = rows[pool_name][0]
     idle = args.workers * rows[pool_name][1]
-    print(f"{args.workers} processes: measured {measured:.1f} clips/s wall clock; {args.workers} idle cores x {rows[pool_name][1]:.1f} clips/CPU-s = {idle:.0f} clips/s")
-    print(f"target >= {TARGET:.0f} clips/s on 2 cores: wall clock {'met' if measured >= TARGET else 'NOT met'}, CPU-time estimate {'met' if idle >= TARGET else 'NOT met'}")
+    print(
+        f"{args.workers} processes: measured {measured:.1f} clips/s wall clock; {args.workers} idle cores x {rows[pool_name][1]:.1f} clips/CPU-s = {idle:.0f} clips/s"
+    )
+    print(
+        f"target >= {TARGET:.0f} clips/s on 2 cores: wall clock {'met' if measured >= TARGET else 'NOT met'}, CPU-time estimate {'met' if idle >= TARGET else 'NOT met'}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

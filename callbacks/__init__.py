@@ -10,5 +10,11 @@ from callbacks.samples import SampleVideos
 from callbacks.throughput import Throughput
 
 __all__ = [
-    "FinalValidation", "MetricsFile", "SafetensorsExport", "SampleVideos", "StepProgressBar", "Throughput", "ValidationMetrics",
+    "FinalValidation",
+    "MetricsFile",
+    "SafetensorsExport",
+    "SampleVideos",
+    "StepProgressBar",
+    "Throughput",
+    "ValidationMetrics",
 ]

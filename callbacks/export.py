@@ -17,7 +17,13 @@ class SafetensorsExport(L.Callback):
     to full tensors first.
     """
 
-    def __init__(self, folder: str = "weights", filename: str = "model.safetensors", exclude_prefixes: list[str] | None = None, every_n_epochs: int = 0) -> None:
+    def __init__(
+        self,
+        folder: str = "weights",
+        filename: str = "model.safetensors",
+        exclude_prefixes: list[str] | None = None,
+        every_n_epochs: int = 0,
+    ) -> None:
         self.folder = folder
         self.filename = filename
         self.exclude = tuple(exclude_prefixes if exclude_prefixes is not None else ["vae."])
@@ -52,7 +58,9 @@ def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def save_safetensors_atomic(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # safetensors refuses tensors that share storage; clone those so every entry is its own buffer
     seen: set[int] = set()

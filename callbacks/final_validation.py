@@ -14,7 +14,9 @@ class FinalValidation(L.Callback):
     The last step is ``max_steps`` or the last batch of epoch ``max_epochs``, whichever comes first.
     """
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.should_stop:
             return
         last_step = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step

@@ -93,7 +93,9 @@ class ValidationMetrics(L.Callback):
             for ref in self.references
         }  # fmt: skip
         name = self.prefix.strip("/").replace("/", "_") or "metrics"
-        own_metrics(pl_module, {name: self.metrics, **{f"{name}_reference_{r}": m for r, m in self.reference_metrics.items()}})
+        own_metrics(
+            pl_module, {name: self.metrics, **{f"{name}_reference_{r}": m for r, m in self.reference_metrics.items()}}
+        )
         if trainer.logger is not None and self.descriptions:
             trainer.logger.log_hyperparams({"metrics": self.descriptions})
 
@@ -101,7 +103,13 @@ class ValidationMetrics(L.Callback):
         return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         if not self._active(trainer) or not isinstance(outputs, Mapping) or outputs.get("pred") is None:
             return
@@ -130,7 +138,9 @@ class ValidationMetrics(L.Callback):
                 if math.isfinite(value):
                     pl_module.log(f"{self.prefix}{key}", value, sync_dist=False)
                 else:
-                    rank_zero_warn(f"ValidationMetrics: {self.prefix}{key} is {value} (nothing to measure this epoch); not logged")
+                    rank_zero_warn(
+                        f"ValidationMetrics: {self.prefix}{key} is {value} (nothing to measure this epoch); not logged"
+                    )
         self.metrics.reset()
         if self.reference_values or not self.reference_metrics:
             return

@@ -50,4 +50,3 @@ class MetricsFile(L.Callback):
         record["skipped_clips"] = skipped["clips"]
         record["skipped_by_split"] = skipped["by_split"]
         write_json(Path(trainer.default_root_dir) / self.filename, record)
-

@@ -24,7 +24,14 @@ class SampleVideos(L.Callback):
     Uses the ``pred`` the LightningModule returns from ``validation_step``; batches without it are ignored.
     """
 
-    def __init__(self, max_videos: int = 2, grid_frames: int = 4, fps: float = 8.0, folder: str = "samples", extra_panels: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        max_videos: int = 2,
+        grid_frames: int = 4,
+        fps: float = 8.0,
+        folder: str = "samples",
+        extra_panels: list[str] | None = None,
+    ) -> None:
         self.max_videos = max_videos
         self.grid_frames = grid_frames
         self.fps = fps
@@ -36,7 +43,15 @@ class SampleVideos(L.Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pending = []
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if trainer.sanity_checking or not isinstance(outputs, dict) or outputs.get("pred") is None:
             return
         pred = outputs["pred"]

@@ -198,9 +198,13 @@ def torch_load(path: str | os.PathLike, what: str = "torch file", **kwargs: Any)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
         detail = f"it references {found.group(1)}, which a weights-only load refuses" if found else first_line(exc)
-        raise UnreadableFileError(f"{path}: not loadable as a {what}: {detail} (only tensors and plain values are read)") from None
+        raise UnreadableFileError(
+            f"{path}: not loadable as a {what}: {detail} (only tensors and plain values are read)"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise UnreadableFileError(f"{path}: not a readable {what} (truncated or another format: {first_line(exc)})") from None
+        raise UnreadableFileError(
+            f"{path}: not a readable {what} (truncated or another format: {first_line(exc)})"
+        ) from None
 
 
 def first_line(exc: BaseException) -> str:

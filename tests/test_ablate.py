@@ -65,7 +65,9 @@ def test_writes_the_table_the_results_file_and_the_chart(study: Path) -> None:
     assert a != b
     full = results["summary"]["itryon_full"]["ssim"]
     assert full["n"] == 2 and full["mean"] == pytest.approx((a + b) / 2)
-    assert full["ci"] == pytest.approx(12.706205 * abs(a - b) / 2, rel=1e-6)  # t_{0.975, 1} * s / sqrt(2), s = |a - b| / sqrt(2)
+    assert full["ci"] == pytest.approx(
+        12.706205 * abs(a - b) / 2, rel=1e-6
+    )  # t_{0.975, 1} * s / sqrt(2), s = |a - b| / sqrt(2)
     md = (study / "results.md").read_text()
     assert f"| `ssim` ↑ | {format_stat(full)} | {format_stat(results['summary']['baseline']['ssim'])} |" in md
     assert "copy input (ref.)" in md and "garment-mean fill (ref.)" in md
@@ -112,17 +114,36 @@ def test_rerun_skips_finished_cells_and_resumes_a_stopped_one(study: Path, monke
     assert calls == [("baseline", 1)]
     trained = json.loads((cell / "trained.json").read_text())
     assert trained["resumed_from_step"] == 1 and trained["global_step"] == 2
-    assert torch.load(cell / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 2
+    assert (
+        torch.load(cell / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+        == 2
+    )
     assert (cell / "result.json").is_file() and (cell / "run" / "weights" / "model.safetensors").is_file()
 
 
 def test_other_settings_into_the_same_folder_are_refused(study: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ablate", "--out", str(study), *ARGS[:-len(TINY) - 1], "--num-eval-clips", "3", "--overrides", *TINY]) == 2
+    assert (
+        main(["ablate", "--out", str(study), *ARGS[: -len(TINY) - 1], "--num-eval-clips", "3", "--overrides", *TINY])
+        == 2
+    )
     assert "num_clips: 2 then, 3 now" in capsys.readouterr().err
 
 
 def test_a_wrong_override_stops_before_any_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["ablate", "--out", str(tmp_path), "--experiments", "itryon_full,no_arope", "--seeds", "0", "--no-progress", "--overrides", "trainer.max_stepz=2"])
+    code = main(
+        [
+            "ablate",
+            "--out",
+            str(tmp_path),
+            "--experiments",
+            "itryon_full,no_arope",
+            "--seeds",
+            "0",
+            "--no-progress",
+            "--overrides",
+            "trainer.max_stepz=2",
+        ]
+    )
     assert code == 2
     assert "trainer.max_stepz" in capsys.readouterr().err
     assert not (tmp_path / "cells").exists() and not (tmp_path / "settings.json").exists()

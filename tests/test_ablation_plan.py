@@ -29,8 +29,15 @@ def test_experiments_resolve_to_files_and_unknown_names_list_the_known() -> None
 
 
 def test_cells_are_laid_out_per_experiment_and_seed(tmp_path) -> None:
-    cells = plan_cells(tmp_path, ["itryon_full", "baseline"], [0, 2], ["trainer.max_steps=2"], EvalSettings(num_clips=4))
-    assert [(c.experiment, c.seed) for c in cells] == [("itryon_full", 0), ("itryon_full", 2), ("baseline", 0), ("baseline", 2)]
+    cells = plan_cells(
+        tmp_path, ["itryon_full", "baseline"], [0, 2], ["trainer.max_steps=2"], EvalSettings(num_clips=4)
+    )
+    assert [(c.experiment, c.seed) for c in cells] == [
+        ("itryon_full", 0),
+        ("itryon_full", 2),
+        ("baseline", 0),
+        ("baseline", 2),
+    ]
     assert cells[3].folder == str(tmp_path / "cells" / "baseline" / "seed2")
     assert cells[1].command.startswith("itryon ablate --experiments itryon_full --seeds 2 --out ")
     assert cells[1].command.endswith("--num-eval-clips 4 --overrides trainer.max_steps=2")
@@ -68,7 +75,13 @@ def test_eval_clips_come_from_the_config() -> None:
     node = eval_data_node(disk, "test", 5)
     assert node["manifest"] == "data/synthetic/test.jsonl" and node["limit"] == 5
     node = eval_data_node(cfg, "test", None, manifest="clips/test.jsonl")
-    assert node == {"_target_": "itryon.data.manifest.InteractiveManifestDataset", "manifest": "clips/test.jsonl", "num_frames": 17}
-    no_test = OmegaConf.create({"data": {"val": {"_target_": "itryon.data.manifest.InteractiveManifestDataset", "manifest": "v.jsonl"}}})
+    assert node == {
+        "_target_": "itryon.data.manifest.InteractiveManifestDataset",
+        "manifest": "clips/test.jsonl",
+        "num_frames": 17,
+    }
+    no_test = OmegaConf.create(
+        {"data": {"val": {"_target_": "itryon.data.manifest.InteractiveManifestDataset", "manifest": "v.jsonl"}}}
+    )
     with pytest.raises(ConfigError, match="no data.test entry"):
         eval_data_node(no_test, "test", 4)

@@ -16,7 +16,13 @@ def _batch() -> dict:
     garment[:, 0] = torch.tensor([[1.0, 0.0], [0.0, -1.0]])  # red channel, garment pixels at (0,0) and (1,1)
     garment[:, 1] = 0.4
     garment_mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
-    return {"agnostic": agnostic, "agnostic_mask": mask, "garment": garment, "garment_mask": garment_mask, "meta": [{"id": "c0"}]}
+    return {
+        "agnostic": agnostic,
+        "agnostic_mask": mask,
+        "garment": garment,
+        "garment_mask": garment_mask,
+        "meta": [{"id": "c0"}],
+    }
 
 
 def test_copy_input_is_the_agnostic_video() -> None:

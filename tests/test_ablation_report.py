@@ -11,15 +11,30 @@ from itryon.ablation.report import build_report, format_stat, to_markdown, write
 def _cells() -> list[dict]:
     values = {("full", 0): 0.60, ("full", 1): 0.62, ("full", 2): 0.64, ("base", 0): 0.40, ("base", 1): 0.50}
     return [
-        {"experiment": e, "seed": s, "metrics": {"isr": v, "isr_contact": v - 0.1, "lpips": 0.2}, "wall_seconds": 10.0 + s}
+        {
+            "experiment": e,
+            "seed": s,
+            "metrics": {"isr": v, "isr_contact": v - 0.1, "lpips": 0.2},
+            "wall_seconds": 10.0 + s,
+        }
         for (e, s), v in values.items()
     ]
 
 
 @pytest.fixture()
 def report() -> dict:
-    refs = {"copy_input": {"isr": 0.05, "isr_contact": 0.0, "lpips": 0.3}, "garment_mean_fill": {"isr": 0.01, "isr_contact": None, "lpips": 0.25}}
-    return build_report(_cells(), ["full", "base"], [0, 1, 2], refs, higher_is_better={"isr": True, "lpips": False}, command="itryon ablate ...")
+    refs = {
+        "copy_input": {"isr": 0.05, "isr_contact": 0.0, "lpips": 0.3},
+        "garment_mean_fill": {"isr": 0.01, "isr_contact": None, "lpips": 0.25},
+    }
+    return build_report(
+        _cells(),
+        ["full", "base"],
+        [0, 1, 2],
+        refs,
+        higher_is_better={"isr": True, "lpips": False},
+        command="itryon ablate ...",
+    )
 
 
 def test_summary_and_missing_cells(report: dict) -> None:
@@ -37,7 +52,9 @@ def test_markdown_has_a_row_per_key_with_interval_and_references(report: dict) -
     header = next(line for line in lines if line.startswith("| metric"))
     assert header == "| metric | full | base | copy input (ref.) | garment-mean fill (ref.) |"
     assert "| `isr` ↑ | 0.620 ± 0.050 | 0.450 ± 0.635 | 0.050 | 0.010 |" in lines
-    assert "| `isr_contact` | 0.520 ± 0.050 | 0.350 ± 0.635 | 0.000 | — |" in lines  # a per-family key, no direction known
+    assert (
+        "| `isr_contact` | 0.520 ± 0.050 | 0.350 ± 0.635 | 0.000 | — |" in lines
+    )  # a per-family key, no direction known
     assert "| `lpips` ↓ | 0.200 ± 0.000 | 0.200 ± 0.000 | 0.300 | 0.250 |" in lines
     assert "| seeds (n) | 3 | 2 | — | — |" in lines
     assert "Not finished yet (left out): base seed 2." in md

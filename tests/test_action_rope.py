@@ -35,7 +35,9 @@ def reference_scores(q, k, frames, positions, stride, theta=10000.0):
         mat = torch.zeros(d, d, dtype=torch.float64)
         for i in range(d // 2):
             a = pos * theta ** (-2 * i / d)
-            mat[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+            mat[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor(
+                [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64
+            )
         return mat
 
     b, h, nq, _ = q.shape
@@ -54,8 +56,12 @@ def reference_scores(q, k, frames, positions, stride, theta=10000.0):
 
 
 FRAMES = torch.tensor([0, 0, 1, 1, 2, -1])
-POSITIONS = torch.tensor([[float("nan"), float("nan"), 0.0, 4.0, 4.0, 8.0, float("nan")],
-                          [float("nan"), 6.0, 2.5, float("nan"), 8.0, 8.0, 0.0]])
+POSITIONS = torch.tensor(
+    [
+        [float("nan"), float("nan"), 0.0, 4.0, 4.0, 8.0, float("nan")],
+        [float("nan"), 6.0, 2.5, float("nan"), 8.0, 8.0, 0.0],
+    ]
+)
 
 
 def test_d_matches_float64_rotation_matrices():
@@ -129,8 +135,17 @@ def test_errors_name_what_is_wrong():
 
 def tiny_backbone(rope: ActionRoPE | None, num_layers: int, seed: int = 0) -> WanDiT:
     torch.manual_seed(seed)
-    model = WanDiT(in_channels=48, out_channels=48, dim=32, ffn_dim=64, num_layers=num_layers, num_heads=2,
-                   text_dim=32, freq_dim=32, cross_attention_rope=rope)
+    model = WanDiT(
+        in_channels=48,
+        out_channels=48,
+        dim=32,
+        ffn_dim=64,
+        num_layers=num_layers,
+        num_heads=2,
+        text_dim=32,
+        freq_dim=32,
+        cross_attention_rope=rope,
+    )
     torch.nn.init.normal_(model.head.proj.weight, std=0.1)  # a "pretrained" head instead of Wan's zero init
     return model.eval()
 

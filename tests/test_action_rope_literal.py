@@ -19,7 +19,9 @@ def _rotation(pos: float, d: int, theta: float = 10000.0) -> torch.Tensor:
     mat = torch.zeros(d, d, dtype=torch.float64)
     for i in range(d // 2):
         a = pos * theta ** (-2 * i / d)
-        mat[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+        mat[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor(
+            [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64
+        )
     return mat
 
 
@@ -38,7 +40,9 @@ def literal_scores(q, k, frames, positions, stride):
 
 def _qk(seed=0, d=8):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(2, 2, 5, d, generator=g, dtype=torch.float64), torch.randn(2, 2, 4, d, generator=g, dtype=torch.float64)
+    return torch.randn(2, 2, 5, d, generator=g, dtype=torch.float64), torch.randn(
+        2, 2, 4, d, generator=g, dtype=torch.float64
+    )
 
 
 def test_literal_scores_match_rotation_matrices():
@@ -46,7 +50,9 @@ def test_literal_scores_match_rotation_matrices():
     rope = ActionRoPE(8, k=4, mode="literal")
     q2, k2 = rope(q, k, FRAMES, POSITIONS)
     assert q2.shape == q.shape and k2.shape == k.shape  # no doubling
-    torch.testing.assert_close(q2 @ k2.transpose(-1, -2), literal_scores(q, k, FRAMES, POSITIONS, 4), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        q2 @ k2.transpose(-1, -2), literal_scores(q, k, FRAMES, POSITIONS, 4), rtol=0, atol=1e-12
+    )
 
 
 def test_the_readings_differ_only_on_keys_without_position():
@@ -63,7 +69,9 @@ def test_the_readings_differ_only_on_keys_without_position():
     plain = q @ k.transpose(-1, -2)
     torch.testing.assert_close(s_free[~positioned], plain[~positioned], rtol=0, atol=1e-12)
     unrotated_queries = (FRAMES <= 0)[None, None, :, None].expand_as(s_lit)  # frame 0 and -1: angle 0
-    torch.testing.assert_close(s_lit[~positioned & unrotated_queries], plain[~positioned & unrotated_queries], rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        s_lit[~positioned & unrotated_queries], plain[~positioned & unrotated_queries], rtol=0, atol=1e-12
+    )
     assert (s_lit[~positioned & ~unrotated_queries] - plain[~positioned & ~unrotated_queries]).abs().min() > 1e-6
 
 
@@ -72,7 +80,9 @@ def test_without_key_positions_only_the_literal_reading_rotates():
     assert ActionRoPE(8)(q, k, FRAMES, None) == (q, k)
     q2, k2 = ActionRoPE(8, k=4, mode="literal")(q, k, FRAMES, None)
     assert torch.equal(k2, k) and torch.equal(q2[:, :, 0], q[:, :, 0]) and not torch.allclose(q2[:, :, 1], q[:, :, 1])
-    torch.testing.assert_close(q2 @ k2.transpose(-1, -2), literal_scores(q, k, FRAMES, torch.full((2, 4), NAN), 4), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        q2 @ k2.transpose(-1, -2), literal_scores(q, k, FRAMES, torch.full((2, 4), NAN), 4), rtol=0, atol=1e-12
+    )
     with pytest.raises(ValueError, match=r"ActionRoPE mode must be one of \('position_free', 'literal'\), got 'exact'"):
         ActionRoPE(8, mode="exact")
 
@@ -80,7 +90,17 @@ def test_without_key_positions_only_the_literal_reading_rotates():
 def test_backbone_global_caption_reads_the_frame_under_the_literal_reading():
     def backbone(rope):
         torch.manual_seed(0)
-        model = WanDiT(in_channels=48, out_channels=48, dim=32, ffn_dim=64, num_layers=1, num_heads=2, text_dim=32, freq_dim=32, cross_attention_rope=rope)
+        model = WanDiT(
+            in_channels=48,
+            out_channels=48,
+            dim=32,
+            ffn_dim=64,
+            num_layers=1,
+            num_heads=2,
+            text_dim=32,
+            freq_dim=32,
+            cross_attention_rope=rope,
+        )
         torch.nn.init.normal_(model.head.proj.weight, std=0.1)
         return model.eval()
 

@@ -120,7 +120,9 @@ def test_fresh_model_outputs_zero_and_vace_branch_starts_as_no_op():
         with_context = fresh(latents, timestep, BackboneInputs(context, vace_context=torch.randn(2, 6, 3, 4, 6)))
         extra = dict(extra_tokens=torch.randn(2, 3, 24), extra_token_positions=torch.tensor([[3, 0, 0]] * 3))
         plain_extra = fresh(latents, timestep, BackboneInputs(context, **extra))
-        with_context_extra = fresh(latents, timestep, BackboneInputs(context, vace_context=torch.randn(2, 6, 3, 4, 6), **extra))
+        with_context_extra = fresh(
+            latents, timestep, BackboneInputs(context, vace_context=torch.randn(2, 6, 3, 4, 6), **extra)
+        )
     assert plain.abs().max() > 0.1
     torch.testing.assert_close(with_context, plain, atol=0, rtol=0)
     torch.testing.assert_close(with_context_extra, plain_extra, atol=0, rtol=0)
@@ -132,7 +134,11 @@ def test_token_residual_adds_to_video_tokens_only():
     refs = torch.randn(2, 4, 1, 4, 6)
     with torch.no_grad():
         base = model(latents, timestep, BackboneInputs(context, reference_latents=refs))
-        zero = model(latents, timestep, BackboneInputs(context, reference_latents=refs, token_residual=torch.zeros(2, 3 * 2 * 3, 24)))
+        zero = model(
+            latents,
+            timestep,
+            BackboneInputs(context, reference_latents=refs, token_residual=torch.zeros(2, 3 * 2 * 3, 24)),
+        )
         # a residual equal to the embedding of a latent change is that latent change
         delta = torch.randn(2, 4, 3, 4, 6)
         residual = model.patch_embedding(delta).flatten(2).transpose(1, 2) - model.patch_embedding.bias
@@ -154,7 +160,11 @@ def test_extra_tokens_are_read_and_dropped():
     out.square().sum().backward()
     assert tokens.grad.abs().sum() > 0  # video tokens attend to them
     with torch.no_grad():  # tokens are a set: swapping two tokens with their positions changes nothing
-        swapped = model(latents, timestep, BackboneInputs(context, extra_tokens=tokens.flip(1), extra_token_positions=positions.flip(0)))
+        swapped = model(
+            latents,
+            timestep,
+            BackboneInputs(context, extra_tokens=tokens.flip(1), extra_token_positions=positions.flip(0)),
+        )
     torch.testing.assert_close(swapped, out.detach(), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="extra_tokens need extra_token_positions"):
         model(latents, timestep, BackboneInputs(context, extra_tokens=tokens))
@@ -185,9 +195,16 @@ def test_cross_attention_rope_hook_receives_frames_and_positions():
         plain = model(latents, timestep, BackboneInputs(context, reference_latents=refs))
         assert hook.calls == []  # no positions, no hook
         hooked = model(
-            latents, timestep, BackboneInputs(context, reference_latents=refs, context_positions=positions,
-            extra_tokens=torch.randn(2, 1, 24), extra_token_positions=torch.tensor([[4, 0, 0]]),
-        ))
+            latents,
+            timestep,
+            BackboneInputs(
+                context,
+                reference_latents=refs,
+                context_positions=positions,
+                extra_tokens=torch.randn(2, 1, 24),
+                extra_token_positions=torch.tensor([[4, 0, 0]]),
+            ),
+        )
     assert len(hook.calls) == 2  # once per block
     q_shape, k_shape, frames, keys = hook.calls[0]
     assert q_shape == (2, 2, 6 + 18 + 1, 12) and k_shape == (2, 2, 5, 12)  # (B, heads, N, head_dim)

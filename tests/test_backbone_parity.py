@@ -22,14 +22,21 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
 
 
 def _pair(num_layers: int = 3, vace_layers: list[int] | None = None, seed: int = 0):
-    common = dict(patch_size=(1, 2, 2), num_attention_heads=HEADS, attention_head_dim=HEAD_DIM, num_layers=num_layers, **SHAPE)
+    common = dict(
+        patch_size=(1, 2, 2), num_attention_heads=HEADS, attention_head_dim=HEAD_DIM, num_layers=num_layers, **SHAPE
+    )
     if vace_layers is None:
         reference = WanTransformer3DModel(**common).eval()
     else:
         reference = WanVACETransformer3DModel(**common, vace_layers=vace_layers, vace_in_channels=6).eval()
     _randomise(reference, seed)
     ours = WanDiT(
-        dim=HEADS * HEAD_DIM, num_heads=HEADS, num_layers=num_layers, vace_layers=vace_layers, vace_in_channels=6, **SHAPE
+        dim=HEADS * HEAD_DIM,
+        num_heads=HEADS,
+        num_layers=num_layers,
+        vace_layers=vace_layers,
+        vace_in_channels=6,
+        **SHAPE,
     ).eval()
     ours.load_state_dict(to_native_names(reference.state_dict(), "diffusers"), strict=True)
     return reference, ours
@@ -74,7 +81,11 @@ def test_vace_matches_diffusers(shape):
     scale = torch.tensor([0.6, 1.4])
     with torch.no_grad():
         expected = reference(
-            latents, timestep, context, control_hidden_states=control, control_hidden_states_scale=scale,
+            latents,
+            timestep,
+            context,
+            control_hidden_states=control,
+            control_hidden_states_scale=scale,
             return_dict=False,
         )[0]
         actual = ours(latents, timestep, BackboneInputs(context, vace_context=control, vace_context_scale=scale))
@@ -89,7 +100,11 @@ def test_vace_scalar_scale_equals_per_layer_scale():
     control = torch.randn(1, 6, 2, 4, 6)
     with torch.no_grad():
         scalar = ours(latents, timestep, BackboneInputs(context, vace_context=control, vace_context_scale=0.5))
-        vector = ours(latents, timestep, BackboneInputs(context, vace_context=control, vace_context_scale=torch.tensor([0.5, 0.5])))
+        vector = ours(
+            latents,
+            timestep,
+            BackboneInputs(context, vace_context=control, vace_context_scale=torch.tensor([0.5, 0.5])),
+        )
     torch.testing.assert_close(scalar, vector, atol=0, rtol=0)
     with pytest.raises(ValueError, match="one per VACE layer"):
         ours(latents, timestep, BackboneInputs(context, vace_context=control, vace_context_scale=torch.ones(3)))
@@ -119,6 +134,8 @@ def test_reference_context_frames_follow_wan_vace_layout():
     with torch.no_grad():
         implicit = ours(latents, timestep, BackboneInputs(context, reference_latents=refs, vace_context=control))
         explicit = ours(
-            latents, timestep, BackboneInputs(context, reference_latents=refs, vace_context=torch.cat([ref_context, control], dim=2)
-        ))
+            latents,
+            timestep,
+            BackboneInputs(context, reference_latents=refs, vace_context=torch.cat([ref_context, control], dim=2)),
+        )
     torch.testing.assert_close(implicit, explicit, atol=0, rtol=0)

@@ -56,7 +56,9 @@ def pretrained_like(model: WanDiT, seed: int = 0) -> WanDiT:
 
 def backbone(**kwargs) -> WanDiT:
     torch.manual_seed(0)
-    args = dict(in_channels=C, out_channels=C, dim=DIM, ffn_dim=64, num_layers=2, num_heads=2, text_dim=TEXT, freq_dim=32)
+    args = dict(
+        in_channels=C, out_channels=C, dim=DIM, ffn_dim=64, num_layers=2, num_heads=2, text_dim=TEXT, freq_dim=32
+    )
     args.update(kwargs)
     return pretrained_like(WanDiT(**args))
 
@@ -76,7 +78,11 @@ def run(stack: ConditioningStack, model: WanDiT, batch: dict, latents: torch.Ten
         ("hands", lambda: HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2), {}),
         ("pose", lambda: PoseAdapter("residual", C, DIM, (1, 2, 2), S, TC, hidden_dim=16), {}),
         ("person", lambda: PersonAdapter("vace", C, S), dict(vace_layers=[0, 1], vace_in_channels=2 * C + S * S)),
-        ("person", lambda: PersonAdapter("vace", C, S, pose_in_mask=True), dict(vace_layers=[0], vace_in_channels=2 * C + S * S)),
+        (
+            "person",
+            lambda: PersonAdapter("vace", C, S, pose_in_mask=True),
+            dict(vace_layers=[0], vace_in_channels=2 * C + S * S),
+        ),
         ("pose", lambda: PoseAdapter("vace", C), dict(vace_layers=[1], vace_in_channels=C)),
     ],
 )
@@ -100,12 +106,22 @@ def test_person_channels_on_a_widened_pretrained_patch_embedding_is_a_no_op(batc
     latents = torch.randn(LATENT)
     person = PersonAdapter("channels", C, S)
     narrow = backbone()
-    wide = WanDiT(in_channels=C + person.out_channels, out_channels=C, dim=DIM, ffn_dim=64, num_layers=2, num_heads=2,
-                  text_dim=TEXT, freq_dim=32).eval()
+    wide = WanDiT(
+        in_channels=C + person.out_channels,
+        out_channels=C,
+        dim=DIM,
+        ffn_dim=64,
+        num_layers=2,
+        num_heads=2,
+        text_dim=TEXT,
+        freq_dim=32,
+    ).eval()
     load_native_state(wide, dict(narrow.state_dict()), extra_in_channels=person.out_channels)
     stack = ConditioningStack({"caption": caption(), "person": person})
     assert stack.extra_in_channels == C + S * S
-    assert torch.equal(run(stack, wide, batch, latents), run(ConditioningStack({"caption": caption()}), narrow, batch, latents))
+    assert torch.equal(
+        run(stack, wide, batch, latents), run(ConditioningStack({"caption": caption()}), narrow, batch, latents)
+    )
 
 
 def test_action_captions_without_actions_leave_an_arope_backbone_unchanged(batch):
@@ -146,7 +162,9 @@ def test_person_vace_context_is_inactive_reactive_and_folded_mask(batch):
 
 
 def test_person_pose_in_mask_draws_the_pose_in_the_generated_region(batch):
-    out = PersonAdapter("vace", C, S, pose_in_mask=True)(batch, ConditionEnv(VAE, LATENT), torch.ones(B, dtype=torch.bool))
+    out = PersonAdapter("vace", C, S, pose_in_mask=True)(
+        batch, ConditionEnv(VAE, LATENT), torch.ones(B, dtype=torch.bool)
+    )
     torch.testing.assert_close(out.value[:, C : 2 * C], VAE.encode(batch["pose"] * batch["agnostic_mask"]))
 
 
@@ -176,7 +194,10 @@ def test_pose_residual_grid_order_and_drop(batch):
     # a change in the last pixel frame only moves the tokens of the last latent frame (causal time grouping)
     moved = dict(batch, pose=batch["pose"].clone())
     moved["pose"][:, :, -1] += 1.0
-    diff = (adapter(moved, env, torch.ones(B, dtype=torch.bool)).value - adapter(batch, env, torch.ones(B, dtype=torch.bool)).value)
+    diff = (
+        adapter(moved, env, torch.ones(B, dtype=torch.bool)).value
+        - adapter(batch, env, torch.ones(B, dtype=torch.bool)).value
+    )
     per_frame = diff.view(B, 3, 4, DIM).abs().amax(dim=(2, 3))
     assert torch.equal(per_frame[:, :2], torch.zeros(B, 2)) and (per_frame[:, 2] > 0).all()
 
@@ -195,7 +216,9 @@ def test_garment_reference_and_tokens(batch):
 
 def test_garment_modes_run_through_the_backbone_and_stay_out_of_the_output(batch):
     latents = torch.randn(LATENT)
-    stack = ConditioningStack({"caption": caption(), "person": PersonAdapter("vace", C, S), "garment": GarmentAdapter("reference", C)})
+    stack = ConditioningStack(
+        {"caption": caption(), "person": PersonAdapter("vace", C, S), "garment": GarmentAdapter("reference", C)}
+    )
     out = run(stack, backbone(vace_layers=[0], vace_in_channels=2 * C + S * S), batch, latents)
     assert out.shape == LATENT and torch.isfinite(out).all()
     stack = ConditioningStack({"caption": caption(), "garment": GarmentAdapter("tokens", C, DIM, (1, 2, 2))})
@@ -209,11 +232,17 @@ def test_action_slots_by_hand():
     # 13 frames, c = 4: latent frames {0}, {1..4}, {5..8}, {9..12}; "pull" covers 1..3, "tug" covers 3
     seg = action_slots(acts, 13, 4, k=4, positions="segment", empty_caption="")
     assert [(s.text, s.position, s.segments) for s in seg] == [
-        ("", None, (0,)), ("pull", 4.0, (1,)), ("pull", 8.0, (2,)), ("pull", 12.0, (3,)), ("tug", 12.0, (3,)),
+        ("", None, (0,)),
+        ("pull", 4.0, (1,)),
+        ("pull", 8.0, (2,)),
+        ("pull", 12.0, (3,)),
+        ("tug", 12.0, (3,)),
     ]
     center = action_slots(acts, 13, 4, k=4, positions="center")
     assert [(s.text, s.position, s.segments) for s in center] == [
-        ("", None, (0,)), ("pull", 8.0, (1, 2, 3)), ("tug", 12.0, (3,)),
+        ("", None, (0,)),
+        ("pull", 8.0, (1, 2, 3)),
+        ("tug", 12.0, (3,)),
     ]
     assert [s.position for s in action_slots(acts, 13, 4, positions="none")] == [None, None, None]
     with pytest.raises(ValueError, match=r"actions\[0\] span \[2, 20\) is not inside the clip's 13 frames"):
@@ -246,12 +275,16 @@ def test_action_caption_context_positions_and_hard_mask(batch):
 
 def test_routing_concatenates_by_kind_and_pads_reference_channels(batch):
     person = PersonAdapter("channels", C, S)
-    stack = ConditioningStack({
-        "caption": caption(), "actions": ActionCaptionAdapter(k=4), "person": person,
-        "garment": GarmentAdapter("reference", C),
-        "pose": PoseAdapter("residual", C, DIM, (1, 2, 2), S, TC, hidden_dim=16),
-        "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2),
-    })
+    stack = ConditioningStack(
+        {
+            "caption": caption(),
+            "actions": ActionCaptionAdapter(k=4),
+            "person": person,
+            "garment": GarmentAdapter("reference", C),
+            "pose": PoseAdapter("residual", C, DIM, (1, 2, 2), S, TC, hidden_dim=16),
+            "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2),
+        }
+    )
     assert stack.required_keys == {"caption", "actions", "agnostic", "agnostic_mask", "garment", "pose", "hand_prior"}
     cond = stack(batch, vae=VAE, latent_shape=LATENT)
     assert cond.inputs.channels.shape == (B, C + S * S, 3, 4, 4)
@@ -260,9 +293,17 @@ def test_routing_concatenates_by_kind_and_pads_reference_channels(batch):
     global_len = 32
     assert torch.isnan(cond.inputs.context_positions[:, :global_len]).all()
     assert not torch.isnan(cond.inputs.context_positions[0, global_len:]).all()
-    assert cond.inputs.token_residual.shape == (B, 12, DIM) and torch.equal(cond.inputs.token_residual, torch.zeros(B, 12, DIM))
+    assert cond.inputs.token_residual.shape == (B, 12, DIM) and torch.equal(
+        cond.inputs.token_residual, torch.zeros(B, 12, DIM)
+    )
     assert cond.inputs.kinds == {
-        "context", "context_positions", "context_mask", "channels", "residual", "reference", "gated_context"
+        "context",
+        "context_positions",
+        "context_mask",
+        "channels",
+        "residual",
+        "reference",
+        "gated_context",
     } - ({"context_mask"} if cond.inputs.context_mask is None else set())
     # the action captions are gated, the global caption is not
     assert not cond.inputs.context_gated[:, :global_len].any() and cond.inputs.context_gated[:, global_len:].all()
@@ -271,7 +312,10 @@ def test_routing_concatenates_by_kind_and_pads_reference_channels(batch):
 def test_cfg_dropout_rates_independence_drop_all_and_eval(batch):
     torch.manual_seed(0)
     stack = ConditioningStack(
-        {"caption": GlobalCaptionAdapter(encoder(), drop_prob=0.3), "garment": GarmentAdapter("reference", C, drop_prob=0.5)},
+        {
+            "caption": GlobalCaptionAdapter(encoder(), drop_prob=0.3),
+            "garment": GarmentAdapter("reference", C, drop_prob=0.5),
+        },
         drop_all_prob=0.1,
     )
     keeps = stack.keep_flags(20000, None, torch.device("cpu"))
@@ -291,7 +335,9 @@ def test_cfg_dropout_rates_independence_drop_all_and_eval(batch):
 
 
 def test_frozen_parts_stay_frozen_and_trainable_parts_train(batch):
-    stack = ConditioningStack({"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)})
+    stack = ConditioningStack(
+        {"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)}
+    )
     stack.train()
     assert not stack.adapters["caption"].training and not stack.adapters["caption"].encoder.training
     assert not any(p.requires_grad for p in stack.adapters["caption"].parameters())
@@ -302,12 +348,22 @@ def test_frozen_parts_stay_frozen_and_trainable_parts_train(batch):
 
 def test_errors_name_adapter_key_and_choices(batch):
     with pytest.raises(KeyError, match="adapter 'hands' \\(HandPriorAdapter\\) needs batch key 'hand_prior'"):
-        stack = ConditioningStack({"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)})
+        stack = ConditioningStack(
+            {"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)}
+        )
         stack({k: v for k, v in batch.items() if k != "hand_prior"}, vae=VAE, latent_shape=LATENT)
     with pytest.raises(ValueError, match="'person' and 'person2' both turn batch key 'agnostic' into 'vace'"):
-        ConditioningStack({"caption": caption(), "person": PersonAdapter("vace", C, S), "person2": PersonAdapter("vace", C, S)})
+        ConditioningStack(
+            {"caption": caption(), "person": PersonAdapter("vace", C, S), "person2": PersonAdapter("vace", C, S)}
+        )
     with pytest.raises(ValueError, match="'pose' and 'pose2' both turn batch key 'pose' into 'vace'"):
-        ConditioningStack({"caption": caption(), "pose": PersonAdapter("vace", C, S, pose_in_mask=True), "pose2": PoseAdapter("vace", C)})
+        ConditioningStack(
+            {
+                "caption": caption(),
+                "pose": PersonAdapter("vace", C, S, pose_in_mask=True),
+                "pose2": PoseAdapter("vace", C),
+            }
+        )
     with pytest.raises(ValueError, match="at least one 'context' adapter"):
         ConditioningStack({"person": PersonAdapter("vace", C, S)})
     with pytest.raises(ValueError, match="identifier other than 'all'"):
@@ -325,5 +381,7 @@ def test_errors_name_adapter_key_and_choices(batch):
     with pytest.raises(ValueError, match="spatial reduction .* must be a power of two"):
         HandPriorAdapter(DIM, (1, 2, 2), 3, TC)
     with pytest.raises(ValueError, match="token grid"):
-        stack = ConditioningStack({"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)})
+        stack = ConditioningStack(
+            {"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)}
+        )
         stack(batch, vae=VAE, latent_shape=(B, C, 3, 2, 2))

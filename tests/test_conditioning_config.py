@@ -17,8 +17,16 @@ PLUGINS = Path(__file__).parent / "plugins"
 C, S = 48, 2  # PixelVAE(2, 4) latent channels and spatial compression
 B, T, H, W = 2, 9, 16, 16
 BACKBONE = {
-    "_target_": "itryon.models.WanDiT", "in_channels": C, "out_channels": C, "patch_size": [1, 2, 2], "dim": 32,
-    "ffn_dim": 64, "num_layers": 1, "num_heads": 2, "text_dim": 32, "freq_dim": 32,
+    "_target_": "itryon.models.WanDiT",
+    "in_channels": C,
+    "out_channels": C,
+    "patch_size": [1, 2, 2],
+    "dim": 32,
+    "ffn_dim": 64,
+    "num_layers": 1,
+    "num_heads": 2,
+    "text_dim": 32,
+    "freq_dim": 32,
     "cross_attention_rope": {"_target_": "itryon.models.action_rope.ActionRoPE", "head_dim": 16, "k": 4},
 }
 VACE = {"vace_layers": [0], "vace_in_channels": 2 * C + S * S}
@@ -49,7 +57,9 @@ ACTIONS = [[{"start": 1, "end": 6, "text": "pulls the zipper down"}], []]
 @pytest.fixture
 def batch(make_batch) -> dict:
     """No hand in frames 0..2, depth maps for the plugin adapter, an action caption in sample 0."""
-    return make_batch((B, T, H, W), garment=(24, 20), hand_free_frames=3, actions=ACTIONS, extra=("depth", "interaction"))
+    return make_batch(
+        (B, T, H, W), garment=(24, 20), hand_free_frames=3, actions=ACTIONS, extra=("depth", "interaction")
+    )
 
 
 def train_step(cfg, batch) -> tuple[ConditioningStack, torch.Tensor]:
@@ -107,9 +117,13 @@ def test_ablations_are_one_line_overrides(tmp_path, batch):
         flat = _flatten(OmegaConf.to_container(cfg))
         diff = {k for k in set(flat) | set(flat_full) if flat.get(k, "<absent>") != flat_full.get(k, "<absent>")}
         assert diff and all(any(k.startswith(c) for c in changed) for k in diff), (override, diff)
-    stack = instantiate(root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.actions.positions=none"]).conditioning)
+    stack = instantiate(
+        root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.actions.positions=none"]).conditioning
+    )
     cond = stack.eval()(batch, vae=instantiate(full.model.vae), latent_shape=(B, C, 3, 8, 8))
-    assert cond.inputs.context_positions is None and cond.inputs.context.shape[1] > 64  # captions kept, no A-RoPE positions
+    assert (
+        cond.inputs.context_positions is None and cond.inputs.context.shape[1] > 64
+    )  # captions kept, no A-RoPE positions
     stack = instantiate(root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.hands=null"]).conditioning)
     assert "hands" not in stack.adapters and "hand_prior" not in stack.required_keys
 

@@ -20,7 +20,9 @@ def write(path: Path, text: str) -> Path:
 @pytest.fixture
 def config_tree(tmp_path: Path) -> Path:
     root = tmp_path / "configs"
-    write(root / "flow" / "fast.yaml", "_target_: itryon.diffusion.FlowMatching\nshift: 3.0\ntimestep_sampling: uniform\n")
+    write(
+        root / "flow" / "fast.yaml", "_target_: itryon.diffusion.FlowMatching\nshift: 3.0\ntimestep_sampling: uniform\n"
+    )
     write(root / "loss" / "ac.yaml", "_target_: itryon.diffusion.ActionConstraintLoss\nac_weight: 0.5\n")
     write(
         root / "default.yaml",
@@ -69,7 +71,9 @@ def test_unknown_key_names_key_file_and_suggestions(config_tree: Path) -> None:
 def test_unknown_key_from_file_names_the_file(config_tree: Path) -> None:
     write(config_tree / "loss" / "ac.yaml", "_target_: itryon.diffusion.ActionConstraintLoss\nac_wieght: 0.5\n")
     cfg = load_config(config_tree / "default.yaml")
-    with pytest.raises(ConfigError, match=r"unknown key 'parts.loss.ac_wieght' \(set in .*ac.yaml\).*did you mean 'ac_weight'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'parts.loss.ac_wieght' \(set in .*ac.yaml\).*did you mean 'ac_weight'"
+    ):
         validate(cfg)
 
 

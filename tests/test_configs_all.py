@@ -68,7 +68,10 @@ def test_disk_experiment_trains_on_written_splits(tmp_path: Path) -> None:
 
     for split, seed in (("train", 0), ("val", 1)):
         write_split(tmp_path, split, 2, seed=seed)
-    cfg = prepare_config(DISK, [f"data.train.manifest={tmp_path}/train.jsonl", f"data.val.manifest={tmp_path}/val.jsonl", "data.batch_size=2"])
+    cfg = prepare_config(
+        DISK,
+        [f"data.train.manifest={tmp_path}/train.jsonl", f"data.val.manifest={tmp_path}/val.jsonl", "data.batch_size=2"],
+    )
     del cfg.data["test"]
     one_training_step(cfg)
 
@@ -81,7 +84,11 @@ def test_ablations_differ_from_full_only_where_intended() -> None:
         "arope_hard_mask": {"model.conditioning.adapters.actions.hard_mask"},
         "no_hand_prior": {"model.conditioning.adapters.hands"},
         "no_action_captions": {"model.conditioning.adapters.actions"},
-        "baseline": {"model.conditioning.adapters.hands", "model.conditioning.adapters.actions", "model.loss.ac_weight"},
+        "baseline": {
+            "model.conditioning.adapters.hands",
+            "model.conditioning.adapters.actions",
+            "model.loss.ac_weight",
+        },
     }
     for name, prefixes in expected.items():
         other = flatten(prepare_config(CONFIG_ROOT / "experiment" / f"{name}.yaml"))
@@ -140,6 +147,12 @@ def test_stage1_experiment_is_the_stage2_one_without_interaction_parts(tmp_path:
     stage2 = flatten(prepare_config(PRETRAINED, paths))
     stage1 = flatten(prepare_config(STAGE1, paths))
     changed = {k for k in set(stage1) | set(stage2) if stage1.get(k, "<absent>") != stage2.get(k, "<absent>")}
-    prefixes = ("name", "model.conditioning.adapters.hands", "model.conditioning.adapters.actions", "model.loss.ac_weight", "callbacks.metrics.metrics")
+    prefixes = (
+        "name",
+        "model.conditioning.adapters.hands",
+        "model.conditioning.adapters.actions",
+        "model.loss.ac_weight",
+        "callbacks.metrics.metrics",
+    )
     assert changed and all(k.startswith(prefixes) for k in changed), sorted(changed)
     assert stage1["model.conditioning.adapters.hands"] is None and stage1["model.loss.ac_weight"] == 0.0

@@ -40,8 +40,13 @@ def vivid_root(tmp_path: Path) -> Path:
 
 def test_converted_manifest_reads_back_the_source_files(vivid_root: Path) -> None:
     captions = vivid_root / "captions.jsonl"
-    captions.write_text(json.dumps({"id": "clipB", "caption": "a person", "actions": [{"start": 2, "end": 6, "text": "lifts the hem"}]}) + "\n")
-    manifest = convert_folders(vivid_root, vivid_root / "train.jsonl", pairs=vivid_root / "pairs.txt", captions=captions)
+    captions.write_text(
+        json.dumps({"id": "clipB", "caption": "a person", "actions": [{"start": 2, "end": 6, "text": "lifts the hem"}]})
+        + "\n"
+    )
+    manifest = convert_folders(
+        vivid_root, vivid_root / "train.jsonl", pairs=vivid_root / "pairs.txt", captions=captions
+    )
     ds = InteractiveManifestDataset(manifest)
     reference = SyntheticTryOnDataset("train", num_clips=2, seed=0)
     assert len(ds) == 2
@@ -77,7 +82,16 @@ def test_errors_name_the_clip_and_the_field(vivid_root: Path) -> None:
 def test_cli_converts_with_renamed_folders(vivid_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (vivid_root / "densepose").rename(vivid_root / "pose")
     out = vivid_root / "val.jsonl"
-    args = ["convert", "--root", str(vivid_root), "--out", str(out), "--pairs", str(vivid_root / "pairs.txt"), "--no-progress"]
+    args = [
+        "convert",
+        "--root",
+        str(vivid_root),
+        "--out",
+        str(out),
+        "--pairs",
+        str(vivid_root / "pairs.txt"),
+        "--no-progress",
+    ]
     assert itryon(args) == 2
     assert "densepose: no such folder" in capsys.readouterr().err
     assert itryon([*args, "--pose-dir", "pose", "--garment-mask-dir", ""]) == 0

@@ -13,8 +13,17 @@ from itryon.training.run import prepare_config
 
 C, EXTRA, VACE = 4, 3, 6  # latent channels, channels conditions, VACE context channels
 SHAPE = dict(
-    in_channels=C + EXTRA, out_channels=C, dim=24, ffn_dim=40, num_layers=3, num_heads=2, text_dim=16, freq_dim=32,
-    rope_max_seq_len=64, vace_layers=[0, 2], vace_in_channels=VACE,
+    in_channels=C + EXTRA,
+    out_channels=C,
+    dim=24,
+    ffn_dim=40,
+    num_layers=3,
+    num_heads=2,
+    text_dim=16,
+    freq_dim=32,
+    rope_max_seq_len=64,
+    vace_layers=[0, 2],
+    vace_in_channels=VACE,
 )
 TOL = 1e-5
 
@@ -48,7 +57,9 @@ def inputs(frames: int = 3, refs: int = 1, vace_frames: int | None = None, seed:
 
 
 @pytest.mark.parametrize(
-    "case", [dict(), dict(refs=0), dict(refs=2), dict(vace_frames=4)], ids=["reference", "no_reference", "two_references", "context_over_references"]
+    "case",
+    [dict(), dict(refs=0), dict(refs=2), dict(vace_frames=4)],
+    ids=["reference", "no_reference", "two_references", "context_over_references"],
 )
 def test_both_backbones_give_the_same_output_on_the_same_weights(pair, case):
     ours, theirs = pair
@@ -67,7 +78,9 @@ def test_without_a_vace_input_the_branch_adds_nothing(pair):
     latents, timestep, conditions = inputs()
     conditions = conditions.replace(vace_context=None)
     with torch.no_grad():
-        torch.testing.assert_close(theirs(latents, timestep, conditions), ours(latents, timestep, conditions), atol=TOL, rtol=TOL)
+        torch.testing.assert_close(
+            theirs(latents, timestep, conditions), ours(latents, timestep, conditions), atol=TOL, rtol=TOL
+        )
 
 
 def test_weights_convert_both_ways(pair):
@@ -114,7 +127,17 @@ def test_the_diffusers_experiment_counts_flops_like_wan_dit():
     cfg = prepare_config(CONFIG_ROOT / "experiment" / "diffusers_backbone.yaml")
     module = instantiate(cfg.model, "model")
     assert isinstance(module.backbone, DiffusersWanVACE) and module.backbone.in_channels == 192
-    wan = WanDiT(in_channels=192, out_channels=192, dim=64, ffn_dim=128, num_layers=2, num_heads=4, text_dim=64,
-                 freq_dim=64, vace_layers=[0, 1], vace_in_channels=400)
+    wan = WanDiT(
+        in_channels=192,
+        out_channels=192,
+        dim=64,
+        ffn_dim=128,
+        num_layers=2,
+        num_heads=4,
+        text_dim=64,
+        freq_dim=64,
+        vace_layers=[0, 1],
+        vace_in_channels=400,
+    )
     conditions = BackboneInputs(torch.zeros(1, 7, 64), vace_context=torch.zeros(1, 400, 5, 12, 16))
     assert module.backbone.flops((1, 192, 5, 12, 16), conditions) == wan.flops((1, 192, 5, 12, 16), conditions) > 0

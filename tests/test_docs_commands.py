@@ -56,7 +56,9 @@ def _commands() -> list[tuple[str, list[str], str | None]]:
     for path in DOCS:
         lines = _lines(path)
         for i, (number, line) in enumerate(lines):
-            for text in re.findall(r"`([^`]*python train\.py[^`]*)`", line) or ([line] if "python train.py" in line else []):
+            for text in re.findall(r"`([^`]*python train\.py[^`]*)`", line) or (
+                [line] if "python train.py" in line else []
+            ):
                 where = f"{path.relative_to(REPO)}:{number}"
                 shown = lines[i + 1][1] if text.lstrip().startswith("$") and i + 1 < len(lines) else ""
                 expected = shown.split("...")[0].rstrip(", ") if shown.startswith("error:") else None

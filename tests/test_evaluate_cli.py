@@ -37,7 +37,16 @@ def world(tmp_path_factory):
         clip = generate_clip("val", i, 0, ClipSpec(num_frames=10, height=32, width=32), passive=(i == 5))
         arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
         paths = write_clip_files(root / "data", clip["meta"]["id"], arrays, fps=8.0)
-        records.append({"id": clip["meta"]["id"], "fps": 8.0, "num_frames": 10, "caption": clip["caption"], "actions": clip["actions"], **paths})
+        records.append(
+            {
+                "id": clip["meta"]["id"],
+                "fps": 8.0,
+                "num_frames": 10,
+                "caption": clip["caption"],
+                "actions": clip["actions"],
+                **paths,
+            }
+        )
         clips.append(clip)
     manifest = write_manifest(root / "data" / "val.jsonl", records)
     good, bad, gt = root / "good", root / "bad", root / "gt"
@@ -69,7 +78,10 @@ def test_manifest_isr_and_windowed_metrics(world, tmp_path):
     out_good, out_bad = tmp_path / "good.json", tmp_path / "bad.json"
     names = "isr_counterfactual,psnr_interaction_masked,ssim_interaction"
     assert evaluate.run(_args(pred=world["good"], manifest=world["manifest"], metrics=names, out=out_good)) == 0
-    assert evaluate.run(_args(pred=world["bad"], gt=world["gt"], manifest=world["manifest"], metrics=names, out=out_bad)) == 0
+    assert (
+        evaluate.run(_args(pred=world["bad"], gt=world["gt"], manifest=world["manifest"], metrics=names, out=out_bad))
+        == 0
+    )
     good, bad = json.loads(out_good.read_text())["metrics"], json.loads(out_bad.read_text())["metrics"]
     assert good["isr_counterfactual"] == 1.0 and good["isr_counterfactual_false_interaction_rate"] == 0.0
     assert bad["isr_counterfactual"] == 0.0 and bad["isr_counterfactual_false_interaction_rate"] == 1.0
@@ -86,19 +98,40 @@ def test_manifest_isr_and_windowed_metrics(world, tmp_path):
 
 def test_fail_if_gate(world, tmp_path, capsys):
     out = tmp_path / "m.json"
-    assert evaluate.run(_args(pred=world["bad"], gt=world["gt"], metrics="psnr", out=out, fail_if=["psnr<99", "psnr>1000"])) == 1
+    assert (
+        evaluate.run(
+            _args(pred=world["bad"], gt=world["gt"], metrics="psnr", out=out, fail_if=["psnr<99", "psnr>1000"])
+        )
+        == 1
+    )
     record = json.loads(out.read_text())
     assert [g["failed"] for g in record["gates"]] == [True, False] and record["passed"] is False
     assert "gate psnr<99: FAILED" in capsys.readouterr().out
     assert evaluate.run(_args(pred=world["good"], gt=world["gt"], metrics="psnr", out=out, fail_if="psnr<99")) == 0
-    assert evaluate.run(_args(pred=world["good"], manifest=world["manifest"], metrics="isr", out=out, fail_if="isr_false_interaction_rate>0.5")) == 0
+    assert (
+        evaluate.run(
+            _args(
+                pred=world["good"],
+                manifest=world["manifest"],
+                metrics="isr",
+                out=out,
+                fail_if="isr_false_interaction_rate>0.5",
+            )
+        )
+        == 0
+    )
     # a gate on a value that could not be measured (ISR of a passive clip alone) fails
     gt_only = tmp_path / "gt_passive"
     passive = [c for c in world["clips"] if not c["actions"]][0]
     write_video(gt_only / f"{passive['meta']['id']}.mp4", passive["video"].transpose(1, 2, 3, 0), lossless=True)
     pred_only = tmp_path / "pred_passive"
     write_video(pred_only / f"{passive['meta']['id']}.mp4", passive["video"].transpose(1, 2, 3, 0), lossless=True)
-    assert evaluate.run(_args(pred=pred_only, gt=gt_only, manifest=world["manifest"], metrics="isr", out=out, fail_if="isr<0.5")) == 1
+    assert (
+        evaluate.run(
+            _args(pred=pred_only, gt=gt_only, manifest=world["manifest"], metrics="isr", out=out, fail_if="isr<0.5")
+        )
+        == 1
+    )
     record = json.loads(out.read_text())
     assert record["metrics"]["isr"] is None and record["gates"][0] == {"gate": "isr<0.5", "value": None, "failed": True}
 
@@ -125,17 +158,40 @@ def test_errors_name_the_files(world, tmp_path, capsys):
     err = _error(capsys, pred=small, gt=world["gt"], out=tmp_path / "x.json")
     assert "is 32x16" in err and "is 32x32" in err
 
-    assert "unknown metric 'fid'" in _error(capsys, pred=world["good"], gt=world["gt"], metrics="fid", out=tmp_path / "x.json")
-    assert "pass --manifest" in _error(capsys, pred=world["good"], gt=world["gt"], metrics="isr", out=tmp_path / "x.json")
-    assert "expected NAME OP NUMBER" in _error(capsys, pred=world["good"], gt=world["gt"], fail_if="lpips=0.2", out=tmp_path / "x.json")
-    assert "'i3d.pt' not found in" in _error(capsys, pred=world["good"], gt=world["gt"], metrics="vfid_i3d", weights=tmp_path, out=tmp_path / "x.json")
+    assert "unknown metric 'fid'" in _error(
+        capsys, pred=world["good"], gt=world["gt"], metrics="fid", out=tmp_path / "x.json"
+    )
+    assert "pass --manifest" in _error(
+        capsys, pred=world["good"], gt=world["gt"], metrics="isr", out=tmp_path / "x.json"
+    )
+    assert "expected NAME OP NUMBER" in _error(
+        capsys, pred=world["good"], gt=world["gt"], fail_if="lpips=0.2", out=tmp_path / "x.json"
+    )
+    assert "'i3d.pt' not found in" in _error(
+        capsys, pred=world["good"], gt=world["gt"], metrics="vfid_i3d", weights=tmp_path, out=tmp_path / "x.json"
+    )
 
 
 def test_main_dispatches_evaluate(world, tmp_path):
     from itryon.cli.main import main
 
     out = tmp_path / "main.json"
-    code = main(["evaluate", "--pred", str(world["good"]), "--gt", str(world["gt"]), "--metrics", "ssim", "--out", str(out), "--no-progress", "--device", "cpu"])
+    code = main(
+        [
+            "evaluate",
+            "--pred",
+            str(world["good"]),
+            "--gt",
+            str(world["gt"]),
+            "--metrics",
+            "ssim",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0 and math.isclose(json.loads(out.read_text())["metrics"]["ssim"], 1.0, abs_tol=1e-6)
 
 
@@ -146,26 +202,56 @@ def written(tmp_path_factory):
     from itryon.cli.main import main as itryon
 
     root = tmp_path_factory.mktemp("written")
-    assert itryon(["synth", "--out", str(root / "std"), "--split", "val", "--num", "8", "--seed", "1", "--no-progress"]) == 0
-    assert itryon(["synth", "--out", str(root / "mix"), "--split", "val", "--num", "6", "--seed", "1", "--families", "contact,caption,timing", "--no-progress"]) == 0
+    assert (
+        itryon(["synth", "--out", str(root / "std"), "--split", "val", "--num", "8", "--seed", "1", "--no-progress"])
+        == 0
+    )
+    assert (
+        itryon(
+            [
+                "synth",
+                "--out",
+                str(root / "mix"),
+                "--split",
+                "val",
+                "--num",
+                "6",
+                "--seed",
+                "1",
+                "--families",
+                "contact,caption,timing",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     folders = {}
     for name in ("std", "mix"):
         manifest = root / name / "val.jsonl"
         records = [json.loads(line) for line in manifest.read_text().splitlines()]
         black = root / f"{name}_black"
         for r in records:
-            write_video(black / f"{r['id']}.mp4", np.zeros((r["num_frames"], r["height"], r["width"], 3), dtype=np.uint8), lossless=True)
+            write_video(
+                black / f"{r['id']}.mp4",
+                np.zeros((r["num_frames"], r["height"], r["width"], 3), dtype=np.uint8),
+                lossless=True,
+            )
         folders[name] = {"manifest": manifest, "black": black, "records": records}
     return folders
 
 
 def test_black_videos_score_no_interactions(written, tmp_path, capsys):
     out = tmp_path / "black.json"
-    assert evaluate.run(_args(pred=written["std"]["black"], manifest=written["std"]["manifest"], metrics="isr", out=out)) == 0
+    assert (
+        evaluate.run(_args(pred=written["std"]["black"], manifest=written["std"]["manifest"], metrics="isr", out=out))
+        == 0
+    )
     printed = dict(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("isr"))
     assert float(printed["isr"]) <= 0.1 and float(printed["isr_false_interaction_rate"]) >= 0.9
     metrics = json.loads(out.read_text())["metrics"]
-    assert metrics["isr_interactions"] >= 6 and metrics["isr_chance"] <= 0.1  # the copied agnostic input scores no better
+    assert (
+        metrics["isr_interactions"] >= 6 and metrics["isr_chance"] <= 0.1
+    )  # the copied agnostic input scores no better
     assert metrics["isr_chance"] == pytest.approx(float(printed["isr_chance"]), abs=1e-6)
 
 
@@ -176,7 +262,12 @@ def test_manifest_references_score_one_per_family(written, tmp_path):
         write_video(gt / f"{r['id']}.mp4", read_video(mix["manifest"].parent / r["video"]), lossless=True)
     assert evaluate.run(_args(pred=gt, manifest=mix["manifest"], metrics="isr", out=out)) == 0
     metrics = json.loads(out.read_text())["metrics"]
-    assert (metrics["isr_contact"], metrics["isr_caption"], metrics["isr_timing"], metrics["isr_false_interaction_rate_contact"]) == (1.0, 1.0, 1.0, 0.0)
+    assert (
+        metrics["isr_contact"],
+        metrics["isr_caption"],
+        metrics["isr_timing"],
+        metrics["isr_false_interaction_rate_contact"],
+    ) == (1.0, 1.0, 1.0, 0.0)
     assert metrics["isr_caption_chance"] == 0.0 and "isr_standard" not in metrics
     assert evaluate.run(_args(pred=mix["black"], manifest=mix["manifest"], metrics="isr", out=out)) == 0
     metrics = json.loads(out.read_text())["metrics"]

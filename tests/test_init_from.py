@@ -13,8 +13,15 @@ from itryon.config import CONFIG_ROOT, instantiate
 from itryon.training.run import prepare_config
 from itryon.training.weights import load_trained_weights
 
-FAST = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "data.batch_size=2",
-        "data.train.num_clips=4", "data.val.num_clips=2", "model.sampler.num_steps=2"]
+FAST = [
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.limit_val_batches=1",
+    "data.batch_size=2",
+    "data.train.num_clips=4",
+    "data.val.num_clips=2",
+    "model.sampler.num_steps=2",
+]
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,9 @@ def _imperfect(batch) -> dict[str, torch.Tensor]:
     real, cf = batch["video"], batch["counterfactual"]  # (B, 3, T, H, W)
     b, c, t, h, w = real.shape
     frames = real.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-    blurred = F.avg_pool2d(F.pad(frames, (1, 1, 1, 1), mode="replicate"), 3, 1).reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+    blurred = (
+        F.avg_pool2d(F.pad(frames, (1, 1, 1, 1), mode="replicate"), 3, 1).reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+    )
     return {"share_0.8": cf + 0.8 * (real - cf), "blur_3x3": blurred}
 
 
@@ -63,7 +65,10 @@ def test_the_val_clips_are_judged(val_scores):
 
 def test_ground_truth_scores_one_and_survives_noise(val_scores):
     assert val_scores["ground_truth"]["isr"] == 1.0 and val_scores["ground_truth"]["isr_false_interaction_rate"] == 0.0
-    assert val_scores["ground_truth_noise"]["isr"] >= 0.9 and val_scores["ground_truth_noise"]["isr_false_interaction_rate"] <= 0.1
+    assert (
+        val_scores["ground_truth_noise"]["isr"] >= 0.9
+        and val_scores["ground_truth_noise"]["isr_false_interaction_rate"] <= 0.1
+    )
 
 
 @pytest.mark.parametrize("case", REJECTED)
@@ -71,11 +76,16 @@ def test_degenerate_outputs_score_at_most_0_1(val_scores, case):
     row = val_scores[case]
     assert row["isr"] <= 0.1, f"{case}: ISR {row['isr']:.3f}"
     # a passive clip counts as free of false interactions only when the generation reproduces it
-    assert row["isr_false_interaction_rate"] >= 0.9, f"{case}: false-interaction rate {row['isr_false_interaction_rate']:.3f}"
+    assert row["isr_false_interaction_rate"] >= 0.9, (
+        f"{case}: false-interaction rate {row['isr_false_interaction_rate']:.3f}"
+    )
 
 
 def test_imperfect_but_correct_outputs_still_pass(imperfect_scores):
-    assert imperfect_scores["share_0.8"]["isr"] == 1.0 and imperfect_scores["share_0.8"]["isr_false_interaction_rate"] == 0.0
+    assert (
+        imperfect_scores["share_0.8"]["isr"] == 1.0
+        and imperfect_scores["share_0.8"]["isr_false_interaction_rate"] == 0.0
+    )
     assert imperfect_scores["blur_3x3"]["isr"] >= 0.8  # the judge compares 2x2 cells, not single pixels
 
 
@@ -87,7 +97,12 @@ def test_every_output_reports_the_chance_floor(val_scores):
 
 def test_families_ground_truth_and_degenerates(family_scores):
     gt = family_scores["ground_truth"]
-    assert (gt["isr_contact"], gt["isr_caption"], gt["isr_timing"], gt["isr_false_interaction_rate_contact"]) == (1.0, 1.0, 1.0, 0.0)
+    assert (gt["isr_contact"], gt["isr_caption"], gt["isr_timing"], gt["isr_false_interaction_rate_contact"]) == (
+        1.0,
+        1.0,
+        1.0,
+        0.0,
+    )
     assert "isr_standard" not in gt
     noisy = family_scores["ground_truth_noise"]
     assert min(noisy["isr_contact"], noisy["isr_caption"], noisy["isr_timing"]) >= 0.9

@@ -12,15 +12,25 @@ from safetensors.torch import load_file, save_file
 from itryon.models import BackboneInputs, WanDiT
 
 CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
-    text_dim=16, freq_dim=32, ffn_dim=40, num_layers=2, rope_max_seq_len=64,
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=4,
+    out_channels=4,
+    text_dim=16,
+    freq_dim=32,
+    ffn_dim=40,
+    num_layers=2,
+    rope_max_seq_len=64,
 )
 
 
 def _reference(vace: bool = False, seed: int = 0):
     torch.manual_seed(seed)
     model = (
-        WanVACETransformer3DModel(**CONFIG, vace_layers=[0, 1], vace_in_channels=6) if vace else WanTransformer3DModel(**CONFIG)
+        WanVACETransformer3DModel(**CONFIG, vace_layers=[0, 1], vace_in_channels=6)
+        if vace
+        else WanTransformer3DModel(**CONFIG)
     ).eval()
     with torch.no_grad():
         for param in model.parameters():
@@ -78,15 +88,31 @@ def test_original_wan_layout(tmp_path):
     reference = _reference(vace=True, seed=8)
     native = WanDiT.from_pretrained(_save(reference, tmp_path / "diffusers")).state_dict()
     renamed = {
-        k.replace(".cross_norm.", ".norm3.").replace("head.proj.", "head.head."): v.contiguous() for k, v in native.items()
+        k.replace(".cross_norm.", ".norm3.").replace("head.proj.", "head.head."): v.contiguous()
+        for k, v in native.items()
     }
     folder = tmp_path / "original"
     folder.mkdir()
     save_file(renamed, str(folder / "diffusion_pytorch_model.safetensors"))
-    (folder / "config.json").write_text(json.dumps(dict(
-        _class_name="VaceWanModel", model_type="vace", dim=24, ffn_dim=40, freq_dim=32, in_dim=4, out_dim=4,
-        num_heads=2, num_layers=2, text_dim=16, eps=1e-6, vace_layers=[0, 1], vace_in_dim=6,
-    )))
+    (folder / "config.json").write_text(
+        json.dumps(
+            dict(
+                _class_name="VaceWanModel",
+                model_type="vace",
+                dim=24,
+                ffn_dim=40,
+                freq_dim=32,
+                in_dim=4,
+                out_dim=4,
+                num_heads=2,
+                num_layers=2,
+                text_dim=16,
+                eps=1e-6,
+                vace_layers=[0, 1],
+                vace_in_dim=6,
+            )
+        )
+    )
     ours = WanDiT.from_pretrained(folder).eval()
     _assert_same_outputs(reference, ours, vace_context=torch.randn(2, 6, 3, 4, 6))
 
@@ -124,7 +150,9 @@ def test_missing_and_unexpected_tensors_are_listed(tmp_path):
     del state["blocks.0.ffn.net.2.bias"]
     state["blocks.0.surplus"] = torch.zeros(1)
     save_file(state, str(path))
-    with pytest.raises(KeyError, match=r"missing tensors \['blocks\.0\.ffn\.2\.bias'\], unexpected tensors \['blocks\.0\.surplus'\]"):
+    with pytest.raises(
+        KeyError, match=r"missing tensors \['blocks\.0\.ffn\.2\.bias'\], unexpected tensors \['blocks\.0\.surplus'\]"
+    ):
         WanDiT.from_pretrained(tmp_path)
 
 

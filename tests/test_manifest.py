@@ -40,7 +40,10 @@ def test_written_split_reads_back_exactly(tmp_path, video_format):
         _assert_same(on_the_fly[i], on_disk[i])
     record = json.loads(manifest.read_text().splitlines()[0])
     suffix = ".mp4" if video_format == "mp4" else ""
-    assert record["video"] == f"test/test-s2-000000/video{suffix}" and record["agnostic_mask"] == "test/test-s2-000000/agnostic_mask"
+    assert (
+        record["video"] == f"test/test-s2-000000/video{suffix}"
+        and record["agnostic_mask"] == "test/test-s2-000000/agnostic_mask"
+    )
     assert record["garment"].endswith("garment.png") and record["fps"] == 8.0 and record["num_frames"] == 17
 
 
@@ -59,7 +62,11 @@ def test_num_frames_keeps_the_first_frames_and_cuts_actions(written):
     for i in range(len(full)):
         a, b = full[i], short[i]
         assert b["video"].shape[1] == 9 and torch.equal(a["video"][:, :9], b["video"])
-        expected = [dict(x, end=min(x["end"], 9), end_s=round(min(x["end"], 9) / 8.0, 6)) for x in a["actions"] if x["start"] < 9]
+        expected = [
+            dict(x, end=min(x["end"], 9), end_s=round(min(x["end"], 9) / 8.0, 6))
+            for x in a["actions"]
+            if x["start"] < 9
+        ]
         assert b["actions"] == expected and torch.equal(b["interaction"], a["interaction"][:9])
     with pytest.raises(ManifestError, match=r"have fewer than num_frames=18 frames"):
         InteractiveManifestDataset(written / "val.jsonl", num_frames=18)
@@ -73,8 +80,13 @@ def _rewrite(src: Path, dst: Path, edit) -> Path:
 
 
 def test_missing_file_names_clip_and_field(written, tmp_path):
-    bad = _rewrite(written / "val.jsonl", written / "bad_missing.jsonl", lambda rs: rs[1].update(pose="val/nowhere/pose.mp4"))
-    with pytest.raises(ManifestError, match=r"bad_missing.jsonl:2: clip 'val-s1-000001': field 'pose' points to .*nowhere/pose.mp4, which does not exist"):
+    bad = _rewrite(
+        written / "val.jsonl", written / "bad_missing.jsonl", lambda rs: rs[1].update(pose="val/nowhere/pose.mp4")
+    )
+    with pytest.raises(
+        ManifestError,
+        match=r"bad_missing.jsonl:2: clip 'val-s1-000001': field 'pose' points to .*nowhere/pose.mp4, which does not exist",
+    ):
         read_manifest(bad)
     bad.unlink()
 
@@ -86,7 +98,10 @@ def test_missing_file_names_clip_and_field(written, tmp_path):
         ({"start": 6, "end": 6, "text": "x"}, r"actions\[0\]: span \[6, 6\) is not inside"),
         ({"start": 2.0, "end": 6, "text": "x"}, r"actions\[0\]: start and end must be integer frame indices"),
         ({"start": 2, "end": 6}, r"actions\[0\]: lacks 'text'"),
-        ({"start": 2, "end": 6, "text": "x", "start_s": 1.0}, r"actions\[0\]: start_s=1.0 s is frame 8.00 at 8.0 fps, but the span says frame 2"),
+        (
+            {"start": 2, "end": 6, "text": "x", "start_s": 1.0},
+            r"actions\[0\]: start_s=1.0 s is frame 8.00 at 8.0 fps, but the span says frame 2",
+        ),
     ],
 )
 def test_bad_span_names_clip_and_field(written, action, message):
@@ -119,7 +134,9 @@ def test_malformed_lines(written, tmp_path):
 def test_frame_count_mismatch_is_reported(written, tmp_path):
     bad = _rewrite(written / "val.jsonl", written / "bad_frames.jsonl", lambda rs: rs[0].update(num_frames=16))
     try:
-        with pytest.raises(ManifestError, match=r"clip 'val-s1-000000': field 'video' has 17 frames, the record says num_frames=16"):
+        with pytest.raises(
+            ManifestError, match=r"clip 'val-s1-000000': field 'video' has 17 frames, the record says num_frames=16"
+        ):
             InteractiveManifestDataset(bad)[0]
     finally:
         bad.unlink()
@@ -132,7 +149,22 @@ def test_cli_writes_split_and_contact_sheet(tmp_path):
 
     parser = argparse.ArgumentParser()
     synth.add_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--split", "val", "--num", "2", "--seed", "4", "--preview", "--format", "png", "--no-progress"])
+    args = parser.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--split",
+            "val",
+            "--num",
+            "2",
+            "--seed",
+            "4",
+            "--preview",
+            "--format",
+            "png",
+            "--no-progress",
+        ]
+    )
     assert synth.run(args) == 0
     assert len(read_manifest(tmp_path / "val.jsonl")) == 2
     with Image.open(tmp_path / "val_preview.png") as sheet:
@@ -145,7 +177,11 @@ def test_disk_data_config_builds_the_datamodule(written):
     root = Path(__file__).resolve().parent.parent
     cfg = load_config(
         root / "configs/data/synthetic_disk.yaml",
-        [f"train.manifest={written}/val.jsonl", f"val.manifest={written}/val.jsonl", f"test.manifest={written}/val.jsonl"],
+        [
+            f"train.manifest={written}/val.jsonl",
+            f"val.manifest={written}/val.jsonl",
+            f"test.manifest={written}/val.jsonl",
+        ],
     )
     validate(cfg)
     datamodule = instantiate(cfg)

@@ -115,7 +115,9 @@ def test_mapping_config_and_epoch_gate():
     trainer = _fit(cb, epochs=1)
     assert "val/ssim_reflect" not in trainer.callback_metrics
     assert cb.descriptions["ssim_reflect"]["border"] == "reflect"
-    trainer = _fit(ValidationMetrics({"ssim_reflect": {"metric": "ssim", "border": "reflect"}}, every_n_epochs=2), epochs=2)
+    trainer = _fit(
+        ValidationMetrics({"ssim_reflect": {"metric": "ssim", "border": "reflect"}}, every_n_epochs=2), epochs=2
+    )
     assert "val/ssim_reflect" in trainer.callback_metrics
 
 

@@ -31,10 +31,20 @@ def test_contrast_test_values():
     real, cf, mask = _world()
     judge = CounterfactualJudge()
     window = slice(2, 5)
-    for share, passed in ((1.0, True), (0.8, True), (0.72, True), (0.68, False), (0.5, False), (0.3, False), (0.0, False)):
+    for share, passed in (
+        (1.0, True),
+        (0.8, True),
+        (0.72, True),
+        (0.68, False),
+        (0.5, False),
+        (0.3, False),
+        (0.0, False),
+    ):
         a = judge.assess(JudgedClip(_towards(real, cf, share), ACTION, real, cf, mask), window, use_mask=True)
         assert a.contrast.share == pytest.approx(share) and a.contrast.error == pytest.approx(1 - share)
-        assert a.contrast.pixels == 3 * 4 and a.context is None  # 3 frames of 2x2 cells; nothing moves outside the patch
+        assert (
+            a.contrast.pixels == 3 * 4 and a.context is None
+        )  # 3 frames of 2x2 cells; nothing moves outside the patch
         assert a.passed is passed
     # overshooting the response by 60%: the share is high but the generation is far from the real clip
     a = judge.assess(JudgedClip(_towards(real, cf, 1.6), ACTION, real, cf, mask), window, use_mask=True)
@@ -71,7 +81,9 @@ def test_context_test_rejects_a_still_hand():
     assert a.contrast.share == pytest.approx(1.0) and a.context is not None
     assert a.context.share == pytest.approx(0.0, abs=1e-6) and a.context.error == pytest.approx(1.0) and not a.passed
     assert judge.judge_actions(JudgedClip(real.clone(), ACTION, real, cf, mask)) == [True]
-    assert CounterfactualJudge(use_context=False).judge_actions(JudgedClip(still_hand, ACTION, real, cf, mask)) == [True]
+    assert CounterfactualJudge(use_context=False).judge_actions(JudgedClip(still_hand, ACTION, real, cf, mask)) == [
+        True
+    ]
     # the context test reads only where the model generates (agnostic_mask): outside it nothing is judged
     region = torch.zeros(1, *real.shape[1:])
     region[..., :8] = 1
@@ -103,7 +115,9 @@ def test_passive_clip_needs_the_real_clip_to_count_as_no_false_interaction():
 def test_isr_counts_actions_and_passive_clips():
     real, cf, mask = _world()
     videos = torch.stack([real, real, real, cf])  # (4, 3, T, H, W) references; clips 2 and 3 are passive
-    counterfactuals = torch.stack([cf, cf, real, real])  # clip 2 has no contrast; clip 3 is still, its counterfactual responds
+    counterfactuals = torch.stack(
+        [cf, cf, real, real]
+    )  # clip 2 has no contrast; clip 3 is still, its counterfactual responds
     preds = torch.stack([real, cf, real, cf])  # clip 0 succeeds, 1 fails, 2 undecidable, 3 reproduces the still clip
     actions = [ACTION, ACTION, [], []]
     m = InteractionSuccessRate(CounterfactualJudge())
@@ -118,11 +132,26 @@ def test_isr_counts_actions_and_passive_clips():
 def test_isr_per_family_and_chance():
     real, cf, mask = _world()
     videos, cfs = torch.stack([real, real, cf, real]), torch.stack([cf, cf, real, cf])  # clip 2 is passive
-    preds = torch.stack([real, cf, real, real])  # standard: success; caption: failure; contact passive: false interaction; timing: success
+    preds = torch.stack(
+        [real, cf, real, real]
+    )  # standard: success; caption: failure; contact passive: false interaction; timing: success
     agnostic = torch.stack([real, cf, real, cf])  # the copied input solves the first clip only
-    meta = [{"id": "a"}, {"id": "b", "family": "caption"}, {"id": "c", "family": "contact"}, {"id": "d", "family": "timing"}]
+    meta = [
+        {"id": "a"},
+        {"id": "b", "family": "caption"},
+        {"id": "c", "family": "contact"},
+        {"id": "d", "family": "timing"},
+    ]
     m = InteractionSuccessRate(CounterfactualJudge())
-    m.update(preds, videos, actions=[ACTION, ACTION, [], ACTION], counterfactual=cfs, interaction_mask=torch.stack([mask] * 4), agnostic=agnostic, meta=meta)
+    m.update(
+        preds,
+        videos,
+        actions=[ACTION, ACTION, [], ACTION],
+        counterfactual=cfs,
+        interaction_mask=torch.stack([mask] * 4),
+        agnostic=agnostic,
+        meta=meta,
+    )
     out = {k: float(v) for k, v in m.compute().items()}
     assert out["value"] == pytest.approx(2 / 3) and out["chance"] == pytest.approx(1 / 3)
     assert (out["standard"], out["caption"], out["timing"]) == (1.0, 0.0, 1.0)
@@ -136,7 +165,10 @@ def test_isr_per_family_and_chance():
 
 def test_clip_family():
     assert clip_family(None) == "standard" and clip_family({"family": "timing"}) == "timing"
-    with pytest.raises(ValueError, match=r"clip 'x': meta\['family'\] is 'other'; expected one of \['standard', 'contact', 'caption', 'timing'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"clip 'x': meta\['family'\] is 'other'; expected one of \['standard', 'contact', 'caption', 'timing'\]",
+    ):
         clip_family({"id": "x", "family": "other"})
 
 
@@ -161,7 +193,10 @@ class CaptionKeywordJudge:
 def test_custom_judge_plugs_in():
     m = InteractionSuccessRate(CaptionKeywordJudge())
     preds = torch.zeros(2, 3, 4, 2, 2)
-    m.update(preds, actions=[[{"start": 0, "end": 2, "text": "pulls the zipper"}, {"start": 2, "end": 4, "text": "tugs"}], []])
+    m.update(
+        preds,
+        actions=[[{"start": 0, "end": 2, "text": "pulls the zipper"}, {"start": 2, "end": 4, "text": "tugs"}], []],
+    )
     out = m.compute()
     assert float(out["value"]) == 0.5 and float(out["false_interaction_rate"]) == 0.0
 
@@ -176,7 +211,14 @@ def test_isr_errors():
         m.update(torch.zeros(1, 3, 4, 2, 2))
     with pytest.raises(ValueError, match="needs the batch keys 'video' and 'counterfactual' for every judged clip"):
         m.update(torch.zeros(1, 3, 4, 2, 2), actions=[[{"start": 0, "end": 2, "text": "x"}]])
-    with pytest.raises(ValueError, match=r"'counterfactual' has shape \(3, 4, 2, 2\), the generated video \(3, 4, 4, 4\)"):
-        m.update(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 3, 4, 4, 4), actions=[ACTION], counterfactual=torch.zeros(1, 3, 4, 2, 2))
+    with pytest.raises(
+        ValueError, match=r"'counterfactual' has shape \(3, 4, 2, 2\), the generated video \(3, 4, 4, 4\)"
+    ):
+        m.update(
+            torch.zeros(1, 3, 4, 4, 4),
+            torch.zeros(1, 3, 4, 4, 4),
+            actions=[ACTION],
+            counterfactual=torch.zeros(1, 3, 4, 2, 2),
+        )
     with pytest.raises(ValueError, match="2 'meta' entries for 1 clips"):
         m.update(torch.zeros(1, 3, 4, 2, 2), actions=[[]], meta=[{}, {}])

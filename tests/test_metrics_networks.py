@@ -151,7 +151,9 @@ def test_wrong_layout_is_reported(tmp_path):
     state["Mixed_5c.b0.conv3d.weight"] = torch.zeros(3, 3, 1, 1, 1)
     del state["logits.conv3d.bias"]
     torch.save(state, tmp_path / "i3d.pt")
-    with pytest.raises(ValueError, match=r"missing \['logits\.conv3d\.bias'\].*shape mismatch.*Mixed_5c\.b0\.conv3d\.weight"):
+    with pytest.raises(
+        ValueError, match=r"missing \['logits\.conv3d\.bias'\].*shape mismatch.*Mixed_5c\.b0\.conv3d\.weight"
+    ):
         i3d_network(tmp_path)
 
 

@@ -31,7 +31,19 @@ def test_ssim_matches_skimage():
         for t in range(4):
             p = ((preds[b, :, t] + 1) / 2).permute(1, 2, 0).double().numpy()
             g = ((target[b, :, t] + 1) / 2).permute(1, 2, 0).double().numpy()
-            frames.append(structural_similarity(p, g, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, K1=0.01, K2=0.03))
+            frames.append(
+                structural_similarity(
+                    p,
+                    g,
+                    data_range=1.0,
+                    channel_axis=2,
+                    gaussian_weights=True,
+                    sigma=1.5,
+                    use_sample_covariance=False,
+                    K1=0.01,
+                    K2=0.03,
+                )
+            )
         per_video.append(np.mean(frames))
     assert float(m.compute()) == pytest.approx(float(np.mean(per_video)), abs=1e-4)
 

@@ -23,7 +23,9 @@ class StandInDetector(torch.nn.Module):
         super().__init__()
         self.proj = torch.nn.Linear(6, 400)
 
-    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
         v = x.float()
         if rescale:
             if x.dtype != torch.uint8:
@@ -62,7 +64,9 @@ def test_fvd_stylegan_v_protocol(detector_folder):
         fr = detector(real_clips, rescale=True, resize=True, return_features=True).double().numpy()
         ff = detector(fake_clips, rescale=True, resize=True, return_features=True).double().numpy()
     s1, s2 = np.cov(ff, rowvar=False, ddof=0), np.cov(fr, rowvar=False, ddof=0)  # biased covariance
-    ref = ((ff.mean(0) - fr.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2).real)
+    ref = (
+        ((ff.mean(0) - fr.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2).real)
+    )
     assert value == pytest.approx(ref, rel=1e-4, abs=1e-6)
     assert fvd.describe()["clip_length"] == 16
     fvd.reset()  # the offsets restart from the seed
@@ -79,11 +83,23 @@ def test_fvd_needs_16_frames(detector_folder):
 def test_unknown_metric_lists_available():
     with pytest.raises(KeyError, match=r"unknown metric 'fid'; available: fvd, isr, .*vfid_resnext"):
         metric_spec("fid")
-    assert {"vfid_i3d", "vfid_resnext", "fvd", "ssim", "lpips", "psnr", "isr", "ssim_interaction", "lpips_interaction_masked"} <= set(available_metrics())
+    assert {
+        "vfid_i3d",
+        "vfid_resnext",
+        "fvd",
+        "ssim",
+        "lpips",
+        "psnr",
+        "isr",
+        "ssim_interaction",
+        "lpips_interaction_masked",
+    } <= set(available_metrics())
 
 
 def test_unknown_option_lists_accepted():
-    with pytest.raises(TypeError, match=r"metric 'ssim' got unknown option\(s\) \['sigma'\]; accepted: \['protocol', 'border'\]"):
+    with pytest.raises(
+        TypeError, match=r"metric 'ssim' got unknown option\(s\) \['sigma'\]; accepted: \['protocol', 'border'\]"
+    ):
         build_metric("ssim", sigma=2.0)
 
 
@@ -94,7 +110,12 @@ def test_specs_declare_direction_and_needs():
 
 
 def test_weight_metrics_fail_without_files(tmp_path):
-    for name, filename in [("vfid_i3d", "i3d.pt"), ("vfid_resnext", "resnext-101.pth"), ("fvd", "i3d_torchscript.pt"), ("lpips", "alexnet-owt-7be5be79.pth")]:
+    for name, filename in [
+        ("vfid_i3d", "i3d.pt"),
+        ("vfid_resnext", "resnext-101.pth"),
+        ("fvd", "i3d_torchscript.pt"),
+        ("lpips", "alexnet-owt-7be5be79.pth"),
+    ]:
         with pytest.raises(MissingWeightsError, match=f"'{filename}' not found in '{tmp_path}'"):
             build_metric(name, weights_dir=tmp_path)
     assert build_metric("ssim", weights_dir=tmp_path) is not None  # no weights needed

@@ -36,7 +36,9 @@ def test_clip_indices():
     assert clip_indices("reference", 5, 2, 3) == [0, 1, 2, 3, 4, 5]  # later batches: every clip
     assert clip_indices("reference_sorted", SORTED_MAX_VIDEOS - 1, 2, 2) == [0, 1]  # the 174th video is left out
     assert (usable_frames("reference_sorted", 700), usable_frames("reference", 700)) == (600, 700)
-    with pytest.raises(ValueError, match=r"unknown VFID clip selection 'first'; available: \['all', 'reference', 'reference_sorted'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown VFID clip selection 'first'; available: \['all', 'reference', 'reference_sorted'\]"
+    ):
         clip_indices("first", 0, 1, 1)
 
 
@@ -74,7 +76,10 @@ def test_registry_cli_and_description_carry_the_selection():
 
     from itryon.cli import evaluate
 
-    assert "clip_selection" in metric_spec("vfid_i3d").options() and "clip_selection" in metric_spec("vfid_resnext").options()
+    assert (
+        "clip_selection" in metric_spec("vfid_i3d").options()
+        and "clip_selection" in metric_spec("vfid_resnext").options()
+    )
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
     args = parser.parse_args(["--pred", "p", "--vfid-clips", "reference"])

@@ -10,7 +10,15 @@ from itryon.metrics.registry import build_metric
 from itryon.metrics.vlm_judge import DEFAULT_PROMPT, VLMJudge, parse_answer, sample_frames
 from itryon.metrics.weights import MissingWeightsError
 
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 CHAT = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
     "{% if c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
@@ -38,7 +46,9 @@ def tiny_vlm(tmp_path_factory):
     tok.add_special_tokens(SPECIALS)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     pixels = {"min_pixels": 4 * 28 * 28, "max_pixels": 16 * 28 * 28}
-    processor = Qwen2VLProcessor(Qwen2VLImageProcessor(**pixels), tokenizer, Qwen2VLVideoProcessor(**pixels), chat_template=CHAT)
+    processor = Qwen2VLProcessor(
+        Qwen2VLImageProcessor(**pixels), tokenizer, Qwen2VLVideoProcessor(**pixels), chat_template=CHAT
+    )
     config = Qwen2VLConfig(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                          num_key_value_heads=1, max_position_embeddings=512, bos_token_id=vocab["<|im_start|>"], eos_token_id=vocab["<|im_end|>"],
@@ -78,13 +88,23 @@ def test_sample_frames_spreads_over_the_window():
 
 def test_judge_builds_prompts_and_aggregates(tiny_vlm):
     folder, vocab = tiny_vlm
-    isr = build_metric("isr_vlm", weights_dir=folder, model_path="tiny-qwen2-vl", num_frames=4, max_new_tokens=3, generate_kwargs=_force(vocab, "yes"))
+    isr = build_metric(
+        "isr_vlm",
+        weights_dir=folder,
+        model_path="tiny-qwen2-vl",
+        num_frames=4,
+        max_new_tokens=3,
+        generate_kwargs=_force(vocab, "yes"),
+    )
     judge = isr.judge
     assert isinstance(judge, VLMJudge)
     q = judge.question(DEFAULT_PROMPT, "a person in a red jacket", "pulls the zipper down", 3, 9)
     assert '"pulls the zipper down"' in q and "frames 3 to 9" in q and "red jacket" in q
     preds = torch.rand(2, 3, 10, 56, 56) * 2 - 1
-    actions = [[{"start": 2, "end": 8, "text": "lifts the hem"}, {"start": 8, "end": 10, "text": "tugs the collar"}], []]
+    actions = [
+        [{"start": 2, "end": 8, "text": "lifts the hem"}, {"start": 8, "end": 10, "text": "tugs the collar"}],
+        [],
+    ]
     isr.update(preds, actions=actions, caption=["a person", "a person"])
     out = isr.compute()
     assert judge.last_answers[0].lower().startswith("yes")

@@ -62,10 +62,14 @@ def test_backbone_channels_are_derived_and_mismatches_name_the_key_and_the_value
     assert (module.backbone.in_channels, module.backbone.vace_in_channels) == (192, 192 + 192 + 16)
     node = cfg.model.copy()
     node.backbone.in_channels = 192
-    with pytest.raises(Exception, match=r"model.backbone sets in_channels=192, which follow from the VAE and the conditioning"):
+    with pytest.raises(
+        Exception, match=r"model.backbone sets in_channels=192, which follow from the VAE and the conditioning"
+    ):
         instantiate(node, "model")
     built = instantiate(cfg.model.backbone, "model.backbone")(in_channels=193, vace_in_channels=400)
-    with pytest.raises(Exception, match=r"model.backbone.in_channels is 193, but the VAE and the conditioning make it 192"):
+    with pytest.raises(
+        Exception, match=r"model.backbone.in_channels is 193, but the VAE and the conditioning make it 192"
+    ):
         type(module)(built, module.conditioning, module.vae)
 
 
@@ -120,5 +124,7 @@ def test_backbone_flops_of_a_batch_are_counted(cfg, batch) -> None:
 def test_a_restated_derived_value_is_a_config_error_naming_where_it_was_set() -> None:
     from itryon.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"'model.backbone.vace_in_channels' \(set in command line\) follows from the VAE"):
+    with pytest.raises(
+        ConfigError, match=r"'model.backbone.vace_in_channels' \(set in command line\) follows from the VAE"
+    ):
         prepare_config(CONFIG_ROOT / "default.yaml", ["model.backbone.vace_in_channels=400"])

@@ -107,7 +107,10 @@ def test_velocity_loss_on_sample_prediction_starves_the_high_noise_end() -> None
 
 
 def test_module_warns_when_the_high_noise_end_is_starved() -> None:
-    cfg = prepare_config(CONFIG_ROOT / "default.yaml", ["model.loss.space=velocity", "model.residual=false", "model.flow.timestep_sampling=logit_normal"])
+    cfg = prepare_config(
+        CONFIG_ROOT / "default.yaml",
+        ["model.loss.space=velocity", "model.residual=false", "model.flow.timestep_sampling=logit_normal"],
+    )
     with pytest.warns(UserWarning, match="high-noise end"):
         instantiate(cfg.model, "model")
 

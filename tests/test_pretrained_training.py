@@ -18,9 +18,20 @@ def save_tiny_vace(folder: Path) -> torch.nn.Module:
 
     torch.manual_seed(0)
     model = WanVACETransformer3DModel(  # the shapes of configs/model/tiny_vace.yaml
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=16, in_channels=192, out_channels=192,
-        text_dim=64, freq_dim=64, ffn_dim=128, num_layers=2, cross_attn_norm=True, eps=1e-6,
-        rope_max_seq_len=1024, vace_layers=[0, 1], vace_in_channels=400,
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=16,
+        in_channels=192,
+        out_channels=192,
+        text_dim=64,
+        freq_dim=64,
+        ffn_dim=128,
+        num_layers=2,
+        cross_attn_norm=True,
+        eps=1e-6,
+        rope_max_seq_len=1024,
+        vace_layers=[0, 1],
+        vace_in_channels=400,
     )
     for p in model.parameters():  # diffusers zero-initialises some projections; make every weight matter
         torch.nn.init.normal_(p, std=0.02)

@@ -29,7 +29,11 @@ RECORDED = {
 VARIANTS = {
     "default": {},
     "no_vace": {
-        "defaults": ["/default", {"model@model.backbone": "tiny"}, {"conditioning@model.conditioning": "itryon_no_vace"}],
+        "defaults": [
+            "/default",
+            {"model@model.backbone": "tiny"},
+            {"conditioning@model.conditioning": "itryon_no_vace"},
+        ],
     },
     "gated": {"defaults": ["/default"], "model": {"backbone": {"zero_init_gates": True}}},
 }
@@ -64,5 +68,12 @@ def test_losses_and_samples_equal_the_recorded_values(name, tmp_path, synthetic_
         torch.manual_seed(5)  # CFG dropout draws from the global generator
         train = module.diffusion_loss(synthetic_batch, generator=torch.Generator().manual_seed(1))
         video = module.generate(synthetic_batch, num_steps=2, seed=3).double()
-    got = (val["loss"].item(), val["flow"].item(), val["ac"].item(), train["loss"].item(), video.sum().item(), video.abs().mean().item())
+    got = (
+        val["loss"].item(),
+        val["flow"].item(),
+        val["ac"].item(),
+        train["loss"].item(),
+        video.sum().item(),
+        video.abs().mean().item(),
+    )
     assert got == RECORDED[name]

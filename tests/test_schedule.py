@@ -19,7 +19,9 @@ def closed_form(step: int, warmup: int, total: int, floor: float) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-@pytest.mark.parametrize("warmup, total, floor", [(20, 600, 0.1), (0, 100, 0.1), (20, 600, 1.0), (1, 50, 0.0), (5, 5, 0.5), (3, 2, 0.2)])
+@pytest.mark.parametrize(
+    "warmup, total, floor", [(20, 600, 0.1), (0, 100, 0.1), (20, 600, 1.0), (1, 50, 0.0), (5, 5, 0.5), (3, 2, 0.2)]
+)
 def test_every_step_follows_the_closed_form(warmup, total, floor):
     lr = 2e-3
     params = [torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))]

@@ -24,7 +24,9 @@ def _differing(a, b, keys=INPUTS):
 def test_standard_clips_are_unchanged_by_the_family_argument():
     for family in (None, "standard"):
         a, b = generate_clip("train", 6, 0, family=family), generate_clip("train", 6, 0)
-        assert all(a[k].tobytes() == b[k].tobytes() for k in ("video", "counterfactual", "hand_prior", "interaction_mask"))
+        assert all(
+            a[k].tobytes() == b[k].tobytes() for k in ("video", "counterfactual", "hand_prior", "interaction_mask")
+        )
         assert a["meta"] == b["meta"] and "family" not in a["meta"]
 
 
@@ -34,13 +36,19 @@ def test_contact_pairs_differ_only_in_depth(pair):
     assert _differing(touch, hover) == ["hand_prior"]  # same 2D pose, same hand in the video, same agnostic input
     assert touch["actions"] and not hover["actions"] and hover["meta"]["passive"]
     assert touch["meta"]["hand_grip"] == hover["meta"]["hand_grip"]  # the hovering hand keeps the action's grip
-    assert max(max(d) for d in hover["meta"]["hand_depth"]) > 0.1 and min(min(d) for d in touch["meta"]["hand_depth"]) == 0.0
+    assert (
+        max(max(d) for d in hover["meta"]["hand_depth"]) > 0.1
+        and min(min(d) for d in touch["meta"]["hand_depth"]) == 0.0
+    )
     assert not any(any(c) for c in hover["meta"]["hand_contact"])
     # the hand prior differs only in its depth shading (channel 2), where the hand is
     prior_a, prior_b = touch["hand_prior"].astype(int), hover["hand_prior"].astype(int)
     assert np.array_equal(prior_a[:2], prior_b[:2]) and (prior_a[2] > prior_b[2]).any()
     # each one's counterfactual is the other's video
-    assert touch["counterfactual"].tobytes() == hover["video"].tobytes() and hover["counterfactual"].tobytes() == touch["video"].tobytes()
+    assert (
+        touch["counterfactual"].tobytes() == hover["video"].tobytes()
+        and hover["counterfactual"].tobytes() == touch["video"].tobytes()
+    )
     assert "hovers just in front of" in hover["caption"] and "hovers" not in touch["caption"]
     assert (touch["meta"]["variant"], hover["meta"]["variant"]) == ("contact", "hover")
 
@@ -49,8 +57,12 @@ def test_contact_pairs_differ_only_in_depth(pair):
 def test_caption_pairs_differ_only_in_the_action_caption(pair):
     lift, stretch = _pair("caption", pair)
     assert _differing(lift, stretch) == [] and lift["caption"] == stretch["caption"]
-    assert [a["kind"] for a in lift["actions"]] == ["pinch_lift_hem"] and [a["kind"] for a in stretch["actions"]] == ["pinch_stretch_hem"]
-    assert {k: v for k, v in lift["actions"][0].items() if k not in ("kind", "text")} == {k: v for k, v in stretch["actions"][0].items() if k not in ("kind", "text")}
+    assert [a["kind"] for a in lift["actions"]] == ["pinch_lift_hem"] and [a["kind"] for a in stretch["actions"]] == [
+        "pinch_stretch_hem"
+    ]
+    assert {k: v for k, v in lift["actions"][0].items() if k not in ("kind", "text")} == {
+        k: v for k, v in stretch["actions"][0].items() if k not in ("kind", "text")
+    }
     assert lift["counterfactual"].tobytes() == stretch["video"].tobytes()
     assert lift["meta"]["counterfactual_actions"][0]["kind"] == "pinch_stretch_hem"
     assert any(any(c) for c in lift["meta"]["hand_contact"])
@@ -66,7 +78,9 @@ def test_timing_pairs_differ_only_in_which_span_gets_which_response(pair):
     assert kinds == ["pinch_lift_hem", "pinch_stretch_hem"] and [a["kind"] for a in second["actions"]] == kinds[::-1]
     assert [(a["start"], a["end"]) for a in first["actions"]] == [(a["start"], a["end"]) for a in second["actions"]]
     assert first["actions"][0]["end"] <= first["actions"][1]["start"]
-    assert sorted(a["text"] for a in first["actions"]) == sorted(a["text"] for a in second["actions"])  # the same two captions
+    assert sorted(a["text"] for a in first["actions"]) == sorted(
+        a["text"] for a in second["actions"]
+    )  # the same two captions
     assert first["counterfactual"].tobytes() == second["video"].tobytes()
     contact = np.array(first["meta"]["hand_contact"]).any(axis=0)  # (T,)
     assert all(contact[a["start"] : a["end"]].all() for a in first["actions"])  # in contact in both spans
@@ -80,7 +94,9 @@ def test_family_clips_have_their_own_ids_and_meta():
 
 
 def test_family_errors():
-    with pytest.raises(ValueError, match=r"unknown clip family 'tilt'; expected one of \['standard', 'contact', 'caption', 'timing'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown clip family 'tilt'; expected one of \['standard', 'contact', 'caption', 'timing'\]"
+    ):
         generate_clip("val", 0, family="tilt")
     with pytest.raises(ValueError, match="passive cannot be forced for family 'contact'"):
         generate_clip("val", 0, family="contact", passive=True)
@@ -103,12 +119,39 @@ def test_dataset_mixes_families_in_turn():
 def test_synth_writes_family_manifests(tmp_path, capsys):
     from itryon.cli.main import main as itryon
 
-    manifest = write_split(tmp_path / "a", "test", 3, 0, ClipSpec(num_frames=10, height=24, width=32), families=["contact", "timing"])
+    manifest = write_split(
+        tmp_path / "a", "test", 3, 0, ClipSpec(num_frames=10, height=24, width=32), families=["contact", "timing"]
+    )
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert [r["meta"]["family"] for r in records] == ["contact", "timing", "contact"]
     assert [r["id"] for r in records] == ["test-contact-s0-000000", "test-timing-s0-000000", "test-contact-s0-000001"]
     assert records[2]["actions"] == [] and len(records[1]["actions"]) == 2
-    assert itryon(["synth", "--out", str(tmp_path / "b"), "--split", "test", "--num", "1", "--family", "caption", "--frames", "10", "--height", "24", "--width", "32", "--no-progress"]) == 0
+    assert (
+        itryon(
+            [
+                "synth",
+                "--out",
+                str(tmp_path / "b"),
+                "--split",
+                "test",
+                "--num",
+                "1",
+                "--family",
+                "caption",
+                "--frames",
+                "10",
+                "--height",
+                "24",
+                "--width",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "b" / "test.jsonl").read_text())["meta"]["variant"] == "lift"
-    assert itryon(["synth", "--out", str(tmp_path / "c"), "--num", "1", "--families", "contact,wobble", "--no-progress"]) == 2
+    assert (
+        itryon(["synth", "--out", str(tmp_path / "c"), "--num", "1", "--families", "contact,wobble", "--no-progress"])
+        == 2
+    )
     assert "--families: unknown clip family 'wobble'" in capsys.readouterr().err

@@ -16,7 +16,18 @@ from itryon.data.synthetic.raster import Box, Layer, disk_offsets, over, pixel_g
 from itryon.data.synthetic.seeding import clip_key
 from itryon.data.synthetic.splits import GLYPH_LETTERS, SPLITS, glyph_letters, hue_sectors, texture_variants
 
-PIXEL_KEYS = ("video", "counterfactual", "agnostic", "agnostic_mask", "pose", "hand_prior", "interaction_mask", "counterfactual_mask", "garment", "garment_mask")
+PIXEL_KEYS = (
+    "video",
+    "counterfactual",
+    "agnostic",
+    "agnostic_mask",
+    "pose",
+    "hand_prior",
+    "interaction_mask",
+    "counterfactual_mask",
+    "garment",
+    "garment_mask",
+)
 
 
 def _clip(index: int, split: str = "train", **kwargs):
@@ -61,9 +72,21 @@ def test_pixels_match_a_recorded_digest():
         ("train", 32, 0, ClipSpec(), "411ea23d410c9e39e3585b66798c9a518d3a6113a989c9f76367df6f7fc2a2ce"),
         # a passive gesture (its counterfactual deforms the garment)
         ("train", 6, 0, ClipSpec(), "71367ce465ad70323a2961717130e251b9c5a784d9f27daeb7d3afc38cc1287e"),
-        ("val", 11, 2, ClipSpec(garment_size=(40, 30)), "7ff643c98522fe469daf1ac8c55d42f81c337c8839413b00070d05886defe559"),
+        (
+            "val",
+            11,
+            2,
+            ClipSpec(garment_size=(40, 30)),
+            "7ff643c98522fe469daf1ac8c55d42f81c337c8839413b00070d05886defe559",
+        ),
         # frames smaller than the parts' boxes: every box is clipped to the frame
-        ("test", 4, 1, ClipSpec(num_frames=6, height=12, width=10), "a6f270b4512ab8afe881083e4e045ea994873d4decdd22cbf3cf03811f2af87c"),
+        (
+            "test",
+            4,
+            1,
+            ClipSpec(num_frames=6, height=12, width=10),
+            "a6f270b4512ab8afe881083e4e045ea994873d4decdd22cbf3cf03811f2af87c",
+        ),
     ],
 )
 def test_default_size_pixels_match_digests_of_the_full_frame_render(split, index, seed, spec, expected):
@@ -78,10 +101,19 @@ def test_default_size_pixels_match_digests_of_the_full_frame_render(split, index
 
 def test_drawing_each_part_on_its_box_equals_drawing_it_on_the_whole_frame(monkeypatch):
     # every part has zero coverage outside the box it is drawn on, so full-frame boxes change no byte
-    cases = [("train", _find(lambda p, k=k: not p.passive and any(e.kind == k for e in p.events)), 0, ClipSpec(), {}) for k in ("stretch_sideways", "pull_zipper_down", "lift_hem", "tug_collar")]
-    cases += [("test", 3, 2, ClipSpec(), {"passive": True}), ("val", 5, 1, ClipSpec(num_frames=7, height=96, width=128), {}), ("train", 8, 4, ClipSpec(num_frames=6, height=12, width=10), {})]
+    cases = [
+        ("train", _find(lambda p, k=k: not p.passive and any(e.kind == k for e in p.events)), 0, ClipSpec(), {})
+        for k in ("stretch_sideways", "pull_zipper_down", "lift_hem", "tug_collar")
+    ]
+    cases += [
+        ("test", 3, 2, ClipSpec(), {"passive": True}),
+        ("val", 5, 1, ClipSpec(num_frames=7, height=96, width=128), {}),
+        ("train", 8, 4, ClipSpec(num_frames=6, height=12, width=10), {}),
+    ]
     boxed = [generate_clip(split, index, seed, spec, **options) for split, index, seed, spec, options in cases]
-    monkeypatch.setattr(Box, "around", classmethod(lambda cls, points, margin, height, width: cls(0, height, 0, width, height, width)))
+    monkeypatch.setattr(
+        Box, "around", classmethod(lambda cls, points, margin, height, width: cls(0, height, 0, width, height, width))
+    )
     for (split, index, seed, spec, options), clip in zip(cases, boxed):
         whole = generate_clip(split, index, seed, spec, **options)
         for key in PIXEL_KEYS:
@@ -91,7 +123,12 @@ def test_drawing_each_part_on_its_box_equals_drawing_it_on_the_whole_frame(monke
 def test_box_views_clip_to_the_frame_and_unite():
     points = np.array([[[3.2, 4.9], [10.5, 2.1]], [[-4.0, 6.0], [9.0, 7.5]]])  # (T, N, 2) pixel x, y
     box = Box.around(points, 1.5, height=8, width=12)
-    assert (box.y0, box.y1, box.x0, box.x1) == (0, 8, 0, 12)  # floor(2.1 - 1.5) = 0; y1 = floor(7.5 + 1.5) + 2 = 11 -> 8
+    assert (box.y0, box.y1, box.x0, box.x1) == (
+        0,
+        8,
+        0,
+        12,
+    )  # floor(2.1 - 1.5) = 0; y1 = floor(7.5 + 1.5) + 2 = 11 -> 8
     box = Box.around(points[:1], 0.5, height=8, width=12)
     assert (box.y0, box.y1, box.x0, box.x1) == (1, 7, 2, 12)
     full = np.arange(2 * 8 * 12, dtype=np.float32).reshape(2, 8, 12)
@@ -118,7 +155,13 @@ def test_stamp_keeps_the_highest_label_in_any_order():
     expected[1, 1, 2] = 3  # frame 1: labels 3 and 2 again, in the same pixel
     assert np.array_equal(labels, expected)
     stamp(labels, np.array([[4.0], [0.0]]), np.array([[3.0], [0.0]]), 1, disk_offsets(1.0))  # plus-shaped dots
-    assert labels[0, 3, 4] == 7 and labels[0, 2, 4] == 1 and labels[0, 3, 3] == 1 and labels[1, 0, 0] == 1 and labels[1, 1, 0] == 1
+    assert (
+        labels[0, 3, 4] == 7
+        and labels[0, 2, 4] == 1
+        and labels[0, 3, 3] == 1
+        and labels[1, 0, 0] == 1
+        and labels[1, 1, 0] == 1
+    )
 
 
 def test_over_and_layer_composite_in_place():
@@ -156,8 +199,18 @@ def test_dataset_items_are_contract_samples_and_repeat_exactly():
     for key in ("agnostic_mask", "interaction_mask", "counterfactual_mask", "garment_mask"):
         assert set(a[key].unique().tolist()) <= {0.0, 1.0}, key
     meta = a["meta"]
-    assert meta["id"] == "train-s0-000002" and meta["fps"] == 8.0 and meta["split"] == "train" and meta["source"] == "synthetic"
-    assert isinstance(meta["passive"], bool) and meta["garment_class"] in ("t_shirt", "tank_top", "long_sleeve", "jacket")
+    assert (
+        meta["id"] == "train-s0-000002"
+        and meta["fps"] == 8.0
+        and meta["split"] == "train"
+        and meta["source"] == "synthetic"
+    )
+    assert isinstance(meta["passive"], bool) and meta["garment_class"] in (
+        "t_shirt",
+        "tank_top",
+        "long_sleeve",
+        "jacket",
+    )
     batch = collate([ds[0], ds[1]])
     assert batch["video"].shape == (2, 3, 17, 48, 64) and len(batch["actions"]) == 2
     with pytest.raises(IndexError, match="out of range for 3 clips"):
@@ -194,10 +247,16 @@ def test_counterfactual_equals_video_outside_the_region_and_differs_inside(kind)
 
 
 def test_zipper_stays_open_and_other_actions_relax():
-    index = _find(lambda p: not p.passive and len(p.events) == 1 and p.events[0].kind == "pull_zipper_down" and p.events[0].end < 14)
+    index = _find(
+        lambda p: (
+            not p.passive and len(p.events) == 1 and p.events[0].kind == "pull_zipper_down" and p.events[0].end < 14
+        )
+    )
     clip = _clip(index)
     assert clip["interaction_mask"][0, -1].any(), "an opened zipper persists to the end of the clip"
-    index = _find(lambda p: not p.passive and len(p.events) == 1 and p.events[0].kind == "lift_hem" and p.events[0].end < 13)
+    index = _find(
+        lambda p: not p.passive and len(p.events) == 1 and p.events[0].kind == "lift_hem" and p.events[0].end < 13
+    )
     clip = _clip(index)
     end = clip["actions"][0]["end"]
     assert clip["interaction_mask"][0, end].any() and not clip["interaction_mask"][0, end + 2 :].any()
@@ -331,9 +390,11 @@ def test_generated_splits_use_disjoint_textures_palettes_and_letters():
 
 def test_held_out_combination_only_in_test():
     action, garment_class = HELD_OUT_COMBINATION
+
     def count(split):
         plans = [plan_clip(split, i, 0, ClipSpec(), garment_class=garment_class) for i in range(150)]
         return sum(e.kind == action for p in plans for e in p.events)
+
     assert count("train") == 0 and count("val") == 0
     assert count("test") >= 10
 
@@ -343,5 +404,7 @@ def test_contact_sheet_lays_out_clips_rows_and_frames():
     sheet = contact_sheet(clips, max_frames=5, scale=1)
     assert sheet.dtype == np.uint8 and sheet.shape == (2 * (4 * 50 + 4), 6 * 66, 3)
     # clip 0, counterfactual row (the 4th), first frame column; the garment leads the clip's rows
-    assert np.array_equal(sheet[3 * 50 : 3 * 50 + 48, 66 : 66 + 64], clips[0]["counterfactual"][:, 0].transpose(1, 2, 0))
+    assert np.array_equal(
+        sheet[3 * 50 : 3 * 50 + 48, 66 : 66 + 64], clips[0]["counterfactual"][:, 0].transpose(1, 2, 0)
+    )
     assert np.array_equal(sheet[0:48, 0:64], clips[0]["garment"].transpose(1, 2, 0))

@@ -99,7 +99,10 @@ def test_print_config_prints_resolved_config(capsys: pytest.CaptureFixture[str])
 def test_unknown_key_fails_before_training(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "train.py", "model.no_such_key=1", f"output_dir={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "no_such_key" in proc.stderr and "valid keys:" in proc.stderr and "backbone" in proc.stderr
@@ -128,22 +131,84 @@ def test_infer_then_evaluate_on_a_synthetic_split(trained_run: Path, tmp_path: P
     data, preds = tmp_path / "data", tmp_path / "preds"
     assert itryon(["synth", "--out", str(data), "--split", "val", "--num", "2", "--seed", "1", "--no-progress"]) == 0
     manifest = data / "val.jsonl"
-    assert itryon(["infer", "--run", str(trained_run), "--manifest", str(manifest), "--out", str(preds), "--steps", "2", "--no-progress"]) == 0
+    assert (
+        itryon(
+            [
+                "infer",
+                "--run",
+                str(trained_run),
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(preds),
+                "--steps",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ids = sorted(json.loads(line)["id"] for line in manifest.read_text().splitlines())
     assert sorted(p.stem for p in preds.glob("*.mp4")) == ids
     out = tmp_path / "metrics.json"
-    assert itryon(["evaluate", "--pred", str(preds), "--manifest", str(manifest), "--metrics", "ssim,psnr,isr", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        itryon(
+            [
+                "evaluate",
+                "--pred",
+                str(preds),
+                "--manifest",
+                str(manifest),
+                "--metrics",
+                "ssim,psnr,isr",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     text = json.dumps(result)
     assert "ssim" in text and "isr" in text
     # a barely trained model is far from the ground truth: a strict gate fails with exit code 1
-    assert itryon(["evaluate", "--pred", str(preds), "--manifest", str(manifest), "--metrics", "psnr", "--out", str(out), "--fail-if", "psnr<60", "--no-progress"]) == 1
+    assert (
+        itryon(
+            [
+                "evaluate",
+                "--pred",
+                str(preds),
+                "--manifest",
+                str(manifest),
+                "--metrics",
+                "psnr",
+                "--out",
+                str(out),
+                "--fail-if",
+                "psnr<60",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
 
 
 def test_infer_names_missing_weights(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from itryon.cli.main import main as itryon
 
-    code = itryon(["infer", "--run", str(trained_run), "--manifest", str(tmp_path / "none.jsonl"), "--out", str(tmp_path), "--weights", str(tmp_path / "w.safetensors")])
+    code = itryon(
+        [
+            "infer",
+            "--run",
+            str(trained_run),
+            "--manifest",
+            str(tmp_path / "none.jsonl"),
+            "--out",
+            str(tmp_path),
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+        ]
+    )
     assert code == 2
     assert "w.safetensors" in capsys.readouterr().err
 

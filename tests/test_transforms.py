@@ -57,14 +57,16 @@ def test_temporal_crop_remaps_action_spans_by_hand() -> None:
 
 def test_manifest_dataset_applies_transforms_from_config(tmp_path: Path) -> None:
     write_split(tmp_path, "val", 2, seed=1)
-    ds = instantiate({
-        "_target_": "itryon.data.manifest.InteractiveManifestDataset",
-        "manifest": str(tmp_path / "val.jsonl"),
-        "transforms": [
-            {"_target_": "itryon.data.transforms.TemporalCrop", "num_frames": 9, "stride": 2, "random": False},
-            {"_target_": "itryon.data.transforms.Resize", "height": 32, "width": 32},
-        ],
-    })
+    ds = instantiate(
+        {
+            "_target_": "itryon.data.manifest.InteractiveManifestDataset",
+            "manifest": str(tmp_path / "val.jsonl"),
+            "transforms": [
+                {"_target_": "itryon.data.transforms.TemporalCrop", "num_frames": 9, "stride": 2, "random": False},
+                {"_target_": "itryon.data.transforms.Resize", "height": 32, "width": 32},
+            ],
+        }
+    )
     item = ds[0]
     assert item["video"].shape == (3, 9, 32, 32) and item["interaction"].shape == (9,)
     assert item["meta"]["fps"] == 4.0

@@ -64,8 +64,13 @@ def wan_vae_folder(tmp_path_factory):
 
     torch.manual_seed(0)
     model = AutoencoderKLWan(
-        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
-        latents_mean=torch.linspace(-1, 1, 16).tolist(), latents_std=torch.linspace(0.5, 2, 16).tolist(),
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=torch.linspace(-1, 1, 16).tolist(),
+        latents_std=torch.linspace(0.5, 2, 16).tolist(),
     )
     folder = tmp_path_factory.mktemp("wan") / "vae"
     model.save_pretrained(folder)
@@ -135,13 +140,19 @@ def t5_folder(tmp_path_factory):
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     folder = tmp_path_factory.mktemp("wan_t5")
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(
-        folder / "tokenizer"
-    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(folder / "tokenizer")
     torch.manual_seed(0)
     config = UMT5Config(
-        vocab_size=16, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
-        relative_attention_num_buckets=8, relative_attention_max_distance=16,
+        vocab_size=16,
+        d_model=16,
+        d_kv=4,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
     )
     UMT5EncoderModel(config).save_pretrained(folder / "text_encoder")
     return folder

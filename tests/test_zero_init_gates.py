@@ -58,8 +58,17 @@ def caption() -> GlobalCaptionAdapter:
 def backbone(**kwargs) -> WanDiT:
     """A gated tiny backbone standing in for loaded weights (a trained head is not zero)."""
     torch.manual_seed(0)
-    args = dict(in_channels=C, out_channels=C, dim=DIM, ffn_dim=64, num_layers=2, num_heads=2, text_dim=TEXT,
-                freq_dim=32, zero_init_gates=True)
+    args = dict(
+        in_channels=C,
+        out_channels=C,
+        dim=DIM,
+        ffn_dim=64,
+        num_layers=2,
+        num_heads=2,
+        text_dim=TEXT,
+        freq_dim=32,
+        zero_init_gates=True,
+    )
     args.update(kwargs)
     model = WanDiT(**args)
     with torch.no_grad():
@@ -91,17 +100,32 @@ CASES = {
     "pose_vace": (lambda: PoseAdapter("vace", C), dict(vace_layers=[1], vace_in_channels=C), {}, None, True),
     # the reference frame shifts the video's RoPE time indices by R: relative positions, equal up to rounding
     "garment_reference": (lambda: GarmentAdapter("reference", C), {}, {}, "self_attn", False),
-    "garment_reference_vace": (lambda: GarmentAdapter("reference", C), VACE, {"person": lambda: PersonAdapter("vace", C, S)},
-                               "self_attn", False),
+    "garment_reference_vace": (
+        lambda: GarmentAdapter("reference", C),
+        VACE,
+        {"person": lambda: PersonAdapter("vace", C, S)},
+        "self_attn",
+        False,
+    ),
     "garment_tokens": (lambda: GarmentAdapter("tokens", C, DIM, (1, 2, 2)), {}, {}, "self_attn", True),
-    "garment_tokens_vace": (lambda: GarmentAdapter("tokens", C, DIM, (1, 2, 2)), VACE,
-                            {"person": lambda: PersonAdapter("vace", C, S)}, "self_attn", True),
+    "garment_tokens_vace": (
+        lambda: GarmentAdapter("tokens", C, DIM, (1, 2, 2)),
+        VACE,
+        {"person": lambda: PersonAdapter("vace", C, S)},
+        "self_attn",
+        True,
+    ),
     "actions_arope_segment": (lambda: ActionCaptionAdapter(k=4), AROPE, {}, "cross_attn", True),
     "actions_arope_center": (lambda: ActionCaptionAdapter(k=4, positions="center"), AROPE, {}, "cross_attn", True),
     "actions_arope_hard_mask": (lambda: ActionCaptionAdapter(k=4, hard_mask=True), AROPE, {}, "cross_attn", True),
     "actions_no_arope": (lambda: ActionCaptionAdapter(k=4, positions="none"), {}, {}, "cross_attn", True),
-    "actions_no_arope_hard_mask": (lambda: ActionCaptionAdapter(k=4, positions="none", hard_mask=True), {}, {},
-                                   "cross_attn", True),
+    "actions_no_arope_hard_mask": (
+        lambda: ActionCaptionAdapter(k=4, positions="none", hard_mask=True),
+        {},
+        {},
+        "cross_attn",
+        True,
+    ),
 }
 
 
@@ -124,13 +148,20 @@ def test_adding_an_adapter_to_a_gated_backbone_is_a_no_op_then_acts_after_one_st
     new = [p for n, p in model.named_parameters() if n.endswith(".gate") or n.startswith("vace_")]
     new += [p for p in with_it.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(new, lr=5e-2)
-    loss = F.mse_loss(run(with_it, model, batch, latents), torch.randn(LATENT, generator=torch.Generator().manual_seed(2)))
+    loss = F.mse_loss(
+        run(with_it, model, batch, latents), torch.randn(LATENT, generator=torch.Generator().manual_seed(2))
+    )
     loss.backward()
     if learning_gate is not None:
         # d tanh(g) X / dg = X at g = 0: every head of every main block learns (VACE-branch gates follow once the
         # zero-initialised hint projections have moved)
-        grads = torch.stack([p.grad for n, p in model.named_parameters() if n.startswith("blocks.")
-                             and n.endswith(f"{learning_gate}.gate")])  # (layers, heads)
+        grads = torch.stack(
+            [
+                p.grad
+                for n, p in model.named_parameters()
+                if n.startswith("blocks.") and n.endswith(f"{learning_gate}.gate")
+            ]
+        )  # (layers, heads)
         assert grads.abs().min() > 0
     optimizer.step()
     with torch.no_grad():
@@ -142,8 +173,17 @@ def test_person_channels_on_a_widened_gated_backbone_is_a_no_op_then_acts(batch)
     latents = torch.randn(LATENT)
     person = PersonAdapter("channels", C, S)
     narrow = backbone()
-    wide = WanDiT(in_channels=C + person.out_channels, out_channels=C, dim=DIM, ffn_dim=64, num_layers=2, num_heads=2,
-                  text_dim=TEXT, freq_dim=32, zero_init_gates=True).eval()
+    wide = WanDiT(
+        in_channels=C + person.out_channels,
+        out_channels=C,
+        dim=DIM,
+        ffn_dim=64,
+        num_layers=2,
+        num_heads=2,
+        text_dim=TEXT,
+        freq_dim=32,
+        zero_init_gates=True,
+    ).eval()
     assert load_native_state(wide, dict(narrow.state_dict()), extra_in_channels=person.out_channels) == []
     with_it = stack_of({"person": person})
     with torch.no_grad():
@@ -164,13 +204,18 @@ def test_the_no_op_holds_on_both_cpu_backends_with_everything_added(backend, bat
     latents = torch.randn(LATENT)
     model = backbone(attention_backend=backend, **VACE, **AROPE)
     base = stack_of({"person": PersonAdapter("vace", C, S)})
-    full = stack_of({
-        "person": PersonAdapter("vace", C, S), "garment": GarmentAdapter("reference", C),
-        "actions": ActionCaptionAdapter(k=4, hard_mask=True),
-        "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2),
-    })
+    full = stack_of(
+        {
+            "person": PersonAdapter("vace", C, S),
+            "garment": GarmentAdapter("reference", C),
+            "actions": ActionCaptionAdapter(k=4, hard_mask=True),
+            "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2),
+        }
+    )
     with torch.no_grad():
-        torch.testing.assert_close(run(full, model, batch, latents), run(base, model, batch, latents), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            run(full, model, batch, latents), run(base, model, batch, latents), atol=1e-6, rtol=0
+        )
 
 
 def test_reference_tokens_reach_video_tokens_only_through_the_gates(batch):
@@ -181,8 +226,13 @@ def test_reference_tokens_reach_video_tokens_only_through_the_gates(batch):
     with torch.no_grad():
         for gate in gates(model, "cross_attn"):
             gate.fill_(0.5)
-    stack = stack_of({"person": PersonAdapter("vace", C, S), "garment": GarmentAdapter("reference", C),
-                      "actions": ActionCaptionAdapter(k=4)})
+    stack = stack_of(
+        {
+            "person": PersonAdapter("vace", C, S),
+            "garment": GarmentAdapter("reference", C),
+            "actions": ActionCaptionAdapter(k=4),
+        }
+    )
     other = dict(batch, garment=-batch["garment"])
     with torch.no_grad():
         first, second = run(stack, model, batch, latents), run(stack, model, other, latents)
@@ -252,7 +302,9 @@ def test_gated_cross_attention_is_the_base_plus_the_gated_branch(backend):
     base_mask = torch.ones(2, 6, 5, dtype=torch.bool)
     base_mask[1, 3, 1:] = False
     common = dict(cross_rope=rope, query_frames=query_frames)
-    inputs = CrossAttentionInputs(base, query_frames, base_mask, rope, base_pos, GatedContext(gated, gated_mask, gated_pos))
+    inputs = CrossAttentionInputs(
+        base, query_frames, base_mask, rope, base_pos, GatedContext(gated, gated_mask, gated_pos)
+    )
     out = attn.cross_attention(x, inputs)
     plain_base = attn(x, context=base, mask=base_mask, key_positions=base_pos, **common)
     plain_gated = attn(x, context=gated, mask=gated_mask, key_positions=gated_pos, **common)
@@ -272,7 +324,9 @@ def test_gates_off_ignore_gated_context_and_gates_on_without_new_tokens_equal_th
     latents = torch.randn(LATENT)
     plain = backbone(zero_init_gates=False, **AROPE)
     gated = backbone(**AROPE)
-    assert load_native_state(gated, dict(plain.state_dict())) == sorted(n for n, _ in gated.named_parameters() if n.endswith("gate"))
+    assert load_native_state(gated, dict(plain.state_dict())) == sorted(
+        n for n, _ in gated.named_parameters() if n.endswith("gate")
+    )
     stack = stack_of({"garment": GarmentAdapter("tokens", C, DIM, (1, 2, 2)), "actions": ActionCaptionAdapter(k=4)})
     with torch.no_grad():
         cond = stack(batch, vae=VAE, latent_shape=LATENT)
@@ -290,7 +344,10 @@ def test_gates_off_ignore_gated_context_and_gates_on_without_new_tokens_equal_th
 def test_the_stack_marks_gated_context_from_the_adapter_declaration(batch):
     cond = stack_of({"actions": ActionCaptionAdapter(k=4)})(batch, vae=VAE, latent_shape=LATENT)
     caption_len = 32
-    assert cond.inputs.context_gated.dtype == torch.bool and cond.inputs.context_gated.shape == cond.inputs.context.shape[:2]
+    assert (
+        cond.inputs.context_gated.dtype == torch.bool
+        and cond.inputs.context_gated.shape == cond.inputs.context.shape[:2]
+    )
     assert not cond.inputs.context_gated[:, :caption_len].any() and cond.inputs.context_gated[:, caption_len:].all()
     ungated = stack_of({"actions": ActionCaptionAdapter(k=4, gated=False)})(batch, vae=VAE, latent_shape=LATENT)
     assert ungated.inputs.context_gated is None and "gated_context" not in ungated.inputs.kinds
@@ -301,14 +358,28 @@ def test_the_stack_marks_gated_context_from_the_adapter_declaration(batch):
         backbone()(torch.randn(LATENT), torch.zeros(2), inputs)
 
 
-DIFFUSERS = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
-                 text_dim=16, freq_dim=32, ffn_dim=40, num_layers=2, rope_max_seq_len=64)
+DIFFUSERS = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=4,
+    out_channels=4,
+    text_dim=16,
+    freq_dim=32,
+    ffn_dim=40,
+    num_layers=2,
+    rope_max_seq_len=64,
+)
 
 
 @pytest.mark.parametrize("vace", [False, True])
 def test_from_pretrained_adds_zero_gates_reported_as_newly_initialised(tmp_path, caplog, vace):
     torch.manual_seed(0)
-    reference = WanVACETransformer3DModel(**DIFFUSERS, vace_layers=[0, 1], vace_in_channels=6) if vace else WanTransformer3DModel(**DIFFUSERS)
+    reference = (
+        WanVACETransformer3DModel(**DIFFUSERS, vace_layers=[0, 1], vace_in_channels=6)
+        if vace
+        else WanTransformer3DModel(**DIFFUSERS)
+    )
     with torch.no_grad():
         for param in reference.parameters():
             param.normal_(0, 0.3)
@@ -317,12 +388,16 @@ def test_from_pretrained_adds_zero_gates_reported_as_newly_initialised(tmp_path,
     with caplog.at_level(logging.INFO, logger="itryon.models.loading"):
         gated = WanDiT.from_pretrained(tmp_path, zero_init_gates=True).eval()
     names = [n for n, _ in gated.named_parameters() if n.endswith(".gate")]
-    assert len(names) == 2 * (2 + (2 if vace else 0)) and all(not p.any() for n, p in gated.named_parameters() if n in names)
+    assert len(names) == 2 * (2 + (2 if vace else 0)) and all(
+        not p.any() for n, p in gated.named_parameters() if n in names
+    )
     assert all(not p.is_meta for p in gated.parameters())
     assert "newly initialised" in caplog.text and all(n in caplog.text for n in names)
     g = torch.Generator().manual_seed(1)
     latents, context = torch.randn(2, 4, 3, 4, 6, generator=g), torch.randn(2, 5, 16, generator=g)
     extra = dict(vace_context=torch.randn(2, 6, 3, 4, 6, generator=g)) if vace else {}
     with torch.no_grad():
-        assert torch.equal(gated(latents, torch.tensor([3.0, 640.0]), BackboneInputs(context, **extra)),
-                           plain(latents, torch.tensor([3.0, 640.0]), BackboneInputs(context, **extra)))
+        assert torch.equal(
+            gated(latents, torch.tensor([3.0, 640.0]), BackboneInputs(context, **extra)),
+            plain(latents, torch.tensor([3.0, 640.0]), BackboneInputs(context, **extra)),
+        )

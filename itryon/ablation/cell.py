@@ -118,7 +118,11 @@ def train_cell(spec: CellSpec) -> dict[str, Any]:
     start = time.perf_counter()
     trainer, module, datamodule = build(cfg, run_dir)
     fit(trainer, module, datamodule, cfg, run_dir, ckpt)
-    record = {"global_step": int(trainer.global_step), "train_seconds": time.perf_counter() - start, "resumed_from_step": resumed_from}
+    record = {
+        "global_step": int(trainer.global_step),
+        "train_seconds": time.perf_counter() - start,
+        "resumed_from_step": resumed_from,
+    }
     write_json_atomic(Path(spec.folder) / TRAINED, record)
     return record
 

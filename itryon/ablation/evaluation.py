@@ -29,7 +29,13 @@ SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 BatchPredictor = Callable[[Mapping[str, Any], int], torch.Tensor]  # (batch, batch index) -> (B, 3, T, H, W)
 
 
-def eval_data_node(cfg: DictConfig, split: str = "test", num_clips: int | None = None, seed: int | None = None, manifest: str | None = None) -> dict[str, Any]:
+def eval_data_node(
+    cfg: DictConfig,
+    split: str = "test",
+    num_clips: int | None = None,
+    seed: int | None = None,
+    manifest: str | None = None,
+) -> dict[str, Any]:
     """The ``_target_`` node of the clips to score (plain data, so that it can be stored and compared)."""
     data = cfg.get("data")
     if manifest is not None:
@@ -90,7 +96,9 @@ def score(
         for name, predict in predictors.items():
             pred = predict(batch, i)
             if tuple(pred.shape) != tuple(batch["video"].shape):
-                raise ValueError(f"predictor {name!r} returned {tuple(pred.shape)}, the batch's videos are {tuple(batch['video'].shape)}")
+                raise ValueError(
+                    f"predictor {name!r} returned {tuple(pred.shape)}, the batch's videos are {tuple(batch['video'].shape)}"
+                )
             for spec, metric in built[name].values():
                 metric.update(pred, batch["video"], **metric_extras(spec, batch))
     results: dict[str, dict[str, float]] = {}

@@ -29,11 +29,15 @@ def _submitit() -> Any:
     try:
         import submitit
     except ImportError:
-        raise ImportError("--launcher slurm needs submitit: pip install 'itryon[slurm]' (or pip install submitit)") from None
+        raise ImportError(
+            "--launcher slurm needs submitit: pip install 'itryon[slurm]' (or pip install submitit)"
+        ) from None
     return submitit
 
 
-def submit(cells: Sequence[CellSpec], folder: str | Path, cluster: str = "slurm", parameters: Mapping[str, Any] | None = None) -> list[Any]:
+def submit(
+    cells: Sequence[CellSpec], folder: str | Path, cluster: str = "slurm", parameters: Mapping[str, Any] | None = None
+) -> list[Any]:
     """Submit one job per cell (a job array where the cluster has them); returns the submitit jobs."""
     if not cells:
         return []
@@ -50,10 +54,14 @@ def wait(jobs: Sequence[Any], cells: Sequence[CellSpec], progress: bool = True) 
     submitit = _submitit()
     results: list[dict[str, Any]] = []
     by_job = {id(j): c for j, c in zip(jobs, cells)}
-    for job in tqdm(submitit.helpers.as_completed(jobs), total=len(jobs), desc="ablate", unit="cell", disable=not progress):
+    for job in tqdm(
+        submitit.helpers.as_completed(jobs), total=len(jobs), desc="ablate", unit="cell", disable=not progress
+    ):
         cell = by_job[id(job)]
         try:
             results.append(job.result())
         except Exception as exc:
-            raise RuntimeError(f"cell {cell.experiment} seed {cell.seed} (job {job.job_id}) failed: {exc}; logs: {job.paths.stdout}, {job.paths.stderr}") from exc
+            raise RuntimeError(
+                f"cell {cell.experiment} seed {cell.seed} (job {job.job_id}) failed: {exc}; logs: {job.paths.stdout}, {job.paths.stderr}"
+            ) from exc
     return results

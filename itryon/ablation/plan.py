@@ -66,7 +66,9 @@ def base_config_overrides(path: str | Path) -> list[str]:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"--base-config {path}: expected a mapping at the top level")
     if "defaults" in cfg:
-        raise ConfigError(f"--base-config {path}: has a 'defaults' list; it may only set keys, each experiment brings its own defaults")
+        raise ConfigError(
+            f"--base-config {path}: has a 'defaults' list; it may only set keys, each experiment brings its own defaults"
+        )
     out: list[str] = []
 
     def walk(node: Any, prefix: str) -> None:
@@ -88,12 +90,23 @@ def cell_folder(out: str | Path, experiment: str, seed: int) -> Path:
     return Path(out) / "cells" / experiment / f"seed{seed}"
 
 
-def cell_command(out: str | Path, experiment: str, config: Path, seed: int, overrides: Sequence[str], ev: EvalSettings) -> str:
+def cell_command(
+    out: str | Path, experiment: str, config: Path, seed: int, overrides: Sequence[str], ev: EvalSettings
+) -> str:
     """The ``itryon ablate`` command line that runs this one cell (with the same settings)."""
     import shlex
 
     default = Path(config).resolve() == (EXPERIMENT_DIR / f"{experiment}.yaml").resolve()
-    words = ["itryon", "ablate", "--experiments", experiment if default else str(config), "--seeds", str(seed), "--out", str(out)]
+    words = [
+        "itryon",
+        "ablate",
+        "--experiments",
+        experiment if default else str(config),
+        "--seeds",
+        str(seed),
+        "--out",
+        str(out),
+    ]
     words += ["--metrics", ",".join(ev.metrics), "--eval-split", ev.split]
     if ev.num_clips is not None:
         words += ["--num-eval-clips", str(ev.num_clips)]
@@ -110,7 +123,14 @@ def cell_command(out: str | Path, experiment: str, config: Path, seed: int, over
     return shlex.join(words)
 
 
-def plan_cells(out: str | Path, experiments: Sequence[str], seeds: Sequence[int], overrides: Sequence[str], ev: EvalSettings, experiment_dir: str | Path = EXPERIMENT_DIR) -> list[CellSpec]:
+def plan_cells(
+    out: str | Path,
+    experiments: Sequence[str],
+    seeds: Sequence[int],
+    overrides: Sequence[str],
+    ev: EvalSettings,
+    experiment_dir: str | Path = EXPERIMENT_DIR,
+) -> list[CellSpec]:
     """Every (experiment, seed) cell, experiments outermost, in the order given."""
     resolved = [resolve_experiment(e, experiment_dir) for e in experiments]
     names = [n for n, _ in resolved]
@@ -119,8 +139,13 @@ def plan_cells(out: str | Path, experiments: Sequence[str], seeds: Sequence[int]
         raise ValueError(f"--experiments: several files are named {clashes}; cells are stored by experiment name")
     return [
         CellSpec(
-            experiment=name, config=str(path), seed=seed, folder=str(cell_folder(out, name, seed)),
-            overrides=tuple(overrides), evaluation=ev, command=cell_command(out, name, path, seed, overrides, ev),
+            experiment=name,
+            config=str(path),
+            seed=seed,
+            folder=str(cell_folder(out, name, seed)),
+            overrides=tuple(overrides),
+            evaluation=ev,
+            command=cell_command(out, name, path, seed, overrides, ev),
         )
         for name, path in resolved
         for seed in seeds
@@ -142,6 +167,10 @@ def check_settings(out: str | Path, overrides: Sequence[str], ev: EvalSettings) 
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if diff:
                 changes = "; ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in diff)
-                raise ValueError(f"{path}: this folder was scored with other evaluation settings ({changes}); use another --out or the same settings")
+                raise ValueError(
+                    f"{path}: this folder was scored with other evaluation settings ({changes}); use another --out or the same settings"
+                )
         elif old != new:
-            raise ValueError(f"{path}: this folder's cells were trained with --overrides {old}, this run asks for {new}; use another --out or the same overrides")
+            raise ValueError(
+                f"{path}: this folder's cells were trained with --overrides {old}, this run asks for {new}; use another --out or the same overrides"
+            )

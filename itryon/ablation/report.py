@@ -92,7 +92,11 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     counts = [str(max((s["n"] for s in report["summary"][e].values()), default=0)) for e in experiments]
     lines.append("| seeds (n) | " + " | ".join(counts + ["—"] * len(refs)) + " |")
-    lines.append("| wall time per cell (s) | " + " | ".join([format_stat(report["wall_seconds"][e]) for e in experiments] + ["—"] * len(refs)) + " |")
+    lines.append(
+        "| wall time per cell (s) | "
+        + " | ".join([format_stat(report["wall_seconds"][e]) for e in experiments] + ["—"] * len(refs))
+        + " |"
+    )
     text = [
         "# Ablation results",
         "",
@@ -133,11 +137,17 @@ def write_chart(report: Mapping[str, Any], path: str | Path, columns: int = 3) -
         for i, (name, values) in enumerate(report["references"].items()):
             value = values.get(key)
             if value is not None and math.isfinite(value):
-                ax.axhline(value, color="0.3", linestyle=styles[i % len(styles)], linewidth=1, label=REFERENCE_LABELS.get(name, name))
+                ax.axhline(
+                    value,
+                    color="0.3",
+                    linestyle=styles[i % len(styles)],
+                    linewidth=1,
+                    label=REFERENCE_LABELS.get(name, name),
+                )
         ax.set_title(f"{key}{_arrow(report, key)}", fontsize=10)
         ax.set_xticks(range(len(experiments)), experiments, rotation=30, ha="right", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_visible(False)
     handles, labels = [], []
     for ax in axes:  # one legend for the reference lines, from the first panel that drew each

@@ -87,7 +87,15 @@ def run_ablation(
             if not wait_for_jobs:
                 return None
             wait(jobs, pending, progress)
-    return write_results(out, cells, evaluation, confidence, command, experiments=list(dict.fromkeys(c.experiment for c in cells)), seeds=seeds)
+    return write_results(
+        out,
+        cells,
+        evaluation,
+        confidence,
+        command,
+        experiments=list(dict.fromkeys(c.experiment for c in cells)),
+        seeds=seeds,
+    )
 
 
 def record_jobs(out: Path, cells: Sequence[CellSpec], jobs: Sequence[Any]) -> Path:
@@ -99,12 +107,30 @@ def record_jobs(out: Path, cells: Sequence[CellSpec], jobs: Sequence[Any]) -> Pa
     return path
 
 
-def write_results(out: Path, cells: Sequence[CellSpec], ev: EvalSettings, confidence: float, command: str, experiments: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:
+def write_results(
+    out: Path,
+    cells: Sequence[CellSpec],
+    ev: EvalSettings,
+    confidence: float,
+    command: str,
+    experiments: Sequence[str],
+    seeds: Sequence[int],
+) -> dict[str, Any]:
     results = [read_json(c.result_path) for c in cells if c.done()]
     node = shared_eval_data(results)
     references = reference_results(out, node, ev) if node is not None else {}
     description = describe_eval(node, results[0].get("num_clips")) if node is not None else ""
-    report = build_report(results, experiments, seeds, references, confidence, higher_is_better(ev.metrics, ev.metrics), command=command, eval=description, settings=read_json(out / SETTINGS))
+    report = build_report(
+        results,
+        experiments,
+        seeds,
+        references,
+        confidence,
+        higher_is_better(ev.metrics, ev.metrics),
+        command=command,
+        eval=description,
+        settings=read_json(out / SETTINGS),
+    )
     write_json_atomic(out / RESULTS_JSON, report)
     (out / RESULTS_MD).write_text(to_markdown(report))
     write_chart(report, out / RESULTS_PNG)

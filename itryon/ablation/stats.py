@@ -21,7 +21,14 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, An
     given = [math.nan if v is None else float(v) for v in values]  # None: null in a results file
     finite = np.array([v for v in given if math.isfinite(v)], dtype=np.float64)
     n = int(finite.size)
-    out: dict[str, Any] = {"mean": None, "std": None, "ci": None, "n": n, "missing": len(given) - n, "confidence": confidence}
+    out: dict[str, Any] = {
+        "mean": None,
+        "std": None,
+        "ci": None,
+        "n": n,
+        "missing": len(given) - n,
+        "confidence": confidence,
+    }
     if n == 0:
         return out
     out["mean"] = float(finite.mean())
@@ -33,7 +40,9 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, An
     return out
 
 
-def summarize_cells(cells: Sequence[Mapping[str, Any]], confidence: float = 0.95) -> dict[str, dict[str, dict[str, Any]]]:
+def summarize_cells(
+    cells: Sequence[Mapping[str, Any]], confidence: float = 0.95
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Per experiment, per metric key: :func:`summarize` over that experiment's cells (``{"experiment",
     "metrics"}`` records). Every metric key any cell of an experiment reports gets a summary."""
     grouped: dict[str, list[Mapping[str, Any]]] = {}

@@ -37,28 +37,59 @@ class EvaluationError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, help="folder of generated videos (MP4 files or frame folders)")
-    parser.add_argument("--gt", help="folder of reference videos, matched to --pred by name (default with --manifest: the manifest's videos, matched by clip id)")
-    parser.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated metric names (default {DEFAULT_METRICS}); available: {', '.join(available_metrics())}")
+    parser.add_argument(
+        "--gt",
+        help="folder of reference videos, matched to --pred by name (default with --manifest: the manifest's videos, matched by clip id)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=DEFAULT_METRICS,
+        help=f"comma-separated metric names (default {DEFAULT_METRICS}); available: {', '.join(available_metrics())}",
+    )
     parser.add_argument("--out", default="metrics.json", help="JSON file to write (default metrics.json)")
-    parser.add_argument("--fail-if", action="append", default=[], metavar="GATE", help="fail (exit 1) when e.g. 'lpips>0.2' holds; repeatable")
-    parser.add_argument("--manifest", help="interactive manifest (JSON lines, docs/manifest.md) giving actions, interaction masks and counterfactuals per clip id")
+    parser.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help="fail (exit 1) when e.g. 'lpips>0.2' holds; repeatable",
+    )
+    parser.add_argument(
+        "--manifest",
+        help="interactive manifest (JSON lines, docs/manifest.md) giving actions, interaction masks and counterfactuals per clip id",
+    )
     parser.add_argument("--weights", help="folder of metric weight files (default $ITRYON_WEIGHTS)")
-    parser.add_argument("--vfid-protocol", default="catv2ton", choices=["catv2ton", "rgb"], help="VFID protocol (default catv2ton)")
+    parser.add_argument(
+        "--vfid-protocol", default="catv2ton", choices=["catv2ton", "rgb"], help="VFID protocol (default catv2ton)"
+    )
     parser.add_argument(
         "--vfid-clips", default="all", choices=list(CLIP_SELECTIONS),
         help="VFID clip selection: all (default) or the reference script's, as in its two public variants (benchmarks/README.md)",
     )  # fmt: skip
-    parser.add_argument("--paired-protocol", default="standard", choices=["standard", "catv2ton"], help="SSIM border and LPIPS backbone: standard = skimage-style SSIM + alex; catv2ton = torchmetrics SSIM + squeeze")
-    parser.add_argument("--lpips-net", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone (overrides --paired-protocol)")
+    parser.add_argument(
+        "--paired-protocol",
+        default="standard",
+        choices=["standard", "catv2ton"],
+        help="SSIM border and LPIPS backbone: standard = skimage-style SSIM + alex; catv2ton = torchmetrics SSIM + squeeze",
+    )
+    parser.add_argument(
+        "--lpips-net", choices=["alex", "vgg", "squeeze"], help="LPIPS backbone (overrides --paired-protocol)"
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="videos per metric update (default 4)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device (default cuda if available)")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device (default cuda if available)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def parse_gate(text: str) -> tuple[str, str, float]:
     m = _GATE.match(text)
     if not m:
-        raise EvaluationError(f"--fail-if {text!r}: expected NAME OP NUMBER with OP one of {list(_OPS)}, e.g. 'lpips>0.2'")
+        raise EvaluationError(
+            f"--fail-if {text!r}: expected NAME OP NUMBER with OP one of {list(_OPS)}, e.g. 'lpips>0.2'"
+        )
     return m.group(1), m.group(2), float(m.group(3))
 
 
@@ -79,7 +110,9 @@ def _videos(folder: Path) -> dict[str, Path]:
     return found
 
 
-def match_videos(pred_dir: str | Path, gt: str | Path | dict[str, Path], gt_label: str = "--gt") -> list[tuple[str, Path, Path]]:
+def match_videos(
+    pred_dir: str | Path, gt: str | Path | dict[str, Path], gt_label: str = "--gt"
+) -> list[tuple[str, Path, Path]]:
     """``(name, pred, gt)`` for videos present on both sides; any unmatched name is an error.
 
     ``gt`` is a folder, or a mapping name -> video path (the manifest's clips).
@@ -163,7 +196,11 @@ def evaluate(
 
     for name, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="video", disable=not progress):
         sample = _sample(name, pred_path, gt_path, clips)
-        if pending and (pending[0]["video"].shape != sample["video"].shape or set(pending[0]) != set(sample) or len(pending) >= batch_size):
+        if pending and (
+            pending[0]["video"].shape != sample["video"].shape
+            or set(pending[0]) != set(sample)
+            or len(pending) >= batch_size
+        ):
             flush()
         pending.append(sample)
     if pending:
@@ -189,7 +226,9 @@ def load_clips(manifest: str | Path) -> Clips:
 
     dataset = InteractiveManifestDataset(manifest, one_size=False)
     ids = [dataset.clip_id(i) for i in range(len(dataset))]
-    return Clips(dataset, {c: i for i, c in enumerate(ids)}, {c: dataset.root / r["video"] for c, r in zip(ids, dataset.records)})
+    return Clips(
+        dataset, {c: i for i, c in enumerate(ids)}, {c: dataset.root / r["video"] for c, r in zip(ids, dataset.records)}
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,7 +242,9 @@ def run(args: argparse.Namespace) -> int:
         if needs_manifest and not args.manifest:
             raise EvaluationError(f"metric(s) {needs_manifest} need per-clip annotations: pass --manifest")
         if args.gt is None and args.manifest is None:
-            raise EvaluationError("pass --gt (a folder of reference videos) or --manifest (whose clips are the references)")
+            raise EvaluationError(
+                "pass --gt (a folder of reference videos) or --manifest (whose clips are the references)"
+            )
         clips = load_clips(args.manifest) if args.manifest else None
         pairs = match_videos(args.pred, args.gt if args.gt is not None else clips.videos, f"--manifest {args.manifest}")
         metrics = {n: build_metric(n, weights_dir=args.weights, **_metric_options(n, args)) for n in names}
@@ -216,11 +257,16 @@ def run(args: argparse.Namespace) -> int:
     gate_results = []
     for metric, op, threshold in gates:
         if metric not in results:
-            print(f"itryon evaluate: error: --fail-if names {metric!r}, which was not computed ({sorted(results)})", file=sys.stderr)
+            print(
+                f"itryon evaluate: error: --fail-if names {metric!r}, which was not computed ({sorted(results)})",
+                file=sys.stderr,
+            )
             return 2
         value = results[metric]
         failed = not math.isfinite(value) or bool(_OPS[op](value, threshold))  # nothing measured fails a gate
-        gate_results.append({"gate": f"{metric}{op}{threshold:g}", "value": value if math.isfinite(value) else None, "failed": failed})
+        gate_results.append(
+            {"gate": f"{metric}{op}{threshold:g}", "value": value if math.isfinite(value) else None, "failed": failed}
+        )
     record = {
         "pred": str(args.pred),
         "gt": str(args.gt if args.gt is not None else args.manifest),

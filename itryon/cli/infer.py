@@ -26,17 +26,25 @@ from itryon.io_utils import append_line, remove_orphaned_temps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run folder of train.py (holds config.yaml and weights/ or checkpoints/)")
+    parser.add_argument(
+        "--run", required=True, help="run folder of train.py (holds config.yaml and weights/ or checkpoints/)"
+    )
     parser.add_argument("--manifest", required=True, help="interactive manifest (JSON lines) of the clips to generate")
     parser.add_argument("--out", required=True, help="folder for the generated MP4s")
-    parser.add_argument("--weights", help="safetensors or Lightning checkpoint (default: the run's weights/model.safetensors)")
+    parser.add_argument(
+        "--weights", help="safetensors or Lightning checkpoint (default: the run's weights/model.safetensors)"
+    )
     parser.add_argument("--steps", type=int, help="sampling steps (default: the run's sampler)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's sampler)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the first batch (batch i uses seed + i)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--trust-config", action="store_true", help="let the run's config.yaml build any _target_ (also: ITRYON_TRUST_CONFIG=1)")
+    parser.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="let the run's config.yaml build any _target_ (also: ITRYON_TRUST_CONFIG=1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,11 +68,24 @@ def _run(args: argparse.Namespace) -> int:
     if report.exists():
         report.unlink()  # the report of this run only
     for rejected in dataset.rejected:
-        append_line(report, json.dumps({"split": "infer", "index": None, "clip": rejected["clip"], "error": f"ManifestError: {rejected['error']}", "replaced_by": None}))
+        append_line(
+            report,
+            json.dumps(
+                {
+                    "split": "infer",
+                    "index": None,
+                    "clip": rejected["clip"],
+                    "error": f"ManifestError: {rejected['error']}",
+                    "replaced_by": None,
+                }
+            ),
+        )
         print(f"skipping {rejected['clip']}: {rejected['error']}", file=sys.stderr)
     safe = SkipBadSamples(dataset, replace=False, name="infer", report_path=report)
     written = 0
-    for i, batch in enumerate(tqdm(_batches(safe, args.batch_size), desc="infer", unit="batch", disable=args.no_progress)):
+    for i, batch in enumerate(
+        tqdm(_batches(safe, args.batch_size), desc="infer", unit="batch", disable=args.no_progress)
+    ):
         batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         videos = module.generate(batch, num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed + i)
         for video, meta in zip(videos, batch["meta"]):

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"itryon {name}", description=(module.__doc__ or help_text).strip().splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=f"itryon {name}", description=(module.__doc__ or help_text).strip().splitlines()[0]
+    )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     args.command_line = ["itryon", name, *rest]

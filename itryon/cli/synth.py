@@ -29,9 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=DEFAULT.height)
     parser.add_argument("--width", type=int, default=DEFAULT.width)
     parser.add_argument("--fps", type=float, default=DEFAULT.fps)
-    parser.add_argument("--passive-fraction", type=float, default=DEFAULT.passive_fraction, help="share of clips with passive look-alike gestures")
-    parser.add_argument("--families", "--family", dest="families", help="comma-separated benchmark families to mix (standard, contact, caption, timing); default: the standard clips")
-    parser.add_argument("--format", default="mp4", choices=("mp4", "png"), help="RGB videos as lossless MP4 or PNG frame folders")
+    parser.add_argument(
+        "--passive-fraction",
+        type=float,
+        default=DEFAULT.passive_fraction,
+        help="share of clips with passive look-alike gestures",
+    )
+    parser.add_argument(
+        "--families",
+        "--family",
+        dest="families",
+        help="comma-separated benchmark families to mix (standard, contact, caption, timing); default: the standard clips",
+    )
+    parser.add_argument(
+        "--format", default="mp4", choices=("mp4", "png"), help="RGB videos as lossless MP4 or PNG frame folders"
+    )
     parser.add_argument("--preview", action="store_true", help="also write DIR/<split>_preview.png")
     parser.add_argument("--preview-clips", type=int, default=6, help="clips in the contact sheet")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -45,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from itryon.io_utils import atomic_path
 
     try:
-        mix = family_mix([f.strip() for f in args.families.split(",") if f.strip()] if args.families is not None else None)
+        mix = family_mix(
+            [f.strip() for f in args.families.split(",") if f.strip()] if args.families is not None else None
+        )
     except ValueError as exc:
         print(f"itryon synth: error: --families: {exc}", file=sys.stderr)
         return 2

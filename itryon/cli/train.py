@@ -20,9 +20,14 @@ BUILD_ERRORS = (ConfigError, FileNotFoundError, KeyError, UnreadableFileError)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--resume", metavar="RUN_DIR_OR_CKPT", help="continue a run from its folder (its newest complete checkpoint) or a checkpoint")
     parser.add_argument(
-        "--trust-config", action="store_true",
+        "--resume",
+        metavar="RUN_DIR_OR_CKPT",
+        help="continue a run from its folder (its newest complete checkpoint) or a checkpoint",
+    )
+    parser.add_argument(
+        "--trust-config",
+        action="store_true",
         help="let the config build any _target_, not only classes of itryon and the libraries it builds on (also: ITRYON_TRUST_CONFIG=1)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")

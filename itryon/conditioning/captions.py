@@ -159,7 +159,9 @@ class ActionCaptionAdapter(ConditioningAdapter):
     def text_encoder(self) -> nn.Module:
         encoder = self.encoder if self.encoder is not None else self.__dict__.get("shared_encoder")
         if encoder is None:
-            raise RuntimeError("ActionCaptionAdapter has no text encoder: pass `encoder` or add it to a ConditioningStack")
+            raise RuntimeError(
+                "ActionCaptionAdapter has no text encoder: pass `encoder` or add it to a ConditioningStack"
+            )
         return encoder
 
     def forward(self, batch: Mapping[str, Any], env: ConditionEnv, keep: torch.Tensor) -> AdapterOutput:
@@ -175,8 +177,14 @@ class ActionCaptionAdapter(ConditioningAdapter):
         for i, (acts, kept) in enumerate(zip(actions, keep.tolist())):
             try:
                 per_sample.append(
-                    action_slots(acts if kept else [], num_frames, c, k=self.k, positions=self.positions,
-                                 empty_caption=self.empty_caption)
+                    action_slots(
+                        acts if kept else [],
+                        num_frames,
+                        c,
+                        k=self.k,
+                        positions=self.positions,
+                        empty_caption=self.empty_caption,
+                    )
                 )
             except ValueError as err:
                 raise ValueError(f"batch key 'actions', sample {i}: {err}") from err

@@ -45,8 +45,13 @@ class InteractionGuider(nn.Module):
         # conditional position encoding: a depthwise conv, so attention knows where each token sits at any resolution
         self.position = nn.Conv3d(hidden_dim, hidden_dim, kernel_size=3, padding=1, groups=hidden_dim)
         layer = nn.TransformerEncoderLayer(
-            hidden_dim, num_heads, dim_feedforward=4 * hidden_dim, dropout=0.0, activation="gelu",
-            batch_first=True, norm_first=True,
+            hidden_dim,
+            num_heads,
+            dim_feedforward=4 * hidden_dim,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.attention = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden_dim)

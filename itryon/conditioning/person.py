@@ -48,7 +48,9 @@ class PersonAdapter(ConditioningAdapter):
         if mode not in ("vace", "channels"):
             raise ValueError(f"PersonAdapter mode must be 'vace' or 'channels', got {mode!r}")
         if pose_in_mask and mode != "vace":
-            raise ValueError("PersonAdapter(pose_in_mask=True) composes the pose into the VACE context: it needs mode='vace'")
+            raise ValueError(
+                "PersonAdapter(pose_in_mask=True) composes the pose into the VACE context: it needs mode='vace'"
+            )
         keys = ("agnostic", "agnostic_mask", "pose") if pose_in_mask else ("agnostic", "agnostic_mask")
         super().__init__(keys, mode, trainable=False, drop_prob=drop_prob)
         self.mode = mode

@@ -139,7 +139,9 @@ class ConditioningStack(nn.Module):
             outputs[name] = out
         return self._route(outputs, latent_shape)
 
-    def keep_flags(self, batch_size: int, drop: str | Iterable[str] | None, device: torch.device) -> dict[str, torch.Tensor]:
+    def keep_flags(
+        self, batch_size: int, drop: str | Iterable[str] | None, device: torch.device
+    ) -> dict[str, torch.Tensor]:
         """Per adapter ``(B,)`` bool: which samples keep the condition (CFG dropout and forced drops)."""
         forced = self._forced(drop)
         keeps: dict[str, torch.Tensor] = {}
@@ -220,20 +222,35 @@ class ConditioningStack(nn.Module):
             )  # (B, L)
         if any(o.mask is not None for _, o in parts):
             mask = torch.cat(
-                [o.mask if o.mask is not None else torch.ones(b, f, o.value.shape[1], dtype=torch.bool, device=o.value.device)
-                 for _, o in parts],
+                [
+                    o.mask
+                    if o.mask is not None
+                    else torch.ones(b, f, o.value.shape[1], dtype=torch.bool, device=o.value.device)
+                    for _, o in parts
+                ],
                 dim=2,
             )  # (B, F, L)
         gated = None
         if any(self.adapters[name].gated for name, _ in parts):
             gated = torch.cat(
-                [torch.full((b, o.value.shape[1]), self.adapters[name].gated, dtype=torch.bool, device=o.value.device)
-                 for name, o in parts],
+                [
+                    torch.full(
+                        (b, o.value.shape[1]), self.adapters[name].gated, dtype=torch.bool, device=o.value.device
+                    )
+                    for name, o in parts
+                ],
                 dim=1,
             )  # (B, L)
         inputs = BackboneInputs(
-            context=context, context_positions=positions, context_mask=mask, context_gated=gated, channels=channels,
-            vace_context=vace, reference_latents=reference, token_residual=residual, extra_tokens=tokens,
+            context=context,
+            context_positions=positions,
+            context_mask=mask,
+            context_gated=gated,
+            channels=channels,
+            vace_context=vace,
+            reference_latents=reference,
+            token_residual=residual,
+            extra_tokens=tokens,
             extra_token_positions=token_positions,
         )
         return Conditions(inputs, estimate)

@@ -61,7 +61,9 @@ class CausalVideoEncoder(nn.Module):
             channels = nxt
         self.spatial = nn.Sequential(*layers)
         # groups of c * pt frames become one token frame (kernel = stride: no overlap across token frames)
-        self.temporal = nn.Conv3d(channels, out_channels, kernel_size=(self.temporal_stride, 1, 1), stride=(self.temporal_stride, 1, 1))
+        self.temporal = nn.Conv3d(
+            channels, out_channels, kernel_size=(self.temporal_stride, 1, 1), stride=(self.temporal_stride, 1, 1)
+        )
 
     def token_grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Token grid ``(F', H', W')`` for a video of ``frames x height x width`` pixels."""

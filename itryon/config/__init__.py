@@ -23,7 +23,24 @@ from itryon.config.targets import (
 from itryon.config.validate import ArgumentsOf, Entries, validate
 
 __all__ = [
-    "ALLOWED_PACKAGES", "COMMAND_LINE", "CONFIG_ROOT", "DENIED_ARGUMENTS", "DENIED_MODULES", "PACKAGES_ENV", "RESERVED",
-    "TRUST_ENV", "ArgumentsOf", "ConfigError", "Entries", "allowed_packages", "import_target", "instantiate", "load_config",
-    "origin_of", "targets_trusted", "to_yaml", "trust_targets", "validate",
+    "ALLOWED_PACKAGES",
+    "COMMAND_LINE",
+    "CONFIG_ROOT",
+    "DENIED_ARGUMENTS",
+    "DENIED_MODULES",
+    "PACKAGES_ENV",
+    "RESERVED",
+    "TRUST_ENV",
+    "ArgumentsOf",
+    "ConfigError",
+    "Entries",
+    "allowed_packages",
+    "import_target",
+    "instantiate",
+    "load_config",
+    "origin_of",
+    "targets_trusted",
+    "to_yaml",
+    "trust_targets",
+    "validate",
 ]

@@ -38,7 +38,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), config_root: st
     try:
         OmegaConf.resolve(cfg)
     except RecursionError:
-        raise ConfigError(f"cannot resolve the interpolations of {path}: a value refers to itself (e.g. model=${{model}})") from None
+        raise ConfigError(
+            f"cannot resolve the interpolations of {path}: a value refers to itself (e.g. model=${{model}})"
+        ) from None
     except Exception as exc:  # omegaconf raises several unrelated types for a bad interpolation
         key = getattr(exc, "full_key", None) or "?"
         where = _nearest_origin(origins, str(key)) or str(path)
@@ -119,7 +121,9 @@ def _parse_value(text: str, item: str = "") -> Any:
     try:
         node = OmegaConf.create(f"v: {text}") if text.strip() else OmegaConf.create({"v": ""})
     except Exception as exc:  # yaml scanner/parser errors
-        raise ConfigError(f"override {item or text!r} (command line): not a valid YAML value or interpolation ({_one_line(exc)})") from None
+        raise ConfigError(
+            f"override {item or text!r} (command line): not a valid YAML value or interpolation ({_one_line(exc)})"
+        ) from None
     return OmegaConf.to_container(node, resolve=False)["v"]
 
 
@@ -199,7 +203,12 @@ def _record(origins: dict[str, str], prefix: str, node: Any, source: str) -> Non
         origins[prefix] = source
     if isinstance(node, (DictConfig, Mapping)):
         for k in node.keys():
-            _record(origins, join(prefix, str(k)), node[k] if not isinstance(node, DictConfig) else node._get_node(k), source)
+            _record(
+                origins,
+                join(prefix, str(k)),
+                node[k] if not isinstance(node, DictConfig) else node._get_node(k),
+                source,
+            )
     elif isinstance(node, (ListConfig, list)):
         for i, _ in enumerate(node):
             origins[join(prefix, str(i))] = source

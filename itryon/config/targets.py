@@ -25,16 +25,43 @@ from itryon.config.common import ConfigError
 TRUST_ENV = "ITRYON_TRUST_CONFIG"
 PACKAGES_ENV = "ITRYON_TARGET_PACKAGES"
 ALLOWED_PACKAGES = (
-    "itryon", "callbacks", "lightning", "pytorch_lightning", "lightning_fabric", "torch", "torchvision",
-    "torchmetrics", "torchdata", "diffusers", "transformers", "peft", "safetensors", "einops",
+    "itryon",
+    "callbacks",
+    "lightning",
+    "pytorch_lightning",
+    "lightning_fabric",
+    "torch",
+    "torchvision",
+    "torchmetrics",
+    "torchdata",
+    "diffusers",
+    "transformers",
+    "peft",
+    "safetensors",
+    "einops",
 )
 # parts of allowed packages that load or run code, or run a command line, given only data
 DENIED_MODULES = (
-    "torch.hub", "torch.jit", "torch.package", "torch.library", "torch.classes", "torch.ops", "torch.serialization",
-    "torch.export", "torch.distributed.rpc", "torch.utils.cpp_extension", "torch.utils.collect_env",
-    "torch.utils.model_zoo", "lightning.pytorch.cli", "lightning.fabric.cli", "pytorch_lightning.cli",
-    "lightning_fabric.cli", "transformers.dynamic_module_utils", "diffusers.utils.dynamic_modules_utils",
-    "itryon.cli", "itryon.config",
+    "torch.hub",
+    "torch.jit",
+    "torch.package",
+    "torch.library",
+    "torch.classes",
+    "torch.ops",
+    "torch.serialization",
+    "torch.export",
+    "torch.distributed.rpc",
+    "torch.utils.cpp_extension",
+    "torch.utils.collect_env",
+    "torch.utils.model_zoo",
+    "lightning.pytorch.cli",
+    "lightning.fabric.cli",
+    "pytorch_lightning.cli",
+    "lightning_fabric.cli",
+    "transformers.dynamic_module_utils",
+    "diffusers.utils.dynamic_modules_utils",
+    "itryon.cli",
+    "itryon.config",
 )
 DENIED_ARGUMENTS = ("trust_remote_code", "custom_pipeline")  # library switches that run code from a model folder
 _TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("itryon_trust_config", default=False)
@@ -87,7 +114,11 @@ def _check_resolved(name: str, chain: Sequence[Any], key: str, where: str) -> No
     module) and the target is a class or a ``from_*`` constructor of one."""
     packages = allowed_packages()
     for obj in chain:
-        home = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None) or type(obj).__module__
+        home = (
+            obj.__name__
+            if isinstance(obj, types.ModuleType)
+            else getattr(obj, "__module__", None) or type(obj).__module__
+        )
         if not _within(home, packages):
             raise _refuse(name, key, where, f"it resolves to {home!r}, outside the allowed packages")
         if _within(home, DENIED_MODULES):

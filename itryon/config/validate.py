@@ -102,7 +102,9 @@ def _validate_entries(root: DictConfig, node: Any, spec: Entries, path: str) -> 
     if node is None:
         return
     if not isinstance(node, (DictConfig, ListConfig)):
-        raise ConfigError(f"'{path}' expects a list or mapping of _target_ entries, got {_shown(node)}" + _from(root, path))
+        raise ConfigError(
+            f"'{path}' expects a list or mapping of _target_ entries, got {_shown(node)}" + _from(root, path)
+        )
     items = node.items() if isinstance(node, DictConfig) else enumerate(node)
     for key, item in items:
         where = join(path, str(key))
@@ -117,7 +119,9 @@ def _validate_entries(root: DictConfig, node: Any, spec: Entries, path: str) -> 
             continue
         if not (isinstance(item, DictConfig) and "_target_" in item):
             names = f", one of {sorted(spec.presets)}" if spec.presets else ""
-            raise ConfigError(f"'{where}'{_from(root, where)} must be a _target_ entry{names} or null, got {_shown(item)}")
+            raise ConfigError(
+                f"'{where}'{_from(root, where)} must be a _target_ entry{names} or null, got {_shown(item)}"
+            )
         _validate_target(root, item, where, spec.supplied)
 
 
@@ -127,16 +131,22 @@ def _validate_target(root: DictConfig, node: DictConfig, path: str, supplied: Se
     check_arguments(node["_target_"], node, key, f" (set in {origin})" if origin else "")
     params = parameters(target)
     allowed = _check_keys(root, node, params, path, str(node["_target_"]))
-    required = [n for n in allowed if params[n].default is inspect.Parameter.empty and n not in node and n not in supplied]
+    required = [
+        n for n in allowed if params[n].default is inspect.Parameter.empty and n not in node and n not in supplied
+    ]
     if required and not node.get("_partial_", False):
-        raise ConfigError(f"'{path or '<root>'}' ({node['_target_']}) lacks required argument(s) {required}" + _from(root, path))
+        raise ConfigError(
+            f"'{path or '<root>'}' ({node['_target_']}) lacks required argument(s) {required}" + _from(root, path)
+        )
     _check_types(root, node, params, path)
     for key in node.keys():
         if key not in RESERVED:
             _validate_node(root, node[key], None, join(path, str(key)))
 
 
-def _check_keys(root: DictConfig, node: DictConfig, params: Mapping[str, inspect.Parameter], path: str, what: str) -> list[str]:
+def _check_keys(
+    root: DictConfig, node: DictConfig, params: Mapping[str, inspect.Parameter], path: str, what: str
+) -> list[str]:
     """The keyword arguments ``params`` take; raises on a key of ``node`` that is none of them."""
     allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -154,7 +164,10 @@ def parameters(target: Any) -> dict[str, inspect.Parameter]:
         params = dict(inspect.signature(fn, eval_str=True).parameters)
     except NameError:  # one annotation names a type-checking-only import: resolve the others one by one
         namespace = getattr(inspect.unwrap(fn), "__globals__", {})
-        params = {n: p.replace(annotation=_resolve(p.annotation, namespace)) for n, p in inspect.signature(fn).parameters.items()}
+        params = {
+            n: p.replace(annotation=_resolve(p.annotation, namespace))
+            for n, p in inspect.signature(fn).parameters.items()
+        }
     params.pop("self", None)
     return params
 
@@ -177,7 +190,8 @@ def _check_types(root: DictConfig, node: DictConfig, params: Mapping[str, inspec
             continue  # built object: checked when its own node is validated
         if not _matches(value, hint):
             raise ConfigError(
-                f"'{join(path, str(key))}' expects {_type_name(hint)}, got {_shown(value)}" + _from(root, join(path, str(key)))
+                f"'{join(path, str(key))}' expects {_type_name(hint)}, got {_shown(value)}"
+                + _from(root, join(path, str(key)))
             )
 
 

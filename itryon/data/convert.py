@@ -97,7 +97,11 @@ def convert_folders(
     video's, a garment that the pairs file names but the garment folder lacks.
     """
     root, manifest = Path(root), Path(manifest)
-    media = {f: _index(root / getattr(layout, f), VIDEO_SUFFIXES + FRAME_SUFFIXES) for f in VIDEO_FIELDS if getattr(layout, f)}
+    media = {
+        f: _index(root / getattr(layout, f), VIDEO_SUFFIXES + FRAME_SUFFIXES)
+        for f in VIDEO_FIELDS
+        if getattr(layout, f)
+    }
     garments = _index(root / layout.garment, FRAME_SUFFIXES)
     garment_masks = _index(root / layout.garment_mask, FRAME_SUFFIXES) if layout.garment_mask else {}
     pairing = read_pairs(Path(pairs)) if pairs else None
@@ -105,7 +109,9 @@ def convert_folders(
     clips = sorted(pairing) if pairing is not None else sorted(media["video"])
     records = []
     for clip in tqdm(clips, desc="convert", unit="clip", disable=not progress):
-        records.append(_record(clip, root, manifest.parent, layout, media, garments, garment_masks, pairing, texts, fps))
+        records.append(
+            _record(clip, root, manifest.parent, layout, media, garments, garment_masks, pairing, texts, fps)
+        )
     write_manifest(manifest, records)
     read_manifest(manifest)  # the converted manifest must read back (spans, files)
     return manifest
@@ -117,7 +123,12 @@ def _record(clip, root, base, layout, media, garments, garment_masks, pairing, t
     if clip not in media["video"]:
         raise ManifestError(f"{where}: no video in {root / layout.video}")
     info = video_info(media["video"][clip])
-    record: dict[str, Any] = {"id": clip, "num_frames": info["frames"], "height": info["height"], "width": info["width"]}
+    record: dict[str, Any] = {
+        "id": clip,
+        "num_frames": info["frames"],
+        "height": info["height"],
+        "width": info["width"],
+    }
     record["fps"] = float(fps or info["fps"] or 0.0)
     if record["fps"] <= 0:
         raise ManifestError(f"{where}: the video has no frame rate; pass --fps")
@@ -125,7 +136,9 @@ def _record(clip, root, base, layout, media, garments, garment_masks, pairing, t
         if clip not in index:
             if field == "hand_prior":
                 continue  # optional: clips without hand renders simply lack the key
-            raise ManifestError(f"{where}: field '{field}' has no file named {clip!r} in {root / getattr(layout, field)}")
+            raise ManifestError(
+                f"{where}: field '{field}' has no file named {clip!r} in {root / getattr(layout, field)}"
+            )
         if field != "video":
             frames = video_info(index[clip])["frames"]
             if frames != info["frames"]:

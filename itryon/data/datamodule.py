@@ -96,13 +96,24 @@ class SkipBadSamples(Dataset):
         for j, message in errors:
             self._report(j, message, None)
         lines = "\n".join(f"  index {j} ({self.clip_id(j)}): {m}" for j, m in errors)
-        raise RuntimeError(f"{self.max_consecutive} consecutive bad samples of {self.name or type(self.dataset).__name__} from index {index}:\n{lines}")
+        raise RuntimeError(
+            f"{self.max_consecutive} consecutive bad samples of {self.name or type(self.dataset).__name__} from index {index}:\n{lines}"
+        )
 
     def _report(self, index: int, message: str, replaced_by: int | None) -> None:
         self.skipped.append((index, message))
         clip = self.clip_id(index)
-        instead = f"; serving index {replaced_by} in its place" if replaced_by is not None else "; left out of its batch"
-        log.warning("skipping bad sample %d (%s) of %s: %s%s", index, clip, self.name or type(self.dataset).__name__, message, instead)
+        instead = (
+            f"; serving index {replaced_by} in its place" if replaced_by is not None else "; left out of its batch"
+        )
+        log.warning(
+            "skipping bad sample %d (%s) of %s: %s%s",
+            index,
+            clip,
+            self.name or type(self.dataset).__name__,
+            message,
+            instead,
+        )
         if self.report_path is not None:
             record = {"split": self.name, "index": index, "clip": clip, "error": message, "replaced_by": replaced_by}
             append_line(self.report_path, json.dumps(record, ensure_ascii=False))
@@ -196,7 +207,11 @@ class TryOnDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
 
     def datasets(self) -> dict[str, Dataset]:
-        return {n: d for n, d in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)) if d is not None}
+        return {
+            n: d
+            for n, d in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set))
+            if d is not None
+        }
 
     def report_skips_to(self, path: str | Path) -> None:
         """Append every skipped sample to ``path`` (the run's ``skipped.jsonl``); call before the loaders are built."""

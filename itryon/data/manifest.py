@@ -49,7 +49,9 @@ def _to_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(x if x.flags.writeable else x.copy())
 
 
-def sample_from_arrays(arrays: Mapping[str, Any], caption: str, actions: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> dict[str, Any]:
+def sample_from_arrays(
+    arrays: Mapping[str, Any], caption: str, actions: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]
+) -> dict[str, Any]:
     """A contract sample from channels-first uint8 arrays (``[C, T, H, W]`` videos, ``[C, Hg, Wg]`` images).
 
     RGB maps to [-1, 1] (``u / 127.5 - 1``), masks to {0, 1} (``u > 127``); in the hand prior, pixels equal to
@@ -83,14 +85,18 @@ def check_span(action: Mapping[str, Any], num_frames: int, fps: float, where: st
     if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
         raise ManifestError(f"{where}: start and end must be integer frame indices, got {start!r} and {end!r}")
     if not 0 <= start < end <= num_frames:
-        raise ManifestError(f"{where}: span [{start}, {end}) is not inside the clip's {num_frames} frames (end is exclusive, start < end)")
+        raise ManifestError(
+            f"{where}: span [{start}, {end}) is not inside the clip's {num_frames} frames (end is exclusive, start < end)"
+        )
     if not isinstance(action["text"], str):
         raise ManifestError(f"{where}: 'text' must be a string, got {_shown(action['text'])}")
     for key, frame in (("start_s", start), ("end_s", end)):
         if key in action and not _is_finite_number(action[key]):
             raise ManifestError(f"{where}: {key} must be a finite number of seconds, got {_shown(action[key])}")
         if key in action and abs(float(action[key]) * fps - frame) > 0.5:
-            raise ManifestError(f"{where}: {key}={action[key]} s is frame {float(action[key]) * fps:.2f} at {fps} fps, but the span says frame {frame}")
+            raise ManifestError(
+                f"{where}: {key}={action[key]} s is frame {float(action[key]) * fps:.2f} at {fps} fps, but the span says frame {frame}"
+            )
 
 
 def _is_finite_number(x: Any) -> bool:
@@ -144,7 +150,9 @@ def validate_record(record: Mapping[str, Any], root: Path, where: str, check_fil
                 raise ManifestError(f"{clip}: field '{key}' points to {root / record[key]}, which does not exist")
 
 
-def read_manifest(path: str | Path, check_files: bool = True, rejected: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def read_manifest(
+    path: str | Path, check_files: bool = True, rejected: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Parse and validate every line of a JSON-lines manifest (blank lines are skipped).
 
     The first bad line raises :class:`ManifestError`; with a ``rejected`` list, bad lines are appended to it
@@ -175,7 +183,9 @@ def read_manifest(path: str | Path, check_files: bool = True, rejected: list[dic
                 if rejected is None:
                     raise
                 clip = record.get("id") if isinstance(record, dict) else None
-                rejected.append({"line": number, "clip": str(clip) if clip is not None else f"line {number}", "error": str(exc)})
+                rejected.append(
+                    {"line": number, "clip": str(clip) if clip is not None else f"line {number}", "error": str(exc)}
+                )
                 continue
             seen[record["id"]] = number
             records.append(record)
@@ -191,7 +201,9 @@ def write_manifest(path: str | Path, records: Iterable[Mapping[str, Any]]) -> Pa
     return path
 
 
-def write_clip_files(root: str | Path, folder: str, arrays: Mapping[str, np.ndarray], fps: float, video_format: str = "mp4") -> dict[str, str]:
+def write_clip_files(
+    root: str | Path, folder: str, arrays: Mapping[str, np.ndarray], fps: float, video_format: str = "mp4"
+) -> dict[str, str]:
     """Write a clip's channels-first uint8 arrays under ``root/folder``; returns ``{field: relative path}``.
 
     RGB videos become lossless MP4 (``libx264rgb``, qp 0) or PNG frame folders; masks always PNG frame folders.
@@ -203,7 +215,9 @@ def write_clip_files(root: str | Path, folder: str, arrays: Mapping[str, np.ndar
     for key, value in arrays.items():
         if key in VIDEO_KEYS:
             rel = f"{folder}/{key}.mp4" if video_format == "mp4" else f"{folder}/{key}"
-            write_video(root / rel, np.ascontiguousarray(np.asarray(value).transpose(1, 2, 3, 0)), fps=fps, lossless=True)
+            write_video(
+                root / rel, np.ascontiguousarray(np.asarray(value).transpose(1, 2, 3, 0)), fps=fps, lossless=True
+            )
         elif key in MASK_KEYS:
             rel = f"{folder}/{key}"
             write_video(root / rel, np.ascontiguousarray(np.asarray(value).transpose(1, 2, 3, 0)), fps=fps)
@@ -270,7 +284,9 @@ class InteractiveManifestDataset(Dataset):
         path = Path(manifest)
         if path.is_dir():
             if split is None:
-                raise ManifestError(f"{path} is a folder: pass split= to read {path}/<split>.jsonl, or pass the .jsonl file")
+                raise ManifestError(
+                    f"{path} is a folder: pass split= to read {path}/<split>.jsonl, or pass the .jsonl file"
+                )
             path = path / f"{split}.jsonl"
         if num_frames is not None and num_frames < 1:
             raise ManifestError(f"num_frames must be positive or None, got {num_frames}")
@@ -281,9 +297,15 @@ class InteractiveManifestDataset(Dataset):
         if bad_records not in ("error", "skip"):
             raise ManifestError(f"bad_records must be 'error' or 'skip', got {bad_records!r}")
         self.rejected: list[dict[str, Any]] = []
-        self.records = read_manifest(path, check_files=check_files, rejected=self.rejected if bad_records == "skip" else None)
+        self.records = read_manifest(
+            path, check_files=check_files, rejected=self.rejected if bad_records == "skip" else None
+        )
         if not self.records:
-            found = f" ({len(self.rejected)} line(s) rejected, the first: {self.rejected[0]['error']})" if self.rejected else ""
+            found = (
+                f" ({len(self.rejected)} line(s) rejected, the first: {self.rejected[0]['error']})"
+                if self.rejected
+                else ""
+            )
             raise ManifestError(f"{path}: the manifest holds no clips{found}")
         self._sizes: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._size_clip = ""
@@ -328,7 +350,9 @@ class InteractiveManifestDataset(Dataset):
             self.records = keep
             self.rejected += dropped
             if not keep:
-                raise ManifestError(f"{self.path}: no clip has every key the model needs (the first: {dropped[0]['error']})")
+                raise ManifestError(
+                    f"{self.path}: no clip has every key the model needs (the first: {dropped[0]['error']})"
+                )
         return dropped
 
     def expected_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -394,7 +418,9 @@ class InteractiveManifestDataset(Dataset):
             if key in record:
                 frames = read_video(self.root / record[key])  # (T, H, W, C)
                 if frames.shape[0] != length:
-                    raise ManifestError(f"{clip}: field '{key}' has {frames.shape[0]} frames, the record says num_frames={length}")
+                    raise ManifestError(
+                        f"{clip}: field '{key}' has {frames.shape[0]} frames, the record says num_frames={length}"
+                    )
                 if key in MASK_KEYS:
                     frames = mask_levels(frames[..., :1])  # masks stored as RGB video: any channel
                 arrays[key] = frames[:keep].permute(3, 0, 1, 2)
@@ -407,7 +433,14 @@ class InteractiveManifestDataset(Dataset):
             if a["start"] < keep:
                 end = min(int(a["end"]), keep)
                 actions.append({**a, "end": end, "end_s": round(end / fps, 6)} if end != a["end"] else dict(a))
-        meta = {"source": "manifest", **record.get("meta", {}), "id": record["id"], "fps": fps, "manifest": str(self.path), "video_path": str(self.root / record["video"])}
+        meta = {
+            "source": "manifest",
+            **record.get("meta", {}),
+            "id": record["id"],
+            "fps": fps,
+            "manifest": str(self.path),
+            "video_path": str(self.root / record["video"]),
+        }
         sample = sample_from_arrays(arrays, record["caption"], actions, meta)
         for transform in self.transforms:
             sample = transform(sample)

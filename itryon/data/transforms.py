@@ -21,7 +21,9 @@ class Resize:
     """Resize every video to ``height x width`` (bilinear with antialiasing; masks nearest, so they stay binary)
     and, with ``garment_height``/``garment_width``, the in-shop garment image and its mask."""
 
-    def __init__(self, height: int, width: int, garment_height: int | None = None, garment_width: int | None = None) -> None:
+    def __init__(
+        self, height: int, width: int, garment_height: int | None = None, garment_width: int | None = None
+    ) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"Resize needs a positive size, got {height}x{width}")
         if (garment_height is None) != (garment_width is None):
@@ -71,7 +73,9 @@ class TemporalCrop:
         span = 1 + (self.num_frames - 1) * self.stride
         if length < span:
             sid = sample.get("meta", {}).get("id", "?")
-            raise ValueError(f"clip {sid!r} has {length} frames; TemporalCrop({self.num_frames}, stride={self.stride}) needs {span}")
+            raise ValueError(
+                f"clip {sid!r} has {length} frames; TemporalCrop({self.num_frames}, stride={self.stride}) needs {span}"
+            )
         start = int(torch.randint(0, length - span + 1, ()).item()) if self.random else 0
         index = torch.arange(start, start + span, self.stride)
         out = dict(sample)

@@ -48,10 +48,14 @@ def _frame_files(folder: Path) -> list[Path]:
     for f in files:
         m = _NUMBERED.fullmatch(f.stem)
         if m is None:
-            raise VideoIOError(f"{folder}: frame {f.name!r} has no frame number in its name; name frames 000000.png, 000001.png, ...")
+            raise VideoIOError(
+                f"{folder}: frame {f.name!r} has no frame number in its name; name frames 000000.png, 000001.png, ..."
+            )
         by_prefix.setdefault(m.group(1), []).append((int(m.group(2)), f))
     if len(by_prefix) > 1:
-        raise VideoIOError(f"{folder}: frame names have different prefixes {sorted(by_prefix)}; one video per folder, frames named <prefix><number>")
+        raise VideoIOError(
+            f"{folder}: frame names have different prefixes {sorted(by_prefix)}; one video per folder, frames named <prefix><number>"
+        )
     (numbered,) = by_prefix.values()
     numbered.sort()
     numbers = [n for n, _ in numbered]
@@ -59,7 +63,9 @@ def _frame_files(folder: Path) -> list[Path]:
         if a == b:
             raise VideoIOError(f"{folder}: {fa.name!r} and {fb.name!r} both hold frame {a}")
         if b != a + 1:
-            raise VideoIOError(f"{folder}: frame numbers jump from {a} ({fa.name}) to {b} ({fb.name}): frame {a + 1} is missing (frames {numbers[0]}..{numbers[-1]} expected without gaps)")
+            raise VideoIOError(
+                f"{folder}: frame numbers jump from {a} ({fa.name}) to {b} ({fb.name}): frame {a + 1} is missing (frames {numbers[0]}..{numbers[-1]} expected without gaps)"
+            )
     return [f for _, f in numbered]
 
 
@@ -126,7 +132,9 @@ def video_info(path: str | Path) -> dict:
         raise VideoIOError(f"{p}: cannot decode video ({exc})") from exc
 
 
-def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float = 8.0, lossless: bool = False, crf: int = 18) -> Path:
+def write_video(
+    path: str | Path, frames: torch.Tensor | np.ndarray, fps: float = 8.0, lossless: bool = False, crf: int = 18
+) -> Path:
     """Write ``uint8 [T, H, W, C]`` frames atomically.
 
     A path with a video suffix is encoded with H.264 (``lossless`` uses ``libx264rgb`` at qp 0, which keeps RGB
@@ -142,13 +150,17 @@ def write_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float 
     if p.suffix == "":
         return _write_frame_folder(p, arr)
     if p.suffix.lower() not in VIDEO_SUFFIXES:
-        raise VideoIOError(f"{p}: unknown video suffix {p.suffix!r}; use one of {VIDEO_SUFFIXES} or no suffix for PNG frames")
+        raise VideoIOError(
+            f"{p}: unknown video suffix {p.suffix!r}; use one of {VIDEO_SUFFIXES} or no suffix for PNG frames"
+        )
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     t, h, w, _ = arr.shape
     rgb_codec = lossless or h % 2 or w % 2
     with atomic_path(p, suffix=p.suffix) as tmp, av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264rgb" if rgb_codec else "libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream = container.add_stream(
+            "libx264rgb" if rgb_codec else "libx264", rate=Fraction(fps).limit_denominator(1000)
+        )
         stream.width, stream.height = w, h
         stream.pix_fmt = "rgb24" if rgb_codec else "yuv420p"
         stream.options = {"qp": "0"} if lossless else {"crf": str(crf)}

@@ -44,11 +44,18 @@ class FlowMatching:
         self.mode_scale = mode_scale
         self.num_train_timesteps = num_train_timesteps
 
-    def sample_t(self, batch_size: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_t(
+        self, batch_size: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``[B]`` times in (0, 1)."""
         t = compute_density_for_timestep_sampling(
-            self.timestep_sampling, batch_size, logit_mean=self.logit_mean, logit_std=self.logit_std,
-            mode_scale=self.mode_scale, device=device, generator=generator,
+            self.timestep_sampling,
+            batch_size,
+            logit_mean=self.logit_mean,
+            logit_std=self.logit_std,
+            mode_scale=self.mode_scale,
+            device=device,
+            generator=generator,
         )
         return self.apply_shift(t).clamp(1e-5, 1.0 - 1e-5)
 

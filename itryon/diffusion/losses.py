@@ -72,7 +72,9 @@ def output_error_weight(prediction: str, space: str, weighting: str, t: torch.Te
     return w * t.float().square() if prediction == "velocity" else w
 
 
-def high_noise_weight_ratio(flow, loss: ActionConstraintLoss, prediction: str, start: float = 0.9, samples: int = 200_000) -> float:
+def high_noise_weight_ratio(
+    flow, loss: ActionConstraintLoss, prediction: str, start: float = 0.9, samples: int = 200_000
+) -> float:
     """Mean output-error weight of training times ``t >= start`` over the mean weight of all training times.
 
     1 means the high-noise end, where sampling starts, is trained like any other time; values near 0 mean it is
@@ -142,7 +144,9 @@ class ActionConstraintLoss(nn.Module):
             if region is None:
                 raise ValueError("ActionConstraintLoss(use_region=True) needs the batch key 'interaction_mask'")
             pooled = region.float().amax(dim=1)  # (B, T, H, W)
-            pooled = frames_to_latent(pooled.permute(0, 2, 3, 1), temporal_compression).permute(0, 3, 1, 2)  # (B, F, H, W)
+            pooled = frames_to_latent(pooled.permute(0, 2, 3, 1), temporal_compression).permute(
+                0, 3, 1, 2
+            )  # (B, F, H, W)
             pooled = F.adaptive_max_pool2d(pooled, (h, w)).unsqueeze(1)  # (B, 1, F, h, w)
             mask = mask * pooled
         return mask
@@ -163,7 +167,9 @@ class ActionConstraintLoss(nn.Module):
         diff = (pred.float() - target.float()).square()
         if self.outside_weight != 1.0:
             if region is None:
-                raise ValueError(f"ActionConstraintLoss(outside_weight={self.outside_weight}) needs the generation region")
+                raise ValueError(
+                    f"ActionConstraintLoss(outside_weight={self.outside_weight}) needs the generation region"
+                )
             diff = diff * (region.float() + self.outside_weight * (1.0 - region.float()))
         if self.weighting != "none":
             if t is None:

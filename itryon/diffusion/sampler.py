@@ -17,7 +17,9 @@ class EulerSampler:
     ``guidance_scale`` > 1 mixes conditional and unconditional velocities (``v_u + s (v_c - v_u)``).
     """
 
-    def __init__(self, num_steps: int = 20, shift: float = 1.0, guidance_scale: float = 1.0, num_train_timesteps: int = 1000) -> None:
+    def __init__(
+        self, num_steps: int = 20, shift: float = 1.0, guidance_scale: float = 1.0, num_train_timesteps: int = 1000
+    ) -> None:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         self.num_steps = num_steps

@@ -88,7 +88,9 @@ class CounterfactualJudge:
         pool: int = 2,
     ) -> None:
         if not 0.5 < min_share <= 1.0 or not 0.0 < max_error < 1.0:
-            raise ValueError(f"need 0.5 < min_share <= 1 and 0 < max_error < 1 (else a 50/50 blend or the counterfactual passes), got {min_share}, {max_error}")
+            raise ValueError(
+                f"need 0.5 < min_share <= 1 and 0 < max_error < 1 (else a 50/50 blend or the counterfactual passes), got {min_share}, {max_error}"
+            )
         if pool < 1:
             raise ValueError(f"pool (cell size in pixels) must be >= 1, got {pool}")
         self.pool = pool
@@ -97,7 +99,16 @@ class CounterfactualJudge:
         self.use_mask, self.use_context = use_mask, use_context
 
     def describe(self) -> dict:
-        keys = ("contrast_threshold", "motion_threshold", "min_share", "max_error", "min_pixels", "use_mask", "use_context", "pool")
+        keys = (
+            "contrast_threshold",
+            "motion_threshold",
+            "min_share",
+            "max_error",
+            "min_pixels",
+            "use_mask",
+            "use_context",
+            "pool",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def _pool(self, x: torch.Tensor, mask: bool = False) -> torch.Tensor:
@@ -110,27 +121,39 @@ class CounterfactualJudge:
     def assess(self, clip: JudgedClip, frames: slice, use_mask: bool) -> Assessment | None:
         """Both tests on ``frames`` of ``clip``; None (undecidable) with fewer than ``min_pixels`` contrast pixels."""
         if clip.video is None or clip.counterfactual is None:
-            raise ValueError("CounterfactualJudge needs the batch keys 'video' and 'counterfactual' for every judged clip")
+            raise ValueError(
+                "CounterfactualJudge needs the batch keys 'video' and 'counterfactual' for every judged clip"
+            )
         for key in ("video", "counterfactual"):
             if tuple(getattr(clip, key).shape) != tuple(clip.generated.shape):
-                raise ValueError(f"CounterfactualJudge: '{key}' has shape {tuple(getattr(clip, key).shape)}, the generated video {tuple(clip.generated.shape)}")
-        g, r, cf = (self._pool(x[:, frames].float()) for x in (clip.generated, clip.video, clip.counterfactual))  # (3, t, H', W') cells
+                raise ValueError(
+                    f"CounterfactualJudge: '{key}' has shape {tuple(getattr(clip, key).shape)}, the generated video {tuple(clip.generated.shape)}"
+                )
+        g, r, cf = (
+            self._pool(x[:, frames].float()) for x in (clip.generated, clip.video, clip.counterfactual)
+        )  # (3, t, H', W') cells
         different = (r - cf).abs().amax(0) > self.contrast_threshold  # (t, H', W')
         contrast = different
         if use_mask and clip.interaction_mask is not None:
-            contrast = contrast & (self._pool(clip.interaction_mask[:, frames].float(), mask=True)[0].to(g.device) > 0.5)
+            contrast = contrast & (
+                self._pool(clip.interaction_mask[:, frames].float(), mask=True)[0].to(g.device) > 0.5
+            )
         if int(contrast.sum()) < self.min_pixels:
             return None
         result = reproduction(g, r, cf, contrast)
         context = None
         if self.use_context:
-            still = self._pool(clip.video.float().mean(dim=1, keepdim=True)).expand_as(r)  # (3, t, H', W'): the real clip's temporal mean
+            still = self._pool(clip.video.float().mean(dim=1, keepdim=True)).expand_as(
+                r
+            )  # (3, t, H', W'): the real clip's temporal mean
             moving = ((r - still).abs().amax(0) > self.motion_threshold) & ~different
             if clip.agnostic_mask is not None:
                 moving = moving & (self._pool(clip.agnostic_mask[:, frames].float(), mask=True)[0].to(g.device) > 0.5)
             if int(moving.sum()) >= self.min_pixels:
                 context = reproduction(g, r, still, moving)
-        passed = result.passes(self.min_share, self.max_error) and (context is None or context.passes(self.min_share, self.max_error))
+        passed = result.passes(self.min_share, self.max_error) and (
+            context is None or context.passes(self.min_share, self.max_error)
+        )
         return Assessment(result, context, passed)
 
     def judge_actions(self, clip: JudgedClip) -> list[bool | None]:
@@ -145,4 +168,3 @@ class CounterfactualJudge:
             return None
         assessment = self.assess(clip, slice(None), use_mask=False)  # a passive clip has no interaction region
         return None if assessment is None else not assessment.passed
-

@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 
 
-def mean_and_covariance(count: torch.Tensor, total: torch.Tensor, outer: torch.Tensor, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_and_covariance(
+    count: torch.Tensor, total: torch.Tensor, outer: torch.Tensor, unbiased: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``(D,)`` and covariance ``(D, D)`` from ``n``, ``sum x`` and ``sum x x^T`` (float64).
 
     ``unbiased`` divides by ``n - 1`` (sample covariance, ``numpy.cov``), else by ``n``.
@@ -25,7 +27,9 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     """Fréchet distance (a scalar float64 tensor) between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``."""
     mu1, mu2, sigma1, sigma2 = (x.to(torch.float64) for x in (mu1, mu2, sigma1, sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"feature statistics differ in size: means {tuple(mu1.shape)} vs {tuple(mu2.shape)}, covariances {tuple(sigma1.shape)} vs {tuple(sigma2.shape)}")
+        raise ValueError(
+            f"feature statistics differ in size: means {tuple(mu1.shape)} vs {tuple(mu2.shape)}, covariances {tuple(sigma1.shape)} vs {tuple(sigma2.shape)}"
+        )
     diff = (mu1 - mu2).square().sum()
     eig = torch.linalg.eigvals(sigma1 @ sigma2)
     # tiny negative eigenvalues from round-off give imaginary roots; their real part is 0

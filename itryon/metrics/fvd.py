@@ -18,7 +18,9 @@ from itryon.metrics.vfid import FrechetClipMetric
 from itryon.metrics.weights import find_weights
 
 
-def load_fvd_detector(weights_dir: str | os.PathLike | None = None, filename: str = "i3d_torchscript.pt") -> torch.jit.ScriptModule:
+def load_fvd_detector(
+    weights_dir: str | os.PathLike | None = None, filename: str = "i3d_torchscript.pt"
+) -> torch.jit.ScriptModule:
     """The TorchScript I3D detector from the weights folder (the one file read with ``torch.jit.load``)."""
     return torch.jit.load(str(find_weights(filename, weights_dir)), map_location="cpu").eval()
 
@@ -49,11 +51,18 @@ class FrechetVideoDistance(FrechetClipMetric):
     def features(self, videos: torch.Tensor, real: bool) -> torch.Tensor:
         b, _, t = videos.shape[:3]
         if real:
-            offsets = torch.randint(0, t - self.protocol.clip_length + 1, (b,), generator=self._generator) if t >= self.protocol.clip_length else torch.zeros(b, dtype=torch.long)
+            offsets = (
+                torch.randint(0, t - self.protocol.clip_length + 1, (b,), generator=self._generator)
+                if t >= self.protocol.clip_length
+                else torch.zeros(b, dtype=torch.long)
+            )
         else:
             offsets = torch.zeros(b, dtype=torch.long)
         clips = fvd_clip(videos, self.protocol, offsets)  # (B, 3, 16, H, W) uint8
-        out = [self.detector(c, rescale=True, resize=True, return_features=True).float() for c in clips.split(self.clips_per_batch)]
+        out = [
+            self.detector(c, rescale=True, resize=True, return_features=True).float()
+            for c in clips.split(self.clips_per_batch)
+        ]
         return torch.cat(out)
 
     def describe(self) -> dict:

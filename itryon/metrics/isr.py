@@ -32,7 +32,9 @@ def clip_family(meta: Mapping[str, Any] | None) -> str:
     """The family named by a clip's ``meta`` (``standard`` without one); unknown names raise."""
     family = (meta or {}).get("family") or STANDARD
     if family not in FAMILIES:
-        raise ValueError(f"clip {(meta or {}).get('id', '?')!r}: meta['family'] is {family!r}; expected one of {list(FAMILIES)}")
+        raise ValueError(
+            f"clip {(meta or {}).get('id', '?')!r}: meta['family'] is {family!r}; expected one of {list(FAMILIES)}"
+        )
     return family
 
 
@@ -53,7 +55,9 @@ class InteractionSuccessRate(Metric):
     def __init__(self, judge: InteractionJudge, **kwargs) -> None:
         super().__init__(**kwargs)
         if not isinstance(judge, InteractionJudge):
-            raise TypeError(f"judge must implement InteractionJudge (name, batch_keys, judge_actions, judge_passive), got {type(judge).__name__}")
+            raise TypeError(
+                f"judge must implement InteractionJudge (name, batch_keys, judge_actions, judge_passive), got {type(judge).__name__}"
+            )
         self.judge = judge
         for name in (*_COUNTS, *(f"chance_{n}" for n in _COUNTS)):  # totals, and per family (F,)
             self.add_state(name, torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -94,7 +98,9 @@ class InteractionSuccessRate(Metric):
         """``preds``, ``target``, ``counterfactual``, ``agnostic`` ``(B, 3, T, H, W)``; masks ``(B, 1, T, H, W)``;
         ``actions`` one list of ``{start, end, text}`` per clip; ``meta`` one dict per clip."""
         if actions is None:
-            raise ValueError("InteractionSuccessRate needs the batch key 'actions' (a list of action lists, one per clip)")
+            raise ValueError(
+                "InteractionSuccessRate needs the batch key 'actions' (a list of action lists, one per clip)"
+            )
         if len(actions) != preds.shape[0]:
             raise ValueError(f"InteractionSuccessRate: {len(actions)} action lists for {preds.shape[0]} clips")
         if meta is not None and len(meta) != preds.shape[0]:
@@ -132,7 +138,9 @@ class InteractionSuccessRate(Metric):
         if chance:
             out["chance"] = ratio(self.chance_successes, self.chance_interactions)
             out["false_interaction_rate_chance"] = ratio(self.chance_false_interactions, self.chance_passive_clips)
-        if any(int(self.family_clips[i]) > 0 for i, f in enumerate(FAMILIES) if f != STANDARD):  # a benchmark family was seen
+        if any(
+            int(self.family_clips[i]) > 0 for i, f in enumerate(FAMILIES) if f != STANDARD
+        ):  # a benchmark family was seen
             for i, family in enumerate(FAMILIES):
                 if int(self.family_clips[i]) == 0:
                     continue
@@ -140,9 +148,16 @@ class InteractionSuccessRate(Metric):
                 if chance:
                     out[f"{family}_chance"] = ratio(self.family_chance_successes[i], self.family_chance_interactions[i])
                 if int(self.family_passive_clips[i]) > 0:
-                    out[f"false_interaction_rate_{family}"] = ratio(self.family_false_interactions[i], self.family_passive_clips[i])
+                    out[f"false_interaction_rate_{family}"] = ratio(
+                        self.family_false_interactions[i], self.family_passive_clips[i]
+                    )
         return out
 
     def describe(self) -> dict:
         extra = self.judge.describe() if hasattr(self.judge, "describe") else {}
-        return {"judge": self.judge.name, "unit": "one action span", "chance": "the judge on the 'agnostic' input", **extra}
+        return {
+            "judge": self.judge.name,
+            "unit": "one action span",
+            "chance": "the judge on the 'agnostic' input",
+            **extra,
+        }

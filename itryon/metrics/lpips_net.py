@@ -24,7 +24,12 @@ BACKBONE_FILES = {
 }
 
 
-def build_lpips(net: str = "alex", weights_dir: str | os.PathLike | None = None, spatial: bool = False, backbone_file: str | None = None) -> lpips.LPIPS:
+def build_lpips(
+    net: str = "alex",
+    weights_dir: str | os.PathLike | None = None,
+    spatial: bool = False,
+    backbone_file: str | None = None,
+) -> lpips.LPIPS:
     """``lpips.LPIPS`` (v0.1, calibrated heads) whose ``net`` backbone comes from the weights folder.
 
     ``spatial=True`` returns per-pixel distance maps (used for masked variants).
@@ -49,6 +54,8 @@ def load_backbone(model: lpips.LPIPS, torchvision_state: dict[str, torch.Tensor]
         if key not in torchvision_state:
             raise ValueError(f"{source}: no '{key}' for LPIPS backbone parameter 'net.{name}' ({model.pnet_type})")
         if torchvision_state[key].shape != own[name].shape:
-            raise ValueError(f"{source}: '{key}' has shape {list(torchvision_state[key].shape)}, LPIPS '{model.pnet_type}' expects {list(own[name].shape)}")
+            raise ValueError(
+                f"{source}: '{key}' has shape {list(torchvision_state[key].shape)}, LPIPS '{model.pnet_type}' expects {list(own[name].shape)}"
+            )
         mapped[name] = torchvision_state[key]
     model.net.load_state_dict(mapped)

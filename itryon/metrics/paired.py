@@ -50,16 +50,22 @@ class PairedVideoMetric(Metric):
     ) -> None:
         """``preds``/``target`` ``(B, 3, T, H, W)`` in [-1, 1]; ``interaction`` ``(B, T)``; ``interaction_mask`` ``(B, 1, T, H, W)``."""
         if preds.shape != target.shape:
-            raise ValueError(f"{type(self).__name__}: preds {tuple(preds.shape)} and target {tuple(target.shape)} differ in shape")
+            raise ValueError(
+                f"{type(self).__name__}: preds {tuple(preds.shape)} and target {tuple(target.shape)} differ in shape"
+            )
         b, _, t, h, w = preds.shape
         keep = torch.ones(b, t, dtype=torch.bool, device=preds.device)  # (B, T)
         if self.window == "interaction":
             if interaction is None:
-                raise ValueError(f"{type(self).__name__} (window='interaction') needs the batch key 'interaction' (B, T)")
+                raise ValueError(
+                    f"{type(self).__name__} (window='interaction') needs the batch key 'interaction' (B, T)"
+                )
             keep &= interaction.to(preds.device) > 0
         if self.masked:
             if interaction_mask is None:
-                raise ValueError(f"{type(self).__name__} (masked) needs the batch key 'interaction_mask' (B, 1, T, H, W)")
+                raise ValueError(
+                    f"{type(self).__name__} (masked) needs the batch key 'interaction_mask' (B, 1, T, H, W)"
+                )
             keep &= interaction_mask.to(preds.device).sum(dim=(1, 3, 4)) > 0
         video_idx, frame_idx = keep.nonzero(as_tuple=True)
         if video_idx.numel() == 0:
@@ -71,7 +77,9 @@ class PairedVideoMetric(Metric):
             scores.append(self.frame_scores(p, g, m).to(torch.float64))
         per_frame = torch.cat(scores)
         sums = torch.zeros(b, dtype=torch.float64, device=preds.device).index_add_(0, video_idx, per_frame)
-        counts = torch.zeros(b, dtype=torch.float64, device=preds.device).index_add_(0, video_idx, torch.ones_like(per_frame))
+        counts = torch.zeros(b, dtype=torch.float64, device=preds.device).index_add_(
+            0, video_idx, torch.ones_like(per_frame)
+        )
         has = counts > 0
         self.total += (sums[has] / counts[has]).sum()
         self.count += int(has.sum())
@@ -127,7 +135,15 @@ class VideoSSIM(PairedVideoMetric):
         return maps.flatten(1).mean(1) if mask is None else _masked_mean(maps, mask)
 
     def describe(self) -> dict:
-        return {**super().describe(), "window_size": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03, "data_range": "[0,1]", "border": self.border}
+        return {
+            **super().describe(),
+            "window_size": 11,
+            "sigma": 1.5,
+            "k1": 0.01,
+            "k2": 0.03,
+            "data_range": "[0,1]",
+            "border": self.border,
+        }
 
 
 class VideoPSNR(PairedVideoMetric):
@@ -150,12 +166,20 @@ class VideoLPIPS(PairedVideoMetric):
 
     higher_is_better = False
 
-    def __init__(self, net: str = "alex", weights_dir: str | os.PathLike | None = None, lpips_model: torch.nn.Module | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        net: str = "alex",
+        weights_dir: str | os.PathLike | None = None,
+        lpips_model: torch.nn.Module | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.net_name = net
         self.lpips = lpips_model if lpips_model is not None else build_lpips(net, weights_dir, spatial=self.masked)
         if bool(self.lpips.spatial) != self.masked:
-            raise ValueError(f"VideoLPIPS(masked={self.masked}) needs an LPIPS model with spatial={self.masked}, got spatial={self.lpips.spatial}")
+            raise ValueError(
+                f"VideoLPIPS(masked={self.masked}) needs an LPIPS model with spatial={self.masked}, got spatial={self.lpips.spatial}"
+            )
 
     @torch.no_grad()
     def frame_scores(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -83,7 +83,9 @@ def vfid_clips(videos: torch.Tensor, protocol: VFIDProtocol) -> torch.Tensor:
         frames = frames.flip(1)
     frames = frames.permute(0, 2, 1, 3, 4).reshape(-1, c, h, w)  # (B*T', 3, H, W)
     if (h, w) != tuple(protocol.size):
-        frames = F.interpolate(frames, size=protocol.size, mode="bilinear", align_corners=False, antialias=protocol.antialias)
+        frames = F.interpolate(
+            frames, size=protocol.size, mode="bilinear", align_corners=False, antialias=protocol.antialias
+        )
     frames = frames.mul(2.0).sub(1.0)
     clips = frames.reshape(b * n, protocol.clip_length, c, *protocol.size)  # (N, L, 3, h, w)
     return clips.permute(0, 2, 1, 3, 4).contiguous()  # (N, 3, L, h, w)

@@ -41,22 +41,53 @@ class MetricSpec:
 
 
 def _vfid_i3d(
-    weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "i3d.pt", clips_per_batch: int = 8, reset_real_features: bool = True, clip_selection: str = "all"
+    weights_dir: WeightsDir = None,
+    protocol: str = "catv2ton",
+    filename: str = "i3d.pt",
+    clips_per_batch: int = 8,
+    reset_real_features: bool = True,
+    clip_selection: str = "all",
 ) -> Metric:
-    return VideoFrechetDistance(i3d_network(weights_dir, filename), protocol, "i3d", clips_per_batch, reset_real_features, clip_selection)
+    return VideoFrechetDistance(
+        i3d_network(weights_dir, filename), protocol, "i3d", clips_per_batch, reset_real_features, clip_selection
+    )
 
 
 def _vfid_resnext(
-    weights_dir: WeightsDir = None, protocol: str = "catv2ton", filename: str = "resnext-101.pth", clips_per_batch: int = 8, reset_real_features: bool = True, clip_selection: str = "all"
+    weights_dir: WeightsDir = None,
+    protocol: str = "catv2ton",
+    filename: str = "resnext-101.pth",
+    clips_per_batch: int = 8,
+    reset_real_features: bool = True,
+    clip_selection: str = "all",
 ) -> Metric:
-    return VideoFrechetDistance(resnext_network(weights_dir, filename), protocol, "resnext101", clips_per_batch, reset_real_features, clip_selection)
+    return VideoFrechetDistance(
+        resnext_network(weights_dir, filename),
+        protocol,
+        "resnext101",
+        clips_per_batch,
+        reset_real_features,
+        clip_selection,
+    )
 
 
-def _fvd(weights_dir: WeightsDir = None, filename: str = "i3d_torchscript.pt", clips_per_batch: int = 8, reset_real_features: bool = True) -> Metric:
-    return FrechetVideoDistance(load_fvd_detector(weights_dir, filename), clips_per_batch=clips_per_batch, reset_real_features=reset_real_features)
+def _fvd(
+    weights_dir: WeightsDir = None,
+    filename: str = "i3d_torchscript.pt",
+    clips_per_batch: int = 8,
+    reset_real_features: bool = True,
+) -> Metric:
+    return FrechetVideoDistance(
+        load_fvd_detector(weights_dir, filename),
+        clips_per_batch=clips_per_batch,
+        reset_real_features=reset_real_features,
+    )
 
 
-_PAIRED_PROTOCOLS = {"standard": {"border": "valid", "net": "alex"}, "catv2ton": {"border": "reflect", "net": "squeeze"}}
+_PAIRED_PROTOCOLS = {
+    "standard": {"border": "valid", "net": "alex"},
+    "catv2ton": {"border": "reflect", "net": "squeeze"},
+}
 
 
 def _paired_protocol(protocol: str) -> dict[str, str]:
@@ -81,7 +112,9 @@ def _psnr(window: str, masked: bool) -> Callable[..., Metric]:
 
 def _lpips(window: str, masked: bool) -> Callable[..., Metric]:
     def factory(weights_dir: WeightsDir = None, protocol: str = "standard", net: str | None = None) -> Metric:
-        return VideoLPIPS(net=net or _paired_protocol(protocol)["net"], weights_dir=weights_dir, window=window, masked=masked)
+        return VideoLPIPS(
+            net=net or _paired_protocol(protocol)["net"], weights_dir=weights_dir, window=window, masked=masked
+        )
 
     return factory
 
@@ -97,7 +130,11 @@ def _isr_counterfactual(
     use_context: bool = True,
     pool: int = 2,
 ) -> Metric:
-    return InteractionSuccessRate(CounterfactualJudge(contrast_threshold, motion_threshold, min_share, max_error, min_pixels, use_mask, use_context, pool))
+    return InteractionSuccessRate(
+        CounterfactualJudge(
+            contrast_threshold, motion_threshold, min_share, max_error, min_pixels, use_mask, use_context, pool
+        )
+    )
 
 
 _ISR_KEYS = ("counterfactual", "interaction_mask", "agnostic", "agnostic_mask", "meta")
@@ -114,28 +151,128 @@ def _isr_vlm(
 ) -> Metric:
     from itryon.metrics.vlm_judge import VLMJudge
 
-    return InteractionSuccessRate(VLMJudge.from_pretrained(model_path, weights_dir=weights_dir, prompt=prompt, passive_prompt=passive_prompt, num_frames=num_frames, max_new_tokens=max_new_tokens, generate_kwargs=generate_kwargs))
+    return InteractionSuccessRate(
+        VLMJudge.from_pretrained(
+            model_path,
+            weights_dir=weights_dir,
+            prompt=prompt,
+            passive_prompt=passive_prompt,
+            num_frames=num_frames,
+            max_new_tokens=max_new_tokens,
+            generate_kwargs=generate_kwargs,
+        )
+    )
 
 
 def _specs() -> dict[str, MetricSpec]:
     specs = [
-        MetricSpec("vfid_i3d", _vfid_i3d, False, True, weight_files=("i3d.pt",), description="VFID with I3D Mixed_5c features (1024-d)"),
-        MetricSpec("vfid_resnext", _vfid_resnext, False, True, weight_files=("resnext-101.pth",), description="VFID with 3D-ResNeXt-101 layer4 features (2048-d)"),
-        MetricSpec("fvd", _fvd, False, True, weight_files=("i3d_torchscript.pt",), description="FVD, StyleGAN-V protocol (TorchScript I3D, 16-frame clips)"),
+        MetricSpec(
+            "vfid_i3d",
+            _vfid_i3d,
+            False,
+            True,
+            weight_files=("i3d.pt",),
+            description="VFID with I3D Mixed_5c features (1024-d)",
+        ),
+        MetricSpec(
+            "vfid_resnext",
+            _vfid_resnext,
+            False,
+            True,
+            weight_files=("resnext-101.pth",),
+            description="VFID with 3D-ResNeXt-101 layer4 features (2048-d)",
+        ),
+        MetricSpec(
+            "fvd",
+            _fvd,
+            False,
+            True,
+            weight_files=("i3d_torchscript.pt",),
+            description="FVD, StyleGAN-V protocol (TorchScript I3D, 16-frame clips)",
+        ),
         MetricSpec("psnr", _psnr("all", False), True, True, description="PSNR per frame, frames then videos"),
-        MetricSpec("psnr_interaction", _psnr("interaction", False), True, True, ("interaction",), description="PSNR on interaction frames"),
-        MetricSpec("psnr_interaction_masked", _psnr("interaction", True), True, True, ("interaction", "interaction_mask"), description="PSNR on interaction frames inside interaction_mask"),
+        MetricSpec(
+            "psnr_interaction",
+            _psnr("interaction", False),
+            True,
+            True,
+            ("interaction",),
+            description="PSNR on interaction frames",
+        ),
+        MetricSpec(
+            "psnr_interaction_masked",
+            _psnr("interaction", True),
+            True,
+            True,
+            ("interaction", "interaction_mask"),
+            description="PSNR on interaction frames inside interaction_mask",
+        ),
         MetricSpec("ssim", _ssim("all", False), True, True, description="SSIM per frame, frames then videos"),
-        MetricSpec("ssim_interaction", _ssim("interaction", False), True, True, ("interaction",), description="SSIM on interaction frames"),
-        MetricSpec("ssim_interaction_masked", _ssim("interaction", True), True, True, ("interaction", "interaction_mask"), description="SSIM on interaction frames inside interaction_mask"),
-        MetricSpec("lpips", _lpips("all", False), False, True, weight_files=("alexnet-owt-7be5be79.pth",), description="LPIPS v0.1 per frame, frames then videos"),
-        MetricSpec("lpips_interaction", _lpips("interaction", False), False, True, ("interaction",), weight_files=("alexnet-owt-7be5be79.pth",), description="LPIPS on interaction frames"),
-        MetricSpec("lpips_interaction_masked", _lpips("interaction", True), False, True, ("interaction", "interaction_mask"), weight_files=("alexnet-owt-7be5be79.pth",), description="LPIPS on interaction frames inside interaction_mask"),
-        MetricSpec("isr_counterfactual", _isr_counterfactual, True, True, ("actions",), _ISR_KEYS, description="interaction success rate, counterfactual judge (synthetic world), per family and at chance"),
-        MetricSpec("isr_vlm", _isr_vlm, True, False, ("actions",), ("caption", "meta"), description="interaction success rate, local video-language-model judge"),
+        MetricSpec(
+            "ssim_interaction",
+            _ssim("interaction", False),
+            True,
+            True,
+            ("interaction",),
+            description="SSIM on interaction frames",
+        ),
+        MetricSpec(
+            "ssim_interaction_masked",
+            _ssim("interaction", True),
+            True,
+            True,
+            ("interaction", "interaction_mask"),
+            description="SSIM on interaction frames inside interaction_mask",
+        ),
+        MetricSpec(
+            "lpips",
+            _lpips("all", False),
+            False,
+            True,
+            weight_files=("alexnet-owt-7be5be79.pth",),
+            description="LPIPS v0.1 per frame, frames then videos",
+        ),
+        MetricSpec(
+            "lpips_interaction",
+            _lpips("interaction", False),
+            False,
+            True,
+            ("interaction",),
+            weight_files=("alexnet-owt-7be5be79.pth",),
+            description="LPIPS on interaction frames",
+        ),
+        MetricSpec(
+            "lpips_interaction_masked",
+            _lpips("interaction", True),
+            False,
+            True,
+            ("interaction", "interaction_mask"),
+            weight_files=("alexnet-owt-7be5be79.pth",),
+            description="LPIPS on interaction frames inside interaction_mask",
+        ),
+        MetricSpec(
+            "isr_counterfactual",
+            _isr_counterfactual,
+            True,
+            True,
+            ("actions",),
+            _ISR_KEYS,
+            description="interaction success rate, counterfactual judge (synthetic world), per family and at chance",
+        ),
+        MetricSpec(
+            "isr_vlm",
+            _isr_vlm,
+            True,
+            False,
+            ("actions",),
+            ("caption", "meta"),
+            description="interaction success rate, local video-language-model judge",
+        ),
     ]
     out = {s.name: s for s in specs}
-    out["isr"] = MetricSpec("isr", _isr_counterfactual, True, True, ("actions",), _ISR_KEYS, description="alias of isr_counterfactual")
+    out["isr"] = MetricSpec(
+        "isr", _isr_counterfactual, True, True, ("actions",), _ISR_KEYS, description="alias of isr_counterfactual"
+    )
     return out
 
 

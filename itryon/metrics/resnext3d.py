@@ -18,7 +18,9 @@ class ResNeXtBottleneck(nn.Module):
 
     expansion = 2
 
-    def __init__(self, inplanes: int, planes: int, cardinality: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, cardinality: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         mid = cardinality * (planes // 32)
         self.conv1 = nn.Conv3d(inplanes, mid, kernel_size=1, bias=False)
@@ -41,7 +43,9 @@ class ResNeXtBottleneck(nn.Module):
 class ResNeXt3D(nn.Module):
     """3D ResNeXt trunk with the Kinetics ``fc`` head (kept so checkpoints load strictly)."""
 
-    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 23, 3), cardinality: int = 32, num_classes: int = 400) -> None:
+    def __init__(
+        self, layers: tuple[int, int, int, int] = (3, 4, 23, 3), cardinality: int = 32, num_classes: int = 400
+    ) -> None:
         super().__init__()
         self.cardinality = cardinality
         self.inplanes = 64
@@ -60,7 +64,9 @@ class ResNeXt3D(nn.Module):
         out = planes * ResNeXtBottleneck.expansion
         downsample = None
         if stride != 1 or self.inplanes != out:  # shortcut type B: projection where shapes change
-            downsample = nn.Sequential(nn.Conv3d(self.inplanes, out, kernel_size=1, stride=stride, bias=False), nn.BatchNorm3d(out))
+            downsample = nn.Sequential(
+                nn.Conv3d(self.inplanes, out, kernel_size=1, stride=stride, bias=False), nn.BatchNorm3d(out)
+            )
         layers = [ResNeXtBottleneck(self.inplanes, planes, self.cardinality, stride, downsample)]
         self.inplanes = out
         layers += [ResNeXtBottleneck(out, planes, self.cardinality) for _ in range(1, blocks)]

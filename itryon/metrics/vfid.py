@@ -34,7 +34,9 @@ class FrechetClipMetric(Metric):
     is_differentiable = False
     full_state_update = False
 
-    def __init__(self, num_features: int, unbiased_covariance: bool, reset_real_features: bool = True, **kwargs) -> None:
+    def __init__(
+        self, num_features: int, unbiased_covariance: bool, reset_real_features: bool = True, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.num_features = num_features
         self.unbiased_covariance = unbiased_covariance
@@ -43,7 +45,9 @@ class FrechetClipMetric(Metric):
         for prefix in ("real", "fake"):
             self.add_state(f"{prefix}_n", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
             self.add_state(f"{prefix}_sum", torch.zeros(num_features, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state(f"{prefix}_outer", torch.zeros(num_features, num_features, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(
+                f"{prefix}_outer", torch.zeros(num_features, num_features, dtype=torch.float64), dist_reduce_fx="sum"
+            )
 
     @abstractmethod
     def features(self, videos: torch.Tensor, real: bool) -> torch.Tensor:
@@ -51,7 +55,9 @@ class FrechetClipMetric(Metric):
 
     def _accumulate(self, feats: torch.Tensor, prefix: str) -> None:
         if feats.shape[-1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}: features have {feats.shape[-1]} dimensions, expected {self.num_features}")
+            raise ValueError(
+                f"{type(self).__name__}: features have {feats.shape[-1]} dimensions, expected {self.num_features}"
+            )
         feats = feats.to(torch.float64)
         setattr(self, f"{prefix}_n", getattr(self, f"{prefix}_n") + feats.shape[0])
         setattr(self, f"{prefix}_sum", getattr(self, f"{prefix}_sum") + feats.sum(0))
@@ -131,7 +137,9 @@ class VideoFrechetDistance(FrechetClipMetric):
         clips = vfid_clips(videos[:, :, :frames], self.protocol)  # (B * n, 3, L, 224, 224), video-major
         if self.clip_selection != "all":
             side = "real" if real else "fake"
-            index = clip_indices(self.clip_selection, self._videos_seen[side], videos.shape[0], frames // self.protocol.clip_length)
+            index = clip_indices(
+                self.clip_selection, self._videos_seen[side], videos.shape[0], frames // self.protocol.clip_length
+            )
             self._videos_seen[side] += videos.shape[0]
             unique = sorted(set(index))
             if not unique:
@@ -144,7 +152,10 @@ class VideoFrechetDistance(FrechetClipMetric):
     def _network_features(self, clips: torch.Tensor) -> torch.Tensor:
         """Features ``(N, D)`` of clips ``(N, 3, L, h, w)``, ``clips_per_batch`` at a time."""
         dtype = next(iter(self.network.parameters()), clips).dtype
-        out = [self.network(c.to(dtype).contiguous(memory_format=torch.channels_last_3d)).float() for c in clips.split(self.clips_per_batch)]
+        out = [
+            self.network(c.to(dtype).contiguous(memory_format=torch.channels_last_3d)).float()
+            for c in clips.split(self.clips_per_batch)
+        ]
         return torch.cat(out) if out else clips.new_zeros(0, self.num_features)
 
     def describe(self) -> dict:

@@ -74,17 +74,23 @@ class VLMJudge:
         self.last_answers: list[str] = []
 
     @classmethod
-    def from_pretrained(cls, model_path: str | os.PathLike | None, weights_dir: str | os.PathLike | None = None, **kwargs) -> VLMJudge:
+    def from_pretrained(
+        cls, model_path: str | os.PathLike | None, weights_dir: str | os.PathLike | None = None, **kwargs
+    ) -> VLMJudge:
         """Load processor and model from ``model_path`` (absolute, or relative to the weights folder)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         if model_path is None:
-            raise ValueError("the VLM judge needs model_path: a local folder holding a transformers video-language model")
+            raise ValueError(
+                "the VLM judge needs model_path: a local folder holding a transformers video-language model"
+            )
         path = Path(model_path)
         if not path.is_absolute() and not path.exists():
             path = weights_folder(weights_dir) / path
         if not (path / "config.json").is_file():
-            raise MissingWeightsError(f"VLM judge: no 'config.json' in '{path}' (expected a local transformers model folder)")
+            raise MissingWeightsError(
+                f"VLM judge: no 'config.json' in '{path}' (expected a local transformers model folder)"
+            )
         processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True)
         return cls(model, processor, **kwargs)
@@ -119,4 +125,10 @@ class VLMJudge:
         return parse_answer(self.ask(frames, self.question(self.passive_prompt, clip.caption)))
 
     def describe(self) -> dict:
-        return {"prompt": self.prompt, "passive_prompt": self.passive_prompt, "num_frames": self.num_frames, "decoding": "greedy", "max_new_tokens": self.max_new_tokens}
+        return {
+            "prompt": self.prompt,
+            "passive_prompt": self.passive_prompt,
+            "num_frames": self.num_frames,
+            "decoding": "greedy",
+            "max_new_tokens": self.max_new_tokens,
+        }

@@ -76,13 +76,17 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: expected a state dict (mapping of names to tensors), found {type(state).__name__}")
     prefix = "module."
     if state and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items()}
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 
 def _norm_counters(module: torch.nn.Module) -> set[str]:
     """State-dict names of the batch-norm ``num_batches_tracked`` counters of ``module``."""
-    return {f"{name}.num_batches_tracked" if name else "num_batches_tracked" for name, m in module.named_modules() if isinstance(m, _NormBase) and m.track_running_stats}
+    return {
+        f"{name}.num_batches_tracked" if name else "num_batches_tracked"
+        for name, m in module.named_modules()
+        if isinstance(m, _NormBase) and m.track_running_stats
+    }
 
 
 def load_into(module: torch.nn.Module, path: str | os.PathLike, ignore: tuple[str, ...] = ()) -> None:
@@ -106,7 +110,9 @@ def load_into(module: torch.nn.Module, path: str | os.PathLike, ignore: tuple[st
         if missing:
             details.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)} keys)")
         if unexpected:
-            details.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} ({len(unexpected)} keys)")
+            details.append(
+                f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} ({len(unexpected)} keys)"
+            )
         if wrong:
             k = wrong[0]
             details.append(

@@ -95,7 +95,9 @@ class ActionRoPE(nn.Module):
             return q, k
         b, _, nq, _ = q.shape
         if query_frames.shape != (nq,):
-            raise ValueError(f"query_frames must be ({nq},) (one latent frame per query), got {tuple(query_frames.shape)}")
+            raise ValueError(
+                f"query_frames must be ({nq},) (one latent frame per query), got {tuple(query_frames.shape)}"
+            )
         if key_positions is None:  # literal reading, no positioned key: every key sits at 0
             return self._rotate_queries(q, query_frames), k
         if key_positions.shape != (b, k.shape[2]):
@@ -118,6 +120,8 @@ class ActionRoPE(nn.Module):
 
     def _rotate_queries(self, q: torch.Tensor, query_frames: torch.Tensor) -> torch.Tensor:
         """``q`` ``(B, H, Nq, D)`` rotated at ``frame * k``; frame -1 (reference / extra tokens) stays unrotated."""
-        q_pos = torch.where(query_frames >= 0, query_frames.to(torch.float64) * self.k, torch.zeros((), dtype=torch.float64))
+        q_pos = torch.where(
+            query_frames >= 0, query_frames.to(torch.float64) * self.k, torch.zeros((), dtype=torch.float64)
+        )
         cos_q, sin_q = self.tables(q_pos.to(q.device))  # (Nq, D/2)
         return apply_rotary(q, cos_q, sin_q)

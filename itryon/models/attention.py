@@ -185,8 +185,12 @@ class WanAttention(nn.Module):
         return k, self._heads(self.v(source))
 
     def _rotate_cross(
-        self, q: torch.Tensor, k: torch.Tensor, cross_rope: CrossAttentionRope | None,
-        query_frames: torch.Tensor | None, key_positions: torch.Tensor | None,
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        cross_rope: CrossAttentionRope | None,
+        query_frames: torch.Tensor | None,
+        key_positions: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The rotary hook on ``(B, H, N, D)`` queries and ``(B, H, L, D)`` keys, when it applies."""
         if cross_rope is None or (key_positions is None and not _always(cross_rope)):
@@ -230,6 +234,10 @@ class WanAttention(nn.Module):
         if inputs.gated is not None:
             raise ValueError("gated context tokens need the gated cross-attention branch of a GatedWanAttention")
         return self(
-            x, context=inputs.context, mask=inputs.mask, cross_rope=inputs.rope, query_frames=inputs.query_frames,
+            x,
+            context=inputs.context,
+            mask=inputs.mask,
+            cross_rope=inputs.rope,
+            query_frames=inputs.query_frames,
             key_positions=inputs.key_positions,
         )

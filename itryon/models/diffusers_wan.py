@@ -111,7 +111,9 @@ class DiffusersWanVACE(Backbone):
         _check_shape(folder, transformer.config, shape)
         extra = 0 if in_channels is None else int(in_channels) - int(transformer.config.in_channels)
         if extra < 0:
-            raise ValueError(f"{folder}: in_channels={in_channels} is fewer than the checkpoint's {transformer.config.in_channels}")
+            raise ValueError(
+                f"{folder}: in_channels={in_channels} is fewer than the checkpoint's {transformer.config.in_channels}"
+            )
         if extra:
             _widen_patch_embedding(transformer, extra)
         model = cls.__new__(cls)
@@ -129,7 +131,11 @@ class DiffusersWanVACE(Backbone):
             x = torch.cat([reference.to(x.dtype), x], dim=2)  # (B, in_channels, R + F, H, W)
         control, scale = self._control(inputs, x, frames)
         out = self.transformer(
-            x, timestep, inputs.context, control_hidden_states=control, control_hidden_states_scale=scale,
+            x,
+            timestep,
+            inputs.context,
+            control_hidden_states=control,
+            control_hidden_states_scale=scale,
             return_dict=False,
         )[0]  # (B, out_channels, R + F, H, W)
         return out[:, :, out.shape[2] - frames :]
@@ -157,7 +163,9 @@ class DiffusersWanVACE(Backbone):
         shape = {ours: config[theirs] for ours, theirs in _CONFIG_KEYS.items()}
         shape["dim"] = self.dim
         reference = inputs.reference_latents.shape[2] if inputs.reference_latents is not None else 0
-        return dit_forward_flops(shape, latent_shape, inputs.context.shape[1], reference_frames=reference, with_vace=True)
+        return dit_forward_flops(
+            shape, latent_shape, inputs.context.shape[1], reference_frames=reference, with_vace=True
+        )
 
     def parallelize(self, mesh=None, *, compile: bool = False) -> None:
         """Each (main and VACE) block compiled, then FSDP2 per block and the whole backbone last (torchtitan's

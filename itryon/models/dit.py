@@ -96,7 +96,10 @@ class WanDiT(Backbone):
 
         # 2. blocks
         block_kwargs = dict(
-            eps=eps, cross_attn_norm=cross_attn_norm, attention_backend=attention_backend, zero_init_gates=zero_init_gates
+            eps=eps,
+            cross_attn_norm=cross_attn_norm,
+            attention_backend=attention_backend,
+            zero_init_gates=zero_init_gates,
         )
         self.blocks = nn.ModuleList([WanBlock(dim, ffn_dim, num_heads, **block_kwargs) for _ in range(num_layers)])
         self.vace_patch_embedding = None
@@ -195,7 +198,11 @@ class WanDiT(Backbone):
         reference = inputs.reference_latents.shape[2] if inputs.reference_latents is not None else 0
         extra = inputs.extra_tokens.shape[1] if inputs.extra_tokens is not None else 0
         return dit_forward_flops(
-            self, latent_shape, inputs.context.shape[1], reference_frames=reference, extra_tokens=extra,
+            self,
+            latent_shape,
+            inputs.context.shape[1],
+            reference_frames=reference,
+            extra_tokens=extra,
             with_vace=inputs.vace_context is not None,
         )
 
@@ -261,16 +268,24 @@ class WanDiT(Backbone):
     def _layout(self, x: torch.Tensor, timestep: torch.Tensor, inputs: BackboneInputs) -> TokenLayout:
         batch, _, frames, height, width = x.shape
         pt, ph, pw = self.patch_size
-        self._check("latents" if inputs.channels is None else "latents + channels", x, (batch, self.in_channels, None, None, None))
+        self._check(
+            "latents" if inputs.channels is None else "latents + channels",
+            x,
+            (batch, self.in_channels, None, None, None),
+        )
         if frames % pt or height % ph or width % pw:
-            raise ValueError(f"latents (F, H, W) = {(frames, height, width)} must be divisible by patch_size {self.patch_size}")
+            raise ValueError(
+                f"latents (F, H, W) = {(frames, height, width)} must be divisible by patch_size {self.patch_size}"
+            )
         self._check("timestep", timestep, (batch,))
         self._check("context", inputs.context, (batch, None, self.text_dim))
         ref_frames = 0
         if inputs.reference_latents is not None:
             self._check("reference_latents", inputs.reference_latents, (batch, self.in_channels, None, height, width))
             if inputs.reference_latents.shape[2] % pt:
-                raise ValueError(f"reference_latents frames ({inputs.reference_latents.shape[2]}) must be divisible by {pt}")
+                raise ValueError(
+                    f"reference_latents frames ({inputs.reference_latents.shape[2]}) must be divisible by {pt}"
+                )
             ref_frames = inputs.reference_latents.shape[2] // pt
         return TokenLayout(batch, frames, height, width, height // ph, width // pw, frames // pt, ref_frames)
 
@@ -287,7 +302,9 @@ class WanDiT(Backbone):
         num_ref, num_video = layout.num_ref, layout.num_video
         if inputs.token_residual is not None:
             self._check("token_residual", inputs.token_residual, (layout.batch, num_video, self.dim))
-            tokens = torch.cat([tokens[:, :num_ref], tokens[:, num_ref:] + inputs.token_residual.to(tokens.dtype)], dim=1)
+            tokens = torch.cat(
+                [tokens[:, :num_ref], tokens[:, num_ref:] + inputs.token_residual.to(tokens.dtype)], dim=1
+            )
         positions = grid_positions(layout.ref_frames + layout.video_frames, layout.grid_h, layout.grid_w, device=device)
         query_frames = torch.cat(
             [
@@ -341,7 +358,9 @@ class WanDiT(Backbone):
         rope = self.cross_attention_rope
         if not (self.zero_init_gates and gated is not None and bool(gated.any())):
             return CrossAttentionInputs(self.text_embedding(context), query_frames, cross_mask, rope, key_positions)
-        text, cross_mask, key_positions, branch = self._split_context(context, gated, cross_mask, key_positions, num_queries)
+        text, cross_mask, key_positions, branch = self._split_context(
+            context, gated, cross_mask, key_positions, num_queries
+        )
         return CrossAttentionInputs(text, query_frames, cross_mask, rope, key_positions, branch)
 
     def _split_context(
@@ -406,14 +425,18 @@ class WanDiT(Backbone):
     def _reference_context(self, inputs: BackboneInputs, layout: TokenLayout) -> torch.Tensor:
         """The VACE context with the reference frames' context in front (Wan-VACE's layout when it lacks them)."""
         self._check(
-            "vace_context", inputs.vace_context, (layout.batch, self.vace_in_channels, None, layout.height, layout.width)
+            "vace_context",
+            inputs.vace_context,
+            (layout.batch, self.vace_in_channels, None, layout.height, layout.width),
         )
         return with_reference_context(inputs.vace_context, inputs.reference_latents, layout.frames, self.out_channels)
 
     def _unpatchify(self, out: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
         """Head output ``(B, N_video, C_out * pt ph pw)`` -> ``(B, out_channels, F, H, W)``."""
         pt, ph, pw = self.patch_size
-        out = out.reshape(layout.batch, layout.video_frames, layout.grid_h, layout.grid_w, pt, ph, pw, self.out_channels)
+        out = out.reshape(
+            layout.batch, layout.video_frames, layout.grid_h, layout.grid_w, pt, ph, pw, self.out_channels
+        )
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F', pt, h, ph, w, pw)
         return out.reshape(layout.batch, self.out_channels, layout.frames, layout.height, layout.width)
 

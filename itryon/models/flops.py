@@ -10,8 +10,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _FIELDS = ("in_channels", "out_channels", "patch_size", "dim", "ffn_dim", "num_layers", "text_dim", "freq_dim")
-_DEFAULTS = dict(in_channels=16, out_channels=16, patch_size=(1, 2, 2), text_dim=4096, freq_dim=256,
-                 vace_layers=None, vace_in_channels=96)
+_DEFAULTS = dict(
+    in_channels=16,
+    out_channels=16,
+    patch_size=(1, 2, 2),
+    text_dim=4096,
+    freq_dim=256,
+    vace_layers=None,
+    vace_in_channels=96,
+)
 
 
 def _config(model_or_config: Any) -> dict[str, Any]:

@@ -72,9 +72,7 @@ class GatedWanAttention(WanAttention):
         rest = attention(others(q), k, v, None, self.backend).transpose(1, 2)  # (B, N - N_video, H, D)
         return torch.cat([rest[:, :start], video.transpose(1, 2), rest[:, start:]], dim=1)  # (B, N, H, D)
 
-    def gated_cross_attention(
-        self, q: torch.Tensor, gated: GatedContext, inputs: CrossAttentionInputs
-    ) -> torch.Tensor:
+    def gated_cross_attention(self, q: torch.Tensor, gated: GatedContext, inputs: CrossAttentionInputs) -> torch.Tensor:
         """``(B, H, N, D)`` queries (before any rotary hook) -> ``(B, H, N, D)`` attention over the gated tokens."""
         k, v = (t.transpose(1, 2) for t in self._keys_values(gated.tokens))  # (B, H, G, D) each
         q, k = self._rotate_cross(q, k, inputs.rope, inputs.query_frames, gated.key_positions)

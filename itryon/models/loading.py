@@ -255,7 +255,9 @@ def _normalise(value: Any) -> Any:
     return [_normalise(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def load_wan_dit(cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides):
+def load_wan_dit(
+    cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides
+):
     """Build ``cls`` from a checkpoint folder's config (plus ``overrides``) and load its weights.
 
     ``in_channels`` beyond the checkpoint's are new, zero-initialised patch-embedding input channels. The model is
@@ -265,7 +267,9 @@ def load_wan_dit(cls, path: str | Path, *, in_channels: int | None = None, dtype
     config, layout = read_checkpoint_config(path)
     # rope_max_seq_len only bounds positions; every other architecture key must agree with the weights
     changed = sorted(
-        k for k in set(config) & set(overrides) - {"rope_max_seq_len"} if _normalise(overrides[k]) != _normalise(config[k])
+        k
+        for k in set(config) & set(overrides) - {"rope_max_seq_len"}
+        if _normalise(overrides[k]) != _normalise(config[k])
     )
     if changed:
         raise ValueError(

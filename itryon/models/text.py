@@ -40,8 +40,13 @@ class ByteTextEncoder(nn.Module):
         self.token_embedding = nn.Embedding(256 + _BYTE_OFFSET, dim, padding_idx=_PAD)
         self.position_embedding = nn.Parameter(torch.randn(max_length, dim) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            dim, num_heads, dim_feedforward=ffn_mult * dim, dropout=dropout, activation="gelu",
-            batch_first=True, norm_first=True,
+            dim,
+            num_heads,
+            dim_feedforward=ffn_mult * dim,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -110,8 +115,13 @@ class T5TextEncoder(nn.Module):
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, got a single str")
         tokens = self.tokenizer(
-            list(texts), padding="max_length", max_length=self.max_length, truncation=True,
-            add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
+            list(texts),
+            padding="max_length",
+            max_length=self.max_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
         )
         device = next(self.encoder.parameters()).device
         ids = tokens.input_ids.to(device)

@@ -205,9 +205,14 @@ class WanVAE(nn.Module):
         self.spatial_compression = 2 ** (len(config.dim_mult) - 1) * patch
         self.temporal_compression = 2 ** sum(bool(d) for d in config.temperal_downsample)
         # configs state the compressions so that other entries can interpolate them; they must match the file
-        for name, stated in (("spatial_compression", spatial_compression), ("temporal_compression", temporal_compression)):
+        for name, stated in (
+            ("spatial_compression", spatial_compression),
+            ("temporal_compression", temporal_compression),
+        ):
             if stated is not None and stated != getattr(self, name):
-                raise ValueError(f"WanVAE({path}): {name}={stated} was given but the VAE config gives {getattr(self, name)}")
+                raise ValueError(
+                    f"WanVAE({path}): {name}={stated} was given but the VAE config gives {getattr(self, name)}"
+                )
         self.sample = sample
         shape = (1, self.latent_channels, 1, 1, 1)
         self.register_buffer("latents_mean", torch.tensor(config.latents_mean).view(shape), persistent=False)

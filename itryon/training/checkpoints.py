@@ -38,12 +38,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
-    def load_checkpoint(self, path: Any, map_location: Callable | Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Callable | Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint file not found: {path}")
         try:
-            return torch_load(path, "Lightning checkpoint", map_location=map_location or "cpu", weights_only=True if weights_only is None else weights_only)
+            return torch_load(
+                path,
+                "Lightning checkpoint",
+                map_location=map_location or "cpu",
+                weights_only=True if weights_only is None else weights_only,
+            )
         except UnreadableFileError as exc:
             raise CheckpointError(str(exc)) from None
 
@@ -65,7 +72,10 @@ def inspect_checkpoint(path: Path) -> tuple[int, str | None]:
         return -1, str(exc).removeprefix(f"{path}: ")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
         found = sorted(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
-        return -1, f"not a Lightning checkpoint of a training run (it has no 'state_dict' and 'global_step'; found {found})"
+        return (
+            -1,
+            f"not a Lightning checkpoint of a training run (it has no 'state_dict' and 'global_step'; found {found})",
+        )
     return int(ckpt["global_step"]), None
 
 
@@ -115,6 +125,10 @@ def check_resumable(ckpt_path: Path, module: nn.Module, built_from: str) -> None
             )
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing:
-        raise CheckpointError(f"cannot resume from {ckpt_path}: the model built from {built_from} has tensor '{missing[0]}' ({len(missing)} in all) that the checkpoint lacks; {advice}")
+        raise CheckpointError(
+            f"cannot resume from {ckpt_path}: the model built from {built_from} has tensor '{missing[0]}' ({len(missing)} in all) that the checkpoint lacks; {advice}"
+        )
     if unexpected:
-        raise CheckpointError(f"cannot resume from {ckpt_path}: the checkpoint has tensor '{unexpected[0]}' ({len(unexpected)} in all) that the model built from {built_from} lacks; {advice}")
+        raise CheckpointError(
+            f"cannot resume from {ckpt_path}: the checkpoint has tensor '{unexpected[0]}' ({len(unexpected)} in all) that the model built from {built_from} lacks; {advice}"
+        )

@@ -141,7 +141,9 @@ class TryOnModule(L.LightningModule):
         frames = frames_to_latent(pooled.permute(0, 1, 3, 4, 2), int(self.vae.temporal_compression))
         region = frames.permute(0, 1, 4, 2, 3)  # (B, 1, F, h', w')
         if tuple(region.shape[2:]) != tuple(latent_shape[2:]):
-            raise ValueError(f"agnostic_mask pools to {tuple(region.shape[2:])}, the latents are {tuple(latent_shape[2:])}")
+            raise ValueError(
+                f"agnostic_mask pools to {tuple(region.shape[2:])}, the latents are {tuple(latent_shape[2:])}"
+            )
         return region
 
     def latent_shape(self, video: torch.Tensor) -> tuple[int, int, int, int, int]:
@@ -151,7 +153,9 @@ class TryOnModule(L.LightningModule):
         frames = latent_frame_count(t, int(self.vae.temporal_compression))
         return (b, int(self.vae.latent_channels), frames, h // sc, w // sc)
 
-    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any, min_t: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: Any, min_t: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(v_hat, x0_hat)`` for noisy latents ``(B, C, F, h, w)`` at flow times ``t`` ``(B,)`` in (0, 1].
 
         For sample prediction the velocity divides by ``max(t, min_t)``.
@@ -188,7 +192,9 @@ class TryOnModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------------
     # training
 
-    def diffusion_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def diffusion_loss(
+        self, batch: Mapping[str, Any], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         video = batch["video"]  # (B, 3, T, H, W)
         with torch.no_grad():
             x0 = self.vae.encode(video)  # (B, C, F, h, w)
@@ -240,8 +246,10 @@ class TryOnModule(L.LightningModule):
             return True
         if trainer.sanity_checking:
             return False
-        return (self.current_epoch + 1) % max(1, self.sample_every_n_epochs) == 0 or trainer.should_stop or (
-            trainer.max_steps > 0 and self.global_step >= trainer.max_steps
+        return (
+            (self.current_epoch + 1) % max(1, self.sample_every_n_epochs) == 0
+            or trainer.should_stop
+            or (trainer.max_steps > 0 and self.global_step >= trainer.max_steps)
         )
 
     @torch.no_grad()
@@ -256,8 +264,10 @@ class TryOnModule(L.LightningModule):
         sampler = self.sampler
         if num_steps is not None or guidance_scale is not None:
             sampler = EulerSampler(
-                num_steps or sampler.num_steps, sampler.shift,
-                sampler.guidance_scale if guidance_scale is None else guidance_scale, sampler.num_train_timesteps,
+                num_steps or sampler.num_steps,
+                sampler.shift,
+                sampler.guidance_scale if guidance_scale is None else guidance_scale,
+                sampler.num_train_timesteps,
             )
         was_training = self.training
         self.eval()
@@ -294,7 +304,8 @@ class TryOnModule(L.LightningModule):
         no_decay = [p for p in params if p.ndim < 2]
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.lr, betas=self.betas,
+            lr=self.lr,
+            betas=self.betas,
         )
         total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
         total = int(total) if math.isfinite(total) else 0

@@ -72,7 +72,11 @@ class _ContinuingWriter(ExperimentWriter):
             text = text[: text.rfind("\n") + 1]  # a row cut short
         reader = csv.DictReader(io.StringIO(text))
         header = list(reader.fieldnames or [])
-        rows = [r for r in reader if None not in r.values() and r.get("step", "").isdigit() and int(r["step"]) < self._resume_step]
+        rows = [
+            r
+            for r in reader
+            if None not in r.values() and r.get("step", "").isdigit() and int(r["step"]) < self._resume_step
+        ]
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=header)
         writer.writeheader()

@@ -48,7 +48,11 @@ WEIGHTS = Path("weights") / "model.safetensors"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 # logger entries a config may name instead of writing them out: the run folder's own logs, continued on --resume
 LOGGER_PRESETS = {
-    "tensorboard": {"_target_": "itryon.training.resume.ContinuingTensorBoardLogger", "name": "logs", "version": "tensorboard"},
+    "tensorboard": {
+        "_target_": "itryon.training.resume.ContinuingTensorBoardLogger",
+        "name": "logs",
+        "version": "tensorboard",
+    },
     "csv": {"_target_": "itryon.training.resume.ContinuingCSVLogger", "name": "logs", "version": "csv"},
 }
 DEFAULT_LOGGERS = ("tensorboard", "csv")
@@ -64,12 +68,17 @@ def root_schema() -> dict[str, Any]:
         "float32_matmul_precision": Literal["highest", "high", "medium"] | None,
         "model": None,  # a _target_ node (TryOnModule)
         "data": None,  # a _target_ node (a LightningDataModule)
-        "trainer": ArgumentsOf(L.Trainer, reserved={
-            "callbacks": "callbacks are the root 'callbacks' entries",
-            "logger": "loggers are the root 'loggers' list",
-            "default_root_dir": "the run folder is output_dir/name/<timestamp>",
-        }),  # fmt: skip
-        "checkpoint": ArgumentsOf(ModelCheckpoint, reserved={"dirpath": "checkpoints go to the run folder's checkpoints/"}),
+        "trainer": ArgumentsOf(
+            L.Trainer,
+            reserved={
+                "callbacks": "callbacks are the root 'callbacks' entries",
+                "logger": "loggers are the root 'loggers' list",
+                "default_root_dir": "the run folder is output_dir/name/<timestamp>",
+            },
+        ),  # fmt: skip
+        "checkpoint": ArgumentsOf(
+            ModelCheckpoint, reserved={"dirpath": "checkpoints go to the run folder's checkpoints/"}
+        ),
         "callbacks": Entries(),  # name -> _target_ entry (null: left out)
         "loggers": Entries(supplied=("save_dir",), presets=tuple(LOGGER_PRESETS)),  # filled in by build_loggers
     }
@@ -143,7 +152,9 @@ class SkipReport(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            pl_module.log("data/skipped_clips", float(count_skipped(self.path)["clips"]), sync_dist=False, rank_zero_only=True)
+            pl_module.log(
+                "data/skipped_clips", float(count_skipped(self.path)["clips"]), sync_dist=False, rank_zero_only=True
+            )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         counts = count_skipped(self.path)
@@ -151,7 +162,9 @@ class SkipReport(L.Callback):
             log.warning("%d clip(s) were skipped (%d time(s)); see %s", counts["clips"], counts["events"], self.path)
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Callback] = (), resume_step: int | None = None) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Callback] = (), resume_step: int | None = None
+) -> L.Trainer:
     """The Lightning trainer writing checkpoints, logs and callbacks' files into ``run_dir``.
 
     Callbacks, loggers, the checkpoint callback and the trainer's own entries (strategy, plugins, profiler) are
@@ -159,19 +172,28 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: Sequence[L.Ca
     ``resume_step`` (the checkpoint's global step) makes the loggers continue the run's logs from that step.
     """
     callbacks: list[L.Callback] = [
-        build_checkpoint(cfg.get("checkpoint"), run_dir), TrainingRNGState(), SkipReport(run_dir), FinalValidation(),
+        build_checkpoint(cfg.get("checkpoint"), run_dir),
+        TrainingRNGState(),
+        SkipReport(run_dir),
+        FinalValidation(),
         *extra_callbacks,
     ]
     user_callbacks = instantiate(cfg.get("callbacks", {}) or {}, "callbacks")
     callbacks += [c for c in user_callbacks.values() if c is not None]
     loggers = build_loggers(cfg.get("loggers", DEFAULT_LOGGERS), run_dir, resume_step)
     trainer_args = instantiate(cfg.get("trainer", {}) or {}, "trainer")  # nested _target_ entries: strategy, plugins
-    if trainer_args.get("enable_progress_bar", True) and _RICH_AVAILABLE and not any(isinstance(c, ProgressBar) for c in callbacks):
+    if (
+        trainer_args.get("enable_progress_bar", True)
+        and _RICH_AVAILABLE
+        and not any(isinstance(c, ProgressBar) for c in callbacks)
+    ):
         callbacks.append(StepProgressBar())
     plugins = list(trainer_args.pop("plugins", None) or [])
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
-    return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, plugins=plugins, **trainer_args)
+    return L.Trainer(
+        default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, plugins=plugins, **trainer_args
+    )
 
 
 def build_checkpoint(node: DictConfig | None, run_dir: Path) -> L.Callback:
@@ -180,7 +202,9 @@ def build_checkpoint(node: DictConfig | None, run_dir: Path) -> L.Callback:
     dirpath = str(run_dir / "checkpoints")
     if isinstance(node, DictConfig) and "_target_" in node:
         takes_dirpath = "dirpath" in parameters(import_target(node["_target_"], key="checkpoint._target_"))
-        return instantiate(node, "checkpoint", **({"dirpath": dirpath} if takes_dirpath and "dirpath" not in node else {}))
+        return instantiate(
+            node, "checkpoint", **({"dirpath": dirpath} if takes_dirpath and "dirpath" not in node else {})
+        )
     args = OmegaConf.to_container(node, resolve=True) if node is not None else {}
     args.setdefault("save_last", True)
     return ModelCheckpoint(dirpath=dirpath, **args)
@@ -196,7 +220,9 @@ def build_loggers(entries: Sequence[Any] | None, run_dir: Path, resume_step: int
         node = OmegaConf.create(LOGGER_PRESETS[entry]) if isinstance(entry, str) else entry
         params = parameters(import_target(node["_target_"], key=f"loggers.{i}._target_"))
         run = {"save_dir": str(run_dir), "resume_step": resume_step}
-        extra = {k: v for k, v in run.items() if k in params and k not in node and (k != "resume_step" or v is not None)}
+        extra = {
+            k: v for k, v in run.items() if k in params and k not in node and (k != "resume_step" or v is not None)
+        }
         loggers.append(instantiate(node, f"loggers.{i}", **extra))
     return loggers
 
@@ -212,7 +238,10 @@ def required_inputs(module: L.LightningModule) -> dict[str, list[str]]:
     """``{"adapter 'hands' (HandPriorAdapter)": ["hand_prior"], ...}``: the batch keys each part of the model reads."""
     conditioning = getattr(module, "conditioning", None)
     adapters = getattr(conditioning, "adapters", None) or {}
-    return {f"conditioning adapter '{name}' ({type(a).__name__})": list(getattr(a, "input_keys", ())) for name, a in adapters.items()}
+    return {
+        f"conditioning adapter '{name}' ({type(a).__name__})": list(getattr(a, "input_keys", ()))
+        for name, a in adapters.items()
+    }
 
 
 def check_data_for_model(datamodule: L.LightningDataModule, module: L.LightningModule) -> None:
@@ -226,7 +255,9 @@ def check_data_for_model(datamodule: L.LightningDataModule, module: L.LightningM
             inner.require_keys(needed)
 
 
-def build(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
+def build(
+    cfg: DictConfig, run_dir: Path, resume_step: int | None = None
+) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
     """Seed and build the data, the model and the trainer from ``cfg``; checks that the data has what the model reads."""
     L.seed_everything(int(cfg.get("seed", 0)), workers=True)
     if cfg.get("float32_matmul_precision"):
@@ -238,7 +269,14 @@ def build(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> tup
     return trainer, module, datamodule
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> None:
+def fit(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    cfg: DictConfig,
+    run_dir: Path,
+    ckpt_path: Path | None = None,
+) -> None:
     """Remove a killed run's temporary files, save the resolved config (new runs, rank zero) and fit,
     resuming from ``ckpt_path`` when given."""
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -23,14 +23,20 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(path)
         except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
-            raise UnreadableFileError(f"{path}: not a readable safetensors file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+            raise UnreadableFileError(
+                f"{path}: not a readable safetensors file ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+            ) from None
     ckpt = torch_load(path, "Lightning checkpoint")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise UnreadableFileError(f"{path}: not a Lightning checkpoint (no 'state_dict'); pass weights/model.safetensors or a run's .ckpt")
+        raise UnreadableFileError(
+            f"{path}: not a Lightning checkpoint (no 'state_dict'); pass weights/model.safetensors or a run's .ckpt"
+        )
     return ckpt["state_dict"]
 
 
-def load_trained_weights(module: nn.Module, path: str | Path, *, allow_missing: bool = False, ignore: tuple[str, ...] = ("vae.",)) -> list[str]:
+def load_trained_weights(
+    module: nn.Module, path: str | Path, *, allow_missing: bool = False, ignore: tuple[str, ...] = ("vae.",)
+) -> list[str]:
     """Copy the tensors of ``path`` into ``module``; returns the module's parameters the file lacks.
 
     Every tensor of the file must exist in the module with the same shape (errors name it). Parameters the file
@@ -44,7 +50,9 @@ def load_trained_weights(module: nn.Module, path: str | Path, *, allow_missing: 
         raise ValueError(f"{path}: tensors not in the model: {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
     for key, value in state.items():
         if value.shape != own[key].shape:
-            raise ValueError(f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the model's is {tuple(own[key].shape)}")
+            raise ValueError(
+                f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the model's is {tuple(own[key].shape)}"
+            )
     missing = sorted(k for k in set(own) - set(state) if not k.startswith(ignore))
     if missing and not allow_missing:
         raise ValueError(f"{path} lacks tensors of the model: {missing[:10]}{' ...' if len(missing) > 10 else ''}")

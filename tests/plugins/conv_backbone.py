@@ -14,7 +14,9 @@ class ConvBackbone(Backbone):
 
     accepts = frozenset({"context", "channels", "vace", "reference"})
 
-    def __init__(self, in_channels: int, out_channels: int, vace_in_channels: int = 0, text_dim: int = 64, hidden: int = 32):
+    def __init__(
+        self, in_channels: int, out_channels: int, vace_in_channels: int = 0, text_dim: int = 64, hidden: int = 32
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.vace_in_channels = in_channels, out_channels, vace_in_channels
         self.input = nn.Conv3d(2 * in_channels + vace_in_channels, hidden, kernel_size=3, padding=1)
@@ -27,7 +29,9 @@ class ConvBackbone(Backbone):
         b, _, f, h, w = x.shape
         parts = [x]
         reference = inputs.reference_latents
-        parts.append(reference.mean(2, keepdim=True).expand(-1, -1, f, -1, -1) if reference is not None else torch.zeros_like(x))
+        parts.append(
+            reference.mean(2, keepdim=True).expand(-1, -1, f, -1, -1) if reference is not None else torch.zeros_like(x)
+        )
         if self.vace_in_channels:
             vace = inputs.vace_context
             parts.append(vace if vace is not None else x.new_zeros(b, self.vace_in_channels, f, h, w))

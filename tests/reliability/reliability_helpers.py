@@ -37,8 +37,12 @@ def disk_overrides(manifest: Path, val: Path | None = None) -> list[str]:
     """Overrides of configs/experiment/synthetic_disk.yaml reading ``manifest`` (5-frame clips)."""
     val = val or manifest
     return TINY + [
-        f"data.train.manifest={manifest}", f"data.val.manifest={val}", f"data.test.manifest={val}",
-        "data.train.num_frames=5", "data.val.num_frames=5", "data.test.num_frames=5",
+        f"data.train.manifest={manifest}",
+        f"data.val.manifest={val}",
+        f"data.test.manifest={val}",
+        "data.train.num_frames=5",
+        "data.val.num_frames=5",
+        "data.test.num_frames=5",
     ]
 
 
@@ -59,7 +63,9 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def run_child(code: str, timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env(**env), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=child_env(**env), capture_output=True, text=True, timeout=timeout
+    )
 
 
 _LOGGING_ERROR = re.compile(r"--- Logging error ---.*?\nArguments: [^\n]*\n", re.S)
@@ -88,5 +94,3 @@ def rewrite(manifest: Path, dst: Path, edit) -> Path:
     edit(rs)
     dst.write_text("".join(json.dumps(r) + "\n" for r in rs))
     return dst
-
-

@@ -56,7 +56,9 @@ def test_outputs_get_the_permissions_of_the_users_umask(tmp_path, umask, mode):
         ]
         save_safetensors_atomic({"w": torch.zeros(2)}, tmp_path / "weights" / "model.safetensors")
         files.append(tmp_path / "weights" / "model.safetensors")
-        AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 0}, tmp_path / "checkpoints" / "last.ckpt")
+        AtomicCheckpointIO().save_checkpoint(
+            {"state_dict": {}, "global_step": 0}, tmp_path / "checkpoints" / "last.ckpt"
+        )
         files.append(tmp_path / "checkpoints" / "last.ckpt")
         folder = write_video(tmp_path / "mask", np.zeros((2, 8, 8, 1), np.uint8))
         files += sorted(folder.iterdir())
@@ -82,8 +84,14 @@ def test_orphaned_temporaries_are_removed(tmp_path):
 
 def _killed_run(tmp_path: Path, hook: str, **env: str) -> Path:
     """Train 3 steps (a checkpoint after each) in a child process that ``hook`` SIGKILLs while it saves at step 2."""
-    args = [*SYNTH, "trainer.max_steps=3", "checkpoint.every_n_train_steps=1", "trainer.limit_val_batches=0",
-            f"output_dir={tmp_path / 'runs'}", "name=kill"]
+    args = [
+        *SYNTH,
+        "trainer.max_steps=3",
+        "checkpoint.every_n_train_steps=1",
+        "trainer.limit_val_batches=0",
+        f"output_dir={tmp_path / 'runs'}",
+        "name=kill",
+    ]
     code = f"""
 import io, os, signal, sys, torch
 from kill_switch import die

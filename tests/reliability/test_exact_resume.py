@@ -34,12 +34,20 @@ def uninterrupted(tmp_path_factory) -> list[tuple[str, str, str, str]]:
 
 
 def _kill_and_resume(tmp_path: Path, step: int, extra: list[str] = []) -> Path:  # noqa: B006 - not mutated
-    args = [*RUN, *extra, f"output_dir={tmp_path}", "name=killed", f"callbacks.kill={{_target_: kill_switch.KillAt, step: {step}}}"]
+    args = [
+        *RUN,
+        *extra,
+        f"output_dir={tmp_path}",
+        "name=killed",
+        f"callbacks.kill={{_target_: kill_switch.KillAt, step: {step}}}",
+    ]
     code = f"import sys; from itryon.cli.train import main; sys.exit(main({args!r}))"
     proc = run_child(code, ITRYON_TARGET_PACKAGES="kill_switch")
     assert proc.returncode == -9, proc.stderr[-3000:]
     run = only_run(tmp_path)
-    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] < step + 1
+    assert (
+        torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] < step + 1
+    )
     assert train(["--resume", str(run), "callbacks.kill=null"]) == 0
     assert only_run(tmp_path) == run
     return run
@@ -58,7 +66,9 @@ def test_sigkill_after_an_epoch_boundary_then_resume_gives_the_same_losses(tmp_p
     out = tmp_path / "ref"
     assert train([*RUN, *LONGER, f"output_dir={out}", "name=ref"]) == 0
     uninterrupted = _log(only_run(out))
-    run = _kill_and_resume(tmp_path / "killed", step=5, extra=LONGER)  # killed inside step 6, resumed from step 4 (end of epoch 0)
+    run = _kill_and_resume(
+        tmp_path / "killed", step=5, extra=LONGER
+    )  # killed inside step 6, resumed from step 4 (end of epoch 0)
     # Lightning counts one epoch more after resuming from a checkpoint taken at an epoch's last batch; the steps,
     # the batches and every loss are the same
     without_epoch = [(step, loss, val) for step, _, loss, val in _log(run)]
@@ -76,7 +86,12 @@ class RandomPerSample(Dataset):
 
         import numpy as np
 
-        return {"i": torch.tensor(i), "torch": torch.rand(()), "numpy": torch.tensor(np.random.rand()), "python": torch.tensor(random.random())}
+        return {
+            "i": torch.tensor(i),
+            "torch": torch.rand(()),
+            "numpy": torch.tensor(np.random.rand()),
+            "python": torch.tensor(random.random()),
+        }
 
 
 def _loader() -> StatefulDataLoader:

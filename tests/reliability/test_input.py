@@ -49,7 +49,9 @@ def test_prefixed_frame_names_starting_at_one_are_read_in_order(tmp_path):
 
 def test_a_gap_in_the_frame_numbering_is_an_error(tmp_path):
     folder = _folder(tmp_path / "v", ["000000.png", "000001.png", "000003.png"], _frames(3))
-    with pytest.raises(VideoIOError, match=r"/v: frame numbers jump from 1 \(000001.png\) to 3 \(000003.png\): frame 2 is missing"):
+    with pytest.raises(
+        VideoIOError, match=r"/v: frame numbers jump from 1 \(000001.png\) to 3 \(000003.png\): frame 2 is missing"
+    ):
         read_video(folder)
 
 
@@ -94,7 +96,9 @@ def test_an_rgba_garment_is_composited_on_white(split_copy):
     garment = InteractiveManifestDataset(split_copy)[0]["garment"]  # [3, Hg, Wg] in [-1, 1]
     half = rgb.shape[1] // 2
     assert torch.all(garment[:, :, :half] == 1.0)  # white, not black
-    assert torch.equal(garment[:, :, half:], torch.from_numpy(rgb[:, half:].transpose(2, 0, 1).copy()).float() / 127.5 - 1)
+    assert torch.equal(
+        garment[:, :, half:], torch.from_numpy(rgb[:, half:].transpose(2, 0, 1).copy()).float() / 127.5 - 1
+    )
 
 
 def test_a_palette_garment_is_read_as_its_colours(split_copy):
@@ -115,9 +119,15 @@ def test_a_palette_garment_with_a_transparent_colour_is_white_there(split_copy):
     image.paste(1, (4, 0, 8, 6))
     image.info["transparency"] = 0
     image.save(path, transparency=0)
-    ds = InteractiveManifestDataset(split_copy, transforms=[__import__("itryon.data.transforms", fromlist=["Resize"]).Resize(48, 64, 6, 8)])
+    ds = InteractiveManifestDataset(
+        split_copy, transforms=[__import__("itryon.data.transforms", fromlist=["Resize"]).Resize(48, 64, 6, 8)]
+    )
     garment = ds[0]["garment"]
-    assert torch.all(garment[:, :, :4] == 1.0) and torch.all(garment[0, :, 4:] == 1.0) and torch.all(garment[1:, :, 4:] == -1.0)
+    assert (
+        torch.all(garment[:, :, :4] == 1.0)
+        and torch.all(garment[0, :, 4:] == 1.0)
+        and torch.all(garment[1:, :, 4:] == -1.0)
+    )
 
 
 def test_a_mask_stored_as_0_and_1_is_read_as_a_mask(split_copy):
@@ -156,7 +166,9 @@ def _bad(split: Path, tmp_path: Path, edit) -> Path:
 def test_a_bad_fps_names_the_clip(split, tmp_path, value, shown):
     bad = _bad(split, tmp_path, lambda rs: rs[1].update(fps=value))
     try:
-        with pytest.raises(ManifestError, match=rf":2: clip 'val-s1-000001': 'fps' must be a positive finite number, got {shown}"):
+        with pytest.raises(
+            ManifestError, match=rf":2: clip 'val-s1-000001': 'fps' must be a positive finite number, got {shown}"
+        ):
             read_manifest(bad)
     finally:
         bad.unlink()
@@ -168,13 +180,18 @@ def test_nan_seconds_in_a_span_name_the_action(split, tmp_path):
 
     bad = _bad(split, tmp_path, edit)
     try:
-        with pytest.raises(ManifestError, match=r"clip 'val-s1-000000': actions\[0\]: start_s must be a finite number of seconds, got float nan"):
+        with pytest.raises(
+            ManifestError,
+            match=r"clip 'val-s1-000000': actions\[0\]: start_s must be a finite number of seconds, got float nan",
+        ):
             read_manifest(bad)
     finally:
         bad.unlink()
 
 
-@pytest.mark.parametrize("value, shown", [(None, "null"), (7, "int 7"), (["a"], r"list \['a'\]")], ids=["null", "number", "list"])
+@pytest.mark.parametrize(
+    "value, shown", [(None, "null"), (7, "int 7"), (["a"], r"list \['a'\]")], ids=["null", "number", "list"]
+)
 def test_a_caption_that_is_not_a_string_is_an_error(split, tmp_path, value, shown):
     bad = _bad(split, tmp_path, lambda rs: rs[0].update(caption=value))
     try:
@@ -188,7 +205,9 @@ def test_a_caption_that_is_not_a_string_is_an_error(split, tmp_path, value, show
 def test_an_action_text_that_is_not_a_string_is_an_error(split, tmp_path, value, shown):
     bad = _bad(split, tmp_path, lambda rs: rs[0].update(actions=[{"start": 1, "end": 3, "text": value}]))
     try:
-        with pytest.raises(ManifestError, match=rf"clip 'val-s1-000000': actions\[0\]: 'text' must be a string, got {shown}"):
+        with pytest.raises(
+            ManifestError, match=rf"clip 'val-s1-000000': actions\[0\]: 'text' must be a string, got {shown}"
+        ):
             read_manifest(bad)
     finally:
         bad.unlink()
@@ -200,7 +219,9 @@ def test_a_misspelt_optional_field_is_an_error_at_construction(split, tmp_path):
 
     bad = _bad(split, tmp_path, edit)
     try:
-        with pytest.raises(ManifestError, match=r":3: clip 'val-s1-000002': unknown field 'hand_priors'; did you mean 'hand_prior'\?"):
+        with pytest.raises(
+            ManifestError, match=r":3: clip 'val-s1-000002': unknown field 'hand_priors'; did you mean 'hand_prior'\?"
+        ):
             InteractiveManifestDataset(bad)
     finally:
         bad.unlink()
@@ -239,10 +260,26 @@ def test_evaluate_reads_unpadded_prediction_frames_in_order(tmp_path):
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
     out = tmp_path / "m.json"
-    args = parser.parse_args(["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--metrics", "psnr,ssim", "--out", str(out), "--no-progress", "--device", "cpu"])
+    args = parser.parse_args(
+        [
+            "--pred",
+            str(tmp_path / "pred"),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--metrics",
+            "psnr,ssim",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert evaluate.run(args) == 0
     metrics = json.loads(out.read_text())["metrics"]
-    assert metrics["ssim"] == pytest.approx(1.0) and (metrics["psnr"] is None or metrics["psnr"] > 60 or math.isinf(metrics["psnr"]))
+    assert metrics["ssim"] == pytest.approx(1.0) and (
+        metrics["psnr"] is None or metrics["psnr"] > 60 or math.isinf(metrics["psnr"])
+    )
 
 
 def test_evaluate_names_a_prediction_folder_with_a_gap(tmp_path, capsys):
@@ -253,6 +290,16 @@ def test_evaluate_names_a_prediction_folder_with_a_gap(tmp_path, capsys):
     _folder(tmp_path / "pred" / "clip", ["0.png", "1.png", "3.png"], video)
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
-    args = parser.parse_args(["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "m.json"), "--no-progress"])
+    args = parser.parse_args(
+        [
+            "--pred",
+            str(tmp_path / "pred"),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--out",
+            str(tmp_path / "m.json"),
+            "--no-progress",
+        ]
+    )
     assert evaluate.run(args) == 2
     assert "pred/clip: frame numbers jump from 1 (1.png) to 3 (3.png)" in capsys.readouterr().err

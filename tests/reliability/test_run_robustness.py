@@ -21,7 +21,16 @@ from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, TryOnDataModule
 from itryon.data.manifest import InteractiveManifestDataset, ManifestError
 from itryon.data.video_io import read_video, write_video
 
-FIELDS = ("video", "agnostic", "pose", "hand_prior", "counterfactual", "agnostic_mask", "interaction_mask", "counterfactual_mask")
+FIELDS = (
+    "video",
+    "agnostic",
+    "pose",
+    "hand_prior",
+    "counterfactual",
+    "agnostic_mask",
+    "interaction_mask",
+    "counterfactual_mask",
+)
 
 
 def _halve_clip(root: Path, record: dict) -> None:
@@ -76,12 +85,18 @@ def test_an_undecodable_clip_is_skipped_and_recorded_in_the_run_folder(damaged_r
 
 def test_a_clip_of_another_resolution_is_skipped_naming_both_sizes(damaged_run):
     (skip, *_) = [s for s in _skips(damaged_run / SKIPPED_FILE) if s["clip"] == "val-s1-000002"]
-    assert "clip 'val-s1-000002': frames are 24x32 (HxW), the dataset serves 48x64" in skip["error"] and "Resize" in skip["error"]
+    assert (
+        "clip 'val-s1-000002': frames are 24x32 (HxW), the dataset serves 48x64" in skip["error"]
+        and "Resize" in skip["error"]
+    )
 
 
 def test_a_garment_of_another_size_is_skipped_naming_the_file(damaged_run):
     (skip, *_) = [s for s in _skips(damaged_run / SKIPPED_FILE) if s["clip"] == "val-s1-000003"]
-    assert "garment val/val-s1-000003/garment.png is" in skip["error"] and "garment_height and garment_width" in skip["error"]
+    assert (
+        "garment val/val-s1-000003/garment.png is" in skip["error"]
+        and "garment_height and garment_width" in skip["error"]
+    )
 
 
 def test_the_skip_count_is_in_metrics_json_and_the_logs(damaged_run):
@@ -119,7 +134,13 @@ def test_validation_never_counts_a_clip_twice(tmp_path):
     served = [m["id"] for batch in dm.val_dataloader() for m in batch["meta"]]
     assert served == ["c0", "c1", "c3", "c4", "c5"]  # c2 left out, c3 not served twice
     (skip,) = _skips(tmp_path / SKIPPED_FILE)
-    assert skip == {"split": "val", "index": 2, "clip": "c2", "error": "OSError: corrupt file for clip 2", "replaced_by": None}
+    assert skip == {
+        "split": "val",
+        "index": 2,
+        "clip": "c2",
+        "error": "OSError: corrupt file for clip 2",
+        "replaced_by": None,
+    }
 
 
 def test_a_validation_batch_of_only_bad_clips_is_skipped_by_the_model():
@@ -144,14 +165,20 @@ def test_a_clip_lacking_a_key_an_adapter_needs_fails_at_construction(split, tmp_
     finally:
         bad.unlink()
     err = one_line_error(capsys.readouterr().err)
-    assert "clip 'val-s1-000002' lacks field 'hand_prior', which conditioning adapter 'hands' (HandPriorAdapter) needs" in err
+    assert (
+        "clip 'val-s1-000002' lacks field 'hand_prior', which conditioning adapter 'hands' (HandPriorAdapter) needs"
+        in err
+    )
     assert not list(tmp_path.glob("*/*/checkpoints"))
 
 
 def test_without_the_adapter_the_same_clips_are_fine(split):
     dataset = InteractiveManifestDataset(split)
     dataset.require_keys({"adapter 'caption'": ["caption"]})
-    with pytest.raises(ManifestError, match=r"clip 'val-s1-000000' yields no key 'depth' \(the manifest format has no such field\), which conditioning adapter 'depth'"):
+    with pytest.raises(
+        ManifestError,
+        match=r"clip 'val-s1-000000' yields no key 'depth' \(the manifest format has no such field\), which conditioning adapter 'depth'",
+    ):
         dataset.require_keys({"conditioning adapter 'depth' (DepthAdapter)": ["depth"]})
 
 
@@ -177,10 +204,30 @@ def test_interpolation_errors_in_overrides_are_one_line(override, message, capsy
 
 
 def test_infer_skips_undecodable_clips_and_nan_fps_and_goes_on(damaged_run, damaged, tmp_path, capsys):
-    manifest = rewrite(damaged, damaged.parent / "infer.jsonl", lambda rs: rs[0].update(fps=float("nan")) or rs.append(dict(rs[1], id="copy-of-0", video=records(damaged)[0]["video"], fps=8.0)))
+    manifest = rewrite(
+        damaged,
+        damaged.parent / "infer.jsonl",
+        lambda rs: (
+            rs[0].update(fps=float("nan"))
+            or rs.append(dict(rs[1], id="copy-of-0", video=records(damaged)[0]["video"], fps=8.0))
+        ),
+    )
     out = tmp_path / "preds"
     try:
-        code = itryon(["infer", "--run", str(damaged_run), "--manifest", str(manifest), "--out", str(out), "--steps", "1", "--no-progress"])
+        code = itryon(
+            [
+                "infer",
+                "--run",
+                str(damaged_run),
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(out),
+                "--steps",
+                "1",
+                "--no-progress",
+            ]
+        )
     finally:
         manifest.unlink()
     assert code == 0
@@ -210,7 +257,10 @@ def test_resume_of_a_zero_byte_checkpoint_is_one_line(run_copy, capsys):
     ckpt = run_copy / "checkpoints" / "last.ckpt"
     ckpt.write_bytes(b"")
     assert train(["--resume", str(ckpt)]) == 2
-    assert one_line_error(capsys.readouterr().err) == f"error: cannot resume from {ckpt}: empty file (0 bytes), not a Lightning checkpoint; it was probably cut short by a kill"
+    assert (
+        one_line_error(capsys.readouterr().err)
+        == f"error: cannot resume from {ckpt}: empty file (0 bytes), not a Lightning checkpoint; it was probably cut short by a kill"
+    )
 
 
 def test_resume_of_a_truncated_checkpoint_is_one_line(run_copy, capsys):
@@ -225,7 +275,10 @@ def test_resume_of_a_foreign_checkpoint_is_one_line(run_copy, capsys):
     ckpt = run_copy / "checkpoints" / "last.ckpt"
     torch.save({"model": {"w": torch.zeros(2)}}, ckpt)
     assert train(["--resume", str(ckpt)]) == 2
-    assert "not a Lightning checkpoint of a training run (it has no 'state_dict' and 'global_step'; found ['model'])" in one_line_error(capsys.readouterr().err)
+    assert (
+        "not a Lightning checkpoint of a training run (it has no 'state_dict' and 'global_step'; found ['model'])"
+        in one_line_error(capsys.readouterr().err)
+    )
 
 
 def test_resume_of_a_run_folder_skips_an_incomplete_last_checkpoint(run_copy, caplog):
@@ -240,5 +293,8 @@ def test_resume_of_a_run_folder_skips_an_incomplete_last_checkpoint(run_copy, ca
 def test_resume_with_an_override_that_changes_shapes_names_the_tensor(run_copy, capsys):
     assert train(["--resume", str(run_copy), "model.backbone.ffn_dim=96"]) == 2
     err = one_line_error(capsys.readouterr().err)
-    assert re.search(r"cannot resume from .*checkpoints/(last|epoch=1-step=4).ckpt: tensor 'backbone\.\S+' has shape \((128, 64|64, 128)\) in the checkpoint "
-                     r"but \((96, 64|64, 96)\) in the model built from .*config.yaml with the overrides model.backbone.ffn_dim=96", err), err
+    assert re.search(
+        r"cannot resume from .*checkpoints/(last|epoch=1-step=4).ckpt: tensor 'backbone\.\S+' has shape \((128, 64|64, 128)\) in the checkpoint "
+        r"but \((96, 64|64, 96)\) in the model built from .*config.yaml with the overrides model.backbone.ffn_dim=96",
+        err,
+    ), err

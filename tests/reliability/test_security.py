@@ -51,12 +51,19 @@ def test_infer_refuses_a_run_folder_config_that_calls_os_system(tmp_path, capsys
     code = itryon(["infer", "--run", str(run), "--manifest", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "out")])
     assert code == 2 and not marker.exists()
     err = one_line_error(capsys.readouterr().err)
-    assert "'model._target_'" in err and str(run / "config.yaml") in err and "'os.system' is not allowed" in err and "--trust-config" in err
+    assert (
+        "'model._target_'" in err
+        and str(run / "config.yaml") in err
+        and "'os.system' is not allowed" in err
+        and "--trust-config" in err
+    )
 
 
 def test_resume_refuses_a_run_folder_config_that_calls_os_system(tmp_path, capsys):
     marker = tmp_path / "marker"
-    run = _write_run(tmp_path / "run", f"  _target_: os.system\n  command: {_marker_command(marker)}\n", with_checkpoint=True)
+    run = _write_run(
+        tmp_path / "run", f"  _target_: os.system\n  command: {_marker_command(marker)}\n", with_checkpoint=True
+    )
     assert train(["--resume", str(run)]) == 2 and not marker.exists()
     err = one_line_error(capsys.readouterr().err)
     assert "'os.system' is not allowed" in err and str(run / "config.yaml") in err
@@ -80,7 +87,10 @@ def test_resume_refuses_a_run_folder_config_that_calls_os_system(tmp_path, capsy
 def test_targets_outside_the_allow_list_are_refused(tmp_path, target, why):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(f"thing:\n  _target_: {target}\n")
-    with pytest.raises(ConfigError, match=f"'thing._target_' \\(set in .*c.yaml\\): target '{target}' is not allowed: .*{re.escape(why)}"):
+    with pytest.raises(
+        ConfigError,
+        match=f"'thing._target_' \\(set in .*c.yaml\\): target '{target}' is not allowed: .*{re.escape(why)}",
+    ):
         validate(load_config(cfg_file))
     with pytest.raises(ConfigError, match="is not allowed"):
         instantiate({"_target_": target})
@@ -97,7 +107,13 @@ def test_a_module_that_runs_code_on_import_is_never_imported(tmp_path, monkeypat
 
 def test_library_switches_that_run_model_code_are_refused():
     with pytest.raises(ConfigError, match="'trust_remote_code' makes it run code shipped with the model files"):
-        instantiate({"_target_": "transformers.AutoModel.from_pretrained", "pretrained_model_name_or_path": "x", "trust_remote_code": True})
+        instantiate(
+            {
+                "_target_": "transformers.AutoModel.from_pretrained",
+                "pretrained_model_name_or_path": "x",
+                "trust_remote_code": True,
+            }
+        )
 
 
 def test_a_command_line_callback_calling_os_system_is_refused(tmp_path, capsys):
@@ -144,7 +160,9 @@ def test_infer_weights_holding_code_are_a_one_line_error(tmp_path, capsys):
 
     marker = tmp_path / "marker"
     ckpt = _pickled_code_checkpoint(tmp_path / "evil.ckpt", marker)
-    with pytest.raises(UnreadableFileError, match=r"evil.ckpt: not loadable as a Lightning checkpoint: it references \S*system"):
+    with pytest.raises(
+        UnreadableFileError, match=r"evil.ckpt: not loadable as a Lightning checkpoint: it references \S*system"
+    ):
         read_weights(ckpt)
     assert not marker.exists()
 
@@ -152,7 +170,10 @@ def test_infer_weights_holding_code_are_a_one_line_error(tmp_path, capsys):
 def test_init_from_weights_holding_code_stop_the_run_in_one_line(tmp_path, capsys):
     marker = tmp_path / "marker"
     ckpt = _pickled_code_checkpoint(tmp_path / "evil.ckpt", marker)
-    assert train([f"model.init_from={ckpt}", f"output_dir={tmp_path}", "data.train.num_clips=2", "data.val.num_clips=1"]) == 2
+    assert (
+        train([f"model.init_from={ckpt}", f"output_dir={tmp_path}", "data.train.num_clips=2", "data.val.num_clips=1"])
+        == 2
+    )
     assert not marker.exists()
     err = one_line_error(capsys.readouterr().err)
     assert "evil.ckpt: not loadable" in err

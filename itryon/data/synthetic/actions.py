@@ -73,7 +73,9 @@ class ActionKind(ABC):
     classes: tuple[str, ...] = ("t_shirt", "tank_top", "long_sleeve", "jacket")
 
     @abstractmethod
-    def sample(self, rng: np.random.Generator, garment: GarmentSpec, body: BodyShape, hand: int, start: int, end: int) -> Event:
+    def sample(
+        self, rng: np.random.Generator, garment: GarmentSpec, body: BodyShape, hand: int, start: int, end: int
+    ) -> Event:
         """Draw the event (contact point, extent) of one occurrence of this action."""
 
     @abstractmethod
@@ -138,7 +140,9 @@ class StretchSideways(ActionKind):
         side = F32(SIDES[event.hand])
         outward = side * (bx - F32(cx))
         w = bump(np.minimum(outward, F32(0.0)) / F32(0.2)) * bump((by - F32(cy)) / F32(0.13)) * (a > 0)
-        return Deformation(dx=side * F32(event.amount) * a * w, dy=np.zeros_like(w), support=w > 0, fold=F32(0.6) * a * w)
+        return Deformation(
+            dx=side * F32(event.amount) * a * w, dy=np.zeros_like(w), support=w > 0, fold=F32(0.6) * a * w
+        )
 
 
 class TugCollar(ActionKind):
@@ -172,7 +176,15 @@ class PullZipperDown(ActionKind):
     classes = ("jacket",)
 
     def sample(self, rng, garment, body, hand, start, end):
-        return Event(self.name, hand, start, end, (0.0, garment.zip_top), float(rng.uniform(0.2, 0.36)), float(rng.uniform(0.03, 0.05)))
+        return Event(
+            self.name,
+            hand,
+            start,
+            end,
+            (0.0, garment.zip_top),
+            float(rng.uniform(0.2, 0.36)),
+            float(rng.uniform(0.03, 0.05)),
+        )
 
     def hand_path(self, event, a):
         x, y = event.contact
@@ -184,7 +196,9 @@ class PullZipperDown(ActionKind):
     def field(self, event, garment, bx, by, a):
         top = F32(event.contact[1])
         pull_y = top + F32(0.02) + F32(event.amount) * a  # (t, 1, 1)
-        gap = F32(event.width) * np.clip((pull_y - by) / F32(0.12), F32(0.0), F32(1.0)) * (by > top - F32(0.02))  # V opening
+        gap = (
+            F32(event.width) * np.clip((pull_y - by) / F32(0.12), F32(0.0), F32(1.0)) * (by > top - F32(0.02))
+        )  # V opening
         lateral = np.maximum(F32(1.0) - np.abs(bx) / F32(0.16), F32(0.0))
         dx = np.sign(bx) * gap * lateral
         cut = gap - np.abs(bx) - (gap <= 0) * F32(1.0)  # > 0 inside the opening; far below 0 where it has no width
@@ -217,7 +231,9 @@ class PinchHem(ActionKind):
         cx, hem = event.contact
         w = bump((bx - F32(cx)) / F32(0.15)) * smoothstep((by - F32(hem - event.amount - 0.14)) / F32(0.14))
         w = w * (a > 0)
-        return Deformation(dx=np.zeros_like(w), dy=F32(self.direction * event.amount) * a * w, support=w > 0, fold=a * w)
+        return Deformation(
+            dx=np.zeros_like(w), dy=F32(self.direction * event.amount) * a * w, support=w > 0, fold=a * w
+        )
 
 
 ACTION_KINDS: dict[str, ActionKind] = {k.name: k for k in (LiftHem(), PullZipperDown(), StretchSideways(), TugCollar())}
@@ -226,7 +242,9 @@ FAMILY_KINDS: dict[str, ActionKind] = {
     k.name: k
     for k in (
         PinchHem("pinch_lift_hem", "pinches the hem of the {garment} with the {hand} hand and lifts it", -1.0),
-        PinchHem("pinch_stretch_hem", "pinches the hem of the {garment} with the {hand} hand and stretches it down", 1.0),
+        PinchHem(
+            "pinch_stretch_hem", "pinches the hem of the {garment} with the {hand} hand and stretches it down", 1.0
+        ),
     )
 }
 

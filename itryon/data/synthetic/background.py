@@ -25,7 +25,12 @@ class BackgroundSpec:
 
     def describe(self, colour_name) -> str:
         wall = colour_name(self.wall)
-        return {"plain": f"a plain {wall} wall", "panelled": f"a panelled {wall} wall", "tiled": f"a tiled {wall} wall", "mottled": f"a mottled {wall} backdrop"}[self.kind]
+        return {
+            "plain": f"a plain {wall} wall",
+            "panelled": f"a panelled {wall} wall",
+            "tiled": f"a tiled {wall} wall",
+            "mottled": f"a mottled {wall} backdrop",
+        }[self.kind]
 
     def render(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         """RGB ``(3, H, W)`` float32 in [0, 1] on the pixel grid."""
@@ -53,7 +58,9 @@ class BackgroundSpec:
 def sample_background(rng: np.random.Generator) -> BackgroundSpec:
     hue = float(rng.random())
     wall = colorsys.hsv_to_rgb(hue, float(rng.uniform(0.05, 0.35)), float(rng.uniform(0.55, 0.95)))
-    accent = colorsys.hsv_to_rgb((hue + float(rng.uniform(-0.1, 0.1))) % 1.0, float(rng.uniform(0.05, 0.3)), float(rng.uniform(0.4, 0.8)))
+    accent = colorsys.hsv_to_rgb(
+        (hue + float(rng.uniform(-0.1, 0.1))) % 1.0, float(rng.uniform(0.05, 0.3)), float(rng.uniform(0.4, 0.8))
+    )
     floor = colorsys.hsv_to_rgb(float(rng.random()), float(rng.uniform(0.05, 0.3)), float(rng.uniform(0.25, 0.55)))
     waves: list[float] = []
     for _ in range(2):

@@ -77,7 +77,12 @@ def plan_family_clip(
     hand = int(rng.integers(2))
     passive, hover, counter = False, False, None
     if family == "contact":
-        kinds = [k for k in ACTION_KINDS.values() if scene.garment.garment_class in k.classes and combination_allowed(split, k.name, scene.garment.garment_class)]
+        kinds = [
+            k
+            for k in ACTION_KINDS.values()
+            if scene.garment.garment_class in k.classes
+            and combination_allowed(split, k.name, scene.garment.garment_class)
+        ]
         kind = kinds[int(rng.integers(len(kinds)))]
         events = [kind.sample(rng, scene.garment, scene.body, hand, *draw_span(rng, 0, num_frames))]
         passive = hover = side == 1
@@ -92,13 +97,14 @@ def plan_family_clip(
         pinch = LIFT.sample(rng, scene.garment, scene.body, hand, *spans[0])
         order = (LIFT, STRETCH) if side == 0 else (STRETCH, LIFT)
         events = [dataclasses.replace(pinch, kind=k.name, start=s, end=e) for k, (s, e) in zip(order, spans)]
-        counter = tuple(dataclasses.replace(pinch, kind=k.name, start=s, end=e) for k, (s, e) in zip(order[::-1], spans))
+        counter = tuple(
+            dataclasses.replace(pinch, kind=k.name, start=s, end=e) for k, (s, e) in zip(order[::-1], spans)
+        )
     tracks = build_tracks(events, passive, scene.body, num_frames, scene.idle, scene.passive_depth, hover_grip=hover)
     return ClipPlan(
         split, int(index), seed, num_frames, spec.height, spec.width, float(spec.fps), scene.body, scene.motion, scene.appearance, scene.garment, scene.background,
         tuple(events), passive, tracks, family=family, variant=VARIANTS[family][side], counter_events=counter, hover_grip=hover,
     )  # fmt: skip
-
 
 
 def family_mix(families: str | Sequence[str] | None) -> tuple[str, ...] | None:

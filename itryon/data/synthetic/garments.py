@@ -63,11 +63,22 @@ class GarmentSpec:
             hole = np.maximum(F32(0.13) - np.abs(gx), gy - F32(0.47))
             d = np.maximum(d, -hole)
         if self.garment_class == "jacket":  # stand-up collar on both sides of the neck
-            collar = np.maximum(np.maximum(F32(0.036) - np.abs(gx), np.abs(gx) - F32(0.092)), np.maximum(F32(0.285) - gy, gy - F32(0.37)))
+            collar = np.maximum(
+                np.maximum(F32(0.036) - np.abs(gx), np.abs(gx) - F32(0.092)),
+                np.maximum(F32(0.285) - gy, gy - F32(0.37)),
+            )
             d = np.minimum(d, collar)
         return d
 
-    def panel_colour(self, body: BodyShape, gx: np.ndarray, gy: np.ndarray, pull_y, fold: np.ndarray | None = None, hw: np.ndarray | None = None) -> np.ndarray:
+    def panel_colour(
+        self,
+        body: BodyShape,
+        gx: np.ndarray,
+        gy: np.ndarray,
+        pull_y,
+        fold: np.ndarray | None = None,
+        hw: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Panel RGB ``(3, ...)``: texture, cloth shading across the body, fold shading, zipper line and pull (``hw`` as in :meth:`panel_sdf`)."""
         rgb = self.texture.colour(gx, gy)
         hw = np.asarray(self.half_width(body, gy), dtype=F32) if hw is None else hw
@@ -97,15 +108,58 @@ def sample_garment(rng: np.random.Generator, split: str, garment_class: str | No
     hem = float(rng.uniform(0.86, 0.92))
     loose = float(rng.uniform(0.008, 0.025))
     if garment_class == "t_shirt":
-        return GarmentSpec(garment_class, texture, hem, loose, 0.325, float(rng.uniform(0.065, 0.08)), float(rng.uniform(0.035, 0.06)), float(rng.uniform(0.4, 0.65)), 0.0)
+        return GarmentSpec(
+            garment_class,
+            texture,
+            hem,
+            loose,
+            0.325,
+            float(rng.uniform(0.065, 0.08)),
+            float(rng.uniform(0.035, 0.06)),
+            float(rng.uniform(0.4, 0.65)),
+            0.0,
+        )
     if garment_class == "tank_top":
-        return GarmentSpec(garment_class, texture, hem, loose, 0.33, float(rng.uniform(0.07, 0.085)), float(rng.uniform(0.07, 0.1)), 0.0, 0.0)
+        return GarmentSpec(
+            garment_class,
+            texture,
+            hem,
+            loose,
+            0.33,
+            float(rng.uniform(0.07, 0.085)),
+            float(rng.uniform(0.07, 0.1)),
+            0.0,
+            0.0,
+        )
     if garment_class == "long_sleeve":
-        return GarmentSpec(garment_class, texture, hem, loose, 0.325, float(rng.uniform(0.06, 0.075)), float(rng.uniform(0.03, 0.05)), 1.0, float(rng.uniform(0.8, 0.95)))
-    return GarmentSpec(garment_class, texture, hem + 0.02, loose + 0.01, 0.31, 0.036, 0.03, 1.0, float(rng.uniform(0.85, 0.95)), zip_top=0.3)
+        return GarmentSpec(
+            garment_class,
+            texture,
+            hem,
+            loose,
+            0.325,
+            float(rng.uniform(0.06, 0.075)),
+            float(rng.uniform(0.03, 0.05)),
+            1.0,
+            float(rng.uniform(0.8, 0.95)),
+        )
+    return GarmentSpec(
+        garment_class,
+        texture,
+        hem + 0.02,
+        loose + 0.01,
+        0.31,
+        0.036,
+        0.03,
+        1.0,
+        float(rng.uniform(0.85, 0.95)),
+        zip_top=0.3,
+    )
 
 
-def paint_sleeve(layer: Layer, garment: GarmentSpec, body: BodyShape, arm: tuple, length, which: int, pixels_per_unit: float) -> None:
+def paint_sleeve(
+    layer: Layer, garment: GarmentSpec, body: BodyShape, arm: tuple, length, which: int, pixels_per_unit: float
+) -> None:
     """Paint the sleeve over an arm segment into ``layer``; ``arm`` is :func:`capsule`'s (distance, position along, offset across).
 
     ``which`` is 0 for the upper arm and 1 for the forearm; the texture is looked up in arm-aligned coordinates

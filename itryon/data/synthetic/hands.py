@@ -43,7 +43,13 @@ def _wrap(angle: float) -> float:
 
 
 def build_tracks(
-    events: list[Event], passive: bool, body: BodyShape, num_frames: int, idle: np.ndarray, passive_depth: float, hover_grip: bool = False
+    events: list[Event],
+    passive: bool,
+    body: BodyShape,
+    num_frames: int,
+    idle: np.ndarray,
+    passive_depth: float,
+    hover_grip: bool = False,
 ) -> HandTracks:
     """Hand tracks from the planned events; ``idle`` ``(2, 3)`` holds per-hand (amplitude, frequency, phase) of rest motion.
 
@@ -103,7 +109,9 @@ class HandRender:
     depth: np.ndarray  # (T, 1, 1)
 
 
-def render_hands(tracks: HandTracks, motion: BodyMotion, height: int, width: int, pixels_per_unit: float) -> list[HandRender]:
+def render_hands(
+    tracks: HandTracks, motion: BodyMotion, height: int, width: int, pixels_per_unit: float
+) -> list[HandRender]:
     """Hand shapes (palm + fingers, or a pinch ring, or a fist) in each hand's local frame, on boxes around the hands."""
     hands = []
     for hand in range(2):
@@ -116,7 +124,9 @@ def render_hands(tracks: HandTracks, motion: BodyMotion, height: int, width: int
         ca = np.array([math.cos(a) for a in tracks.angle[hand]], dtype=F32)[:, None, None]  # libm, not a SIMD path
         sa = np.array([math.sin(a) for a in tracks.angle[hand]], dtype=F32)[:, None, None]
         g = tracks.grip[hand]
-        palm, fingers, ring = (table[g].astype(F32)[:, :, None, None] for table in (_PALM, _FINGERS, _RING))  # (T, 3, 1, 1)
+        palm, fingers, ring = (
+            table[g].astype(F32)[:, :, None, None] for table in (_PALM, _FINGERS, _RING)
+        )  # (T, 3, 1, 1)
         dx, dy = bx - cx, by - cy
         u = dx * ca + dy * sa  # along the fingers
         v = dy * ca - dx * sa  # across
@@ -124,7 +134,9 @@ def render_hands(tracks: HandTracks, motion: BodyMotion, height: int, width: int
         q_palm = np.sqrt(qu * qu + qv * qv)
         qu, qv = (u - fingers[:, 0]) / fingers[:, 1], v / fingers[:, 2]
         q_fingers = np.sqrt(qu * qu + qv * qv)
-        d = np.minimum((q_palm - F32(1.0)) * palm[:, 2], (q_fingers - F32(1.0)) * np.minimum(fingers[:, 1], fingers[:, 2]))
+        d = np.minimum(
+            (q_palm - F32(1.0)) * palm[:, 2], (q_fingers - F32(1.0)) * np.minimum(fingers[:, 1], fingers[:, 2])
+        )
         ru = u - ring[:, 0]
         d = np.minimum(d, np.abs(np.sqrt(ru * ru + v * v) - ring[:, 1]) - ring[:, 2])
         q = np.minimum(np.minimum(q_palm, q_fingers), F32(1.0))
@@ -154,6 +166,12 @@ def hand_prior(hands: list[HandRender]) -> tuple[Box, np.ndarray]:
     prior = np.zeros((3, hands[0].alpha.shape[0], *box.shape), dtype=F32)
     for hand in hands:
         closeness = F32(1.0) - np.clip(hand.depth / F32(PRIOR_MAX_DEPTH), F32(0.0), F32(1.0))  # (T, 1, 1)
-        value = np.stack([F32(0.8) * hand.nx, F32(0.8) * hand.ny, (F32(0.25) + F32(0.75) * closeness) * (F32(0.4) + F32(0.6) * hand.nz)])
+        value = np.stack(
+            [
+                F32(0.8) * hand.nx,
+                F32(0.8) * hand.ny,
+                (F32(0.25) + F32(0.75) * closeness) * (F32(0.4) + F32(0.6) * hand.nz),
+            ]
+        )
         over(prior[(..., *hand.box.within(box))], value, hand.alpha)
     return box, prior

@@ -33,7 +33,22 @@ TROUSERS = (
     ("grey trousers", (0.42, 0.43, 0.45)),
 )
 UNDERSHIRTS = (("white", (0.93, 0.93, 0.92)), ("grey", (0.55, 0.56, 0.58)), ("black", (0.12, 0.12, 0.13)))
-_HUE_NAMES = ("red", "orange", "yellow", "lime", "green", "mint", "teal", "sky blue", "blue", "indigo", "violet", "purple", "magenta", "pink")
+_HUE_NAMES = (
+    "red",
+    "orange",
+    "yellow",
+    "lime",
+    "green",
+    "mint",
+    "teal",
+    "sky blue",
+    "blue",
+    "indigo",
+    "violet",
+    "purple",
+    "magenta",
+    "pink",
+)
 
 
 def garment_colour(rng: np.random.Generator, split: str) -> tuple[tuple[float, float, float], int]:

@@ -85,7 +85,9 @@ def _pick(rng: np.random.Generator, table):
     return name, jitter(rng, rgb, 0.03)
 
 
-def plan_events(rng: np.random.Generator, split: str, garment: GarmentSpec, body: BodyShape, num_frames: int, at_least_one: bool) -> list[Event]:
+def plan_events(
+    rng: np.random.Generator, split: str, garment: GarmentSpec, body: BodyShape, num_frames: int, at_least_one: bool
+) -> list[Event]:
     """0-2 gestures in disjoint time segments, with kinds allowed for the garment class and split."""
     count = int(rng.choice(3, p=EVENT_COUNT_P))
     second = rng.random()  # drawn always, so that forcing one event does not shift later draws
@@ -96,7 +98,11 @@ def plan_events(rng: np.random.Generator, split: str, garment: GarmentSpec, body
     if num_frames < 10:
         count = min(count, 1)
     events: list[Event] = []
-    kinds = [k for k in ACTION_KINDS.values() if garment.garment_class in k.classes and combination_allowed(split, k.name, garment.garment_class)]
+    kinds = [
+        k
+        for k in ACTION_KINDS.values()
+        if garment.garment_class in k.classes and combination_allowed(split, k.name, garment.garment_class)
+    ]
     for i in range(count):
         lo, hi = round(i * num_frames / count), round((i + 1) * num_frames / count)
         length = hi - lo
@@ -104,7 +110,12 @@ def plan_events(rng: np.random.Generator, split: str, garment: GarmentSpec, body
         duration = int(rng.integers(shortest, max(shortest, min(10, length - 3)) + 1))
         start = lo + int(rng.integers(1, length - duration))
         available = [k for k in kinds if not (k.persists and any(e.kind == k.name for e in events))]
-        weights = np.array([3.0 if split == "test" and (k.name, garment.garment_class) == HELD_OUT_COMBINATION else 1.0 for k in available])
+        weights = np.array(
+            [
+                3.0 if split == "test" and (k.name, garment.garment_class) == HELD_OUT_COMBINATION else 1.0
+                for k in available
+            ]
+        )
         kind = available[int(rng.choice(len(available), p=weights / weights.sum()))]
         hand = int(rng.integers(2))
         events.append(kind.sample(rng, garment, body, hand, start, start + duration))
@@ -133,13 +144,19 @@ def plan_clip(
     )  # fmt: skip
 
 
-def sample_scene(streams: dict[str, np.random.Generator], split: str, num_frames: int, fps: float, garment_class: str | None) -> Scene:
+def sample_scene(
+    streams: dict[str, np.random.Generator], split: str, num_frames: int, fps: float, garment_class: str | None
+) -> Scene:
     """Body, motion, looks and idle hands from the ``appearance`` stream, the garment and the background from theirs."""
     look = streams["appearance"]
     body = sample_body_shape(look)
     motion = sample_motion(look, num_frames, fps)
-    appearance = Appearance(_pick(look, SKIN_TONES), _pick(look, HAIR_COLOURS), _pick(look, TROUSERS), _pick(look, UNDERSHIRTS))
-    idle = np.stack([look.uniform(0.0, 0.012, 2), look.uniform(0.3, 0.9, 2), look.uniform(0.0, 6.283, 2)], axis=1)  # (2, 3)
+    appearance = Appearance(
+        _pick(look, SKIN_TONES), _pick(look, HAIR_COLOURS), _pick(look, TROUSERS), _pick(look, UNDERSHIRTS)
+    )
+    idle = np.stack(
+        [look.uniform(0.0, 0.012, 2), look.uniform(0.3, 0.9, 2), look.uniform(0.0, 6.283, 2)], axis=1
+    )  # (2, 3)
     passive_depth = float(look.uniform(0.12, 0.18))
     garment = sample_garment(streams["garment"], split, garment_class)
     background = sample_background(streams["background"])

@@ -10,7 +10,9 @@ import numpy as np
 PREVIEW_ROWS = ("video", "hand_prior", "agnostic", "counterfactual")
 
 
-def contact_sheet(clips: Sequence[dict[str, Any]], max_frames: int = 9, rows: Sequence[str] = PREVIEW_ROWS, scale: int = 2) -> np.ndarray:
+def contact_sheet(
+    clips: Sequence[dict[str, Any]], max_frames: int = 9, rows: Sequence[str] = PREVIEW_ROWS, scale: int = 2
+) -> np.ndarray:
     """uint8 ``(H', W', 3)`` from clips of channels-first arrays (as :func:`generate_clip` returns): per clip one row per key in ``rows``, columns = evenly spaced frames; the garment leads each clip.
 
     Frames in an action span get a red bar on top of the video row (a white bar for a passive gesture's span).

@@ -25,7 +25,10 @@ def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """
     x = ((np.arange(width, dtype=np.float64) + 0.5 - width / 2.0) / height).astype(F32)
     y = ((np.arange(height, dtype=np.float64) + 0.5) / height).astype(F32)
-    px, py = np.broadcast_to(x[None, :], (height, width)).copy(), np.broadcast_to(y[:, None], (height, width)).copy()  # (H, W)
+    px, py = (
+        np.broadcast_to(x[None, :], (height, width)).copy(),
+        np.broadcast_to(y[:, None], (height, width)).copy(),
+    )  # (H, W)
     px.flags.writeable = py.flags.writeable = False
     return px, py
 
@@ -97,7 +100,9 @@ def stamp(labels: np.ndarray, x: np.ndarray, y: np.ndarray, label, offsets: np.n
     for ox, oy in offsets.tolist():
         cx, cy = ix + ox, iy + oy
         inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-        np.maximum.at(flat, ((row0 + cy) * width + cx)[inside], value[inside])  # unbuffered: repeated pixels keep the maximum
+        np.maximum.at(
+            flat, ((row0 + cy) * width + cx)[inside], value[inside]
+        )  # unbuffered: repeated pixels keep the maximum
 
 
 @functools.lru_cache(maxsize=16)
@@ -172,9 +177,12 @@ class Box:
         """The box of all pixels within ``margin`` pixels of ``points`` ``(T, N, 2)`` (pixel x, y) in any frame."""
         x, y = points[..., 0], points[..., 1]
         return cls(  # the pixel holding coordinate c is floor(c); + 1 more for the exclusive end and + 1 of slack
-            math.floor(float(y.min()) - margin), math.floor(float(y.max()) + margin) + 2,
-            math.floor(float(x.min()) - margin), math.floor(float(x.max()) + margin) + 2,
-            height, width,
+            math.floor(float(y.min()) - margin),
+            math.floor(float(y.max()) + margin) + 2,
+            math.floor(float(x.min()) - margin),
+            math.floor(float(x.max()) + margin) + 2,
+            height,
+            width,
         )
 
     def union(self, other: Box) -> Box:
@@ -183,7 +191,14 @@ class Box:
             return other
         if other.empty:
             return self
-        return Box(min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1), self.height, self.width)
+        return Box(
+            min(self.y0, other.y0),
+            max(self.y1, other.y1),
+            min(self.x0, other.x0),
+            max(self.x1, other.x1),
+            self.height,
+            self.width,
+        )
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -30,15 +30,26 @@ WRIST_OFFSET = 0.03  # hand centre -> wrist, along the fingers
 # pose joints: head, neck, right shoulder/elbow/wrist, left shoulder/elbow/wrist, right hip, left hip, right hand, left hand
 POSE_LIMBS = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 10), (1, 5), (5, 6), (6, 7), (7, 11), (1, 8), (1, 9))
 POSE_COLOURS = (
-    (1.0, 0.0, 0.0), (1.0, 0.45, 0.0), (1.0, 0.85, 0.0), (0.6, 1.0, 0.0), (0.2, 1.0, 0.3), (0.0, 1.0, 0.7),
-    (0.0, 0.8, 1.0), (0.0, 0.35, 1.0), (0.3, 0.0, 1.0), (0.75, 0.0, 1.0), (1.0, 0.0, 0.6),
+    (1.0, 0.0, 0.0),
+    (1.0, 0.45, 0.0),
+    (1.0, 0.85, 0.0),
+    (0.6, 1.0, 0.0),
+    (0.2, 1.0, 0.3),
+    (0.0, 1.0, 0.7),
+    (0.0, 0.8, 1.0),
+    (0.0, 0.35, 1.0),
+    (0.3, 0.0, 1.0),
+    (0.75, 0.0, 1.0),
+    (1.0, 0.0, 0.6),
 )
 
 
 GREY = int(to_uint8(np.array([0.5], dtype=F32), low=0.0)[0])  # the agnostic fill
 NO_HAND = int(to_uint8(np.array([0.0], dtype=F32), low=-1.0)[0])  # hand prior value 0
 # uint8 colour of each pose label: 0 background, 1..11 the limbs in drawing order, 12 the joints (drawn last)
-POSE_PALETTE = to_uint8(np.array(((0.0, 0.0, 0.0), *POSE_COLOURS, (1.0, 1.0, 1.0)), dtype=F32).T.copy(), low=0.0)  # (3, 13)
+POSE_PALETTE = to_uint8(
+    np.array(((0.0, 0.0, 0.0), *POSE_COLOURS, (1.0, 1.0, 1.0)), dtype=F32).T.copy(), low=0.0
+)  # (3, 13)
 
 
 def _mask_uint8(mask: np.ndarray) -> np.ndarray:
@@ -59,7 +70,9 @@ def _joints(plan: ClipPlan) -> tuple[np.ndarray, dict]:
         centre = tracks.center[hand]
         direction = np.array([[math.cos(a), math.sin(a)] for a in tracks.angle[hand]])
         shoulder = body.shoulder(hand)
-        elbow, wrist = solve_arm(shoulder, centre - WRIST_OFFSET * direction, body.upper_arm, body.forearm, side=(-1.0, 1.0)[hand])
+        elbow, wrist = solve_arm(
+            shoulder, centre - WRIST_OFFSET * direction, body.upper_arm, body.forearm, side=(-1.0, 1.0)[hand]
+        )
         joints[:, s_i] = shoulder
         joints[:, e_i] = elbow
         joints[:, w_i] = wrist
@@ -81,7 +94,9 @@ def _torso_box(plan: ClipPlan) -> Box:
     """
     t_count, h, w = plan.num_frames, plan.height, plan.width
     m = plan.motion.to_body  # (T, 2, 3): frame units -> body units
-    bottom = float(np.max(np.abs(m[:, 1, 0]) * (w / (2.0 * h)) + m[:, 1, 1] + m[:, 1, 2])) + 0.05  # below every bottom corner
+    bottom = (
+        float(np.max(np.abs(m[:, 1, 0]) * (w / (2.0 * h)) + m[:, 1, 1] + m[:, 1, 2])) + 0.05
+    )  # below every bottom corner
     corners = np.array([[-0.34, 0.25], [0.34, 0.25], [-0.34, bottom], [0.34, bottom]])
     box = Box.around(plan.motion.to_pixels(np.broadcast_to(corners, (t_count, 4, 2)), h, w), 1.0, h, w)
     return Box(box.y0, h, box.x0, box.x1, h, w)
@@ -102,11 +117,20 @@ def _body_layers(plan: ClipPlan, image: np.ndarray, box: Box, bx: np.ndarray, by
 
     t_count, h, w = plan.num_frames, plan.height, plan.width
     corners = np.array([[-0.11, body.head_y - body.head_ry - 0.01], [0.11, body.torso_top + 0.03]])
-    px = plan.motion.to_pixels(np.broadcast_to(np.array([corners[0], corners[1], [corners[0, 0], corners[1, 1]], [corners[1, 0], corners[0, 1]]]), (t_count, 4, 2)), h, w)
+    px = plan.motion.to_pixels(
+        np.broadcast_to(
+            np.array([corners[0], corners[1], [corners[0, 0], corners[1, 1]], [corners[1, 0], corners[0, 1]]]),
+            (t_count, 4, 2),
+        ),
+        h,
+        w,
+    )
     head_box = Box.around(px, 1.0, h, w)
     hx, hy = plan.motion.body_grid(head_box.px, head_box.py)
     patch = head_box.of(image).copy()
-    neck = np.maximum(np.abs(hx) - F32(body.neck_half), np.maximum(F32(body.head_y + 0.05) - hy, hy - F32(body.torso_top + 0.02)))
+    neck = np.maximum(
+        np.abs(hx) - F32(body.neck_half), np.maximum(F32(body.head_y + 0.05) - hy, hy - F32(body.torso_top + 0.02))
+    )
     over(patch, skin * F32(0.85), coverage(neck, ppu))
     head = ellipse_sdf(hx, hy, F32(0.0), F32(body.head_y), F32(body.head_rx), F32(body.head_ry))
     over(patch, skin, coverage(head, ppu))
@@ -131,9 +155,13 @@ def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float
     boxes = []
     for hand in (RIGHT, LEFT):
         shoulder, elbow, wrist = arms[hand]
-        points = np.stack([np.broadcast_to(np.asarray(shoulder, dtype=float), elbow.shape), elbow, wrist], axis=1)  # (T, 3, 2)
+        points = np.stack(
+            [np.broadcast_to(np.asarray(shoulder, dtype=float), elbow.shape), elbow, wrist], axis=1
+        )  # (T, 3, 2)
         px = motion.to_pixels(points, h, w)
-        margin = (body.upper_radius + 0.025) * ppu * 1.02 + 0.5  # farthest reach (the silhouette), breathing scales by <= 1.5%
+        margin = (
+            body.upper_radius + 0.025
+        ) * ppu * 1.02 + 0.5  # farthest reach (the silhouette), breathing scales by <= 1.5%
         s = (F32(shoulder[0]), F32(shoulder[1]))
         e = (_per_frame(elbow[:, 0]), _per_frame(elbow[:, 1]))
         wr = (_per_frame(wrist[:, 0]), _per_frame(wrist[:, 1]))
@@ -163,7 +191,9 @@ def _front_layer(plan: ClipPlan, arms: dict, hands: list[HandRender], ppu: float
     return layer, region, front
 
 
-def _panel(garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cut=None, fold=None) -> tuple[np.ndarray, np.ndarray]:
+def _panel(
+    garment: GarmentSpec, body: BodyShape, gx, gy, pull_y, ppu: float, cut=None, fold=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Torso-panel coverage ``(...)`` and RGB ``(3, ...)`` at garment coordinates."""
     hw = np.asarray(garment.half_width(body, gy), dtype=F32)
     d = garment.panel_sdf(body, gx, gy, hw)
@@ -179,7 +209,9 @@ def _active_frames(plan: ClipPlan, events) -> tuple[int, int]:
     return (int(active[0]), int(active[-1]) + 1) if active.size else (0, 0)
 
 
-def _deformed_panel(plan: ClipPlan, events, t0: int, t1: int, bx, by, ppu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _deformed_panel(
+    plan: ClipPlan, events, t0: int, t1: int, bx, by, ppu: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The panel under the deformation of ``events`` on the frames ``[t0, t1)``.
 
     Returns ``(coverage (t, h, w), RGB (3, t, h, w), support (t, h, w) bool)``, or None for no events (the
@@ -217,7 +249,9 @@ def _pose(plan: ClipPlan, joints: np.ndarray) -> np.ndarray:
     first, second = np.array(POSE_LIMBS).T
     ax, ay, bx, by = x[:, first, None], y[:, first, None], x[:, second, None], y[:, second, None]  # (T, L, 1)
     limb_labels = np.arange(1, len(POSE_LIMBS) + 1)[None, :, None]
-    stamp(labels, ax + steps * (bx - ax), ay + steps * (by - ay), limb_labels, disk_offsets(max(0.5, h / 96.0)))  # (T, L, S) points
+    stamp(
+        labels, ax + steps * (bx - ax), ay + steps * (by - ay), limb_labels, disk_offsets(max(0.5, h / 96.0))
+    )  # (T, L, S) points
     stamp(labels, x, y, len(POSE_LIMBS) + 1, disk_offsets(max(1.0, h / 40.0)))
     return np.take(POSE_PALETTE, labels, axis=1)
 

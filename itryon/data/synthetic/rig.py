@@ -110,10 +110,22 @@ def sample_motion(rng: np.random.Generator, num_frames: int, fps: float) -> Body
     scale = float(rng.uniform(1.02, 1.12))
     x0 = float(rng.uniform(-0.07, 0.07))
     y0 = float(rng.uniform(-0.03, 0.01))
-    sway_amp, sway_hz, sway_phase = float(rng.uniform(0.005, 0.025)), float(rng.uniform(0.15, 0.4)), float(rng.uniform(0, 2 * math.pi))
+    sway_amp, sway_hz, sway_phase = (
+        float(rng.uniform(0.005, 0.025)),
+        float(rng.uniform(0.15, 0.4)),
+        float(rng.uniform(0, 2 * math.pi)),
+    )
     roll_amp = float(rng.uniform(0.0, 0.05))
-    turn_amp, turn_hz, turn_phase = float(rng.uniform(0.0, 0.12)), float(rng.uniform(0.1, 0.3)), float(rng.uniform(0, 2 * math.pi))
-    breath_amp, breath_hz, breath_phase = float(rng.uniform(0.005, 0.015)), float(rng.uniform(0.2, 0.35)), float(rng.uniform(0, 2 * math.pi))
+    turn_amp, turn_hz, turn_phase = (
+        float(rng.uniform(0.0, 0.12)),
+        float(rng.uniform(0.1, 0.3)),
+        float(rng.uniform(0, 2 * math.pi)),
+    )
+    breath_amp, breath_hz, breath_phase = (
+        float(rng.uniform(0.005, 0.015)),
+        float(rng.uniform(0.2, 0.35)),
+        float(rng.uniform(0, 2 * math.pi)),
+    )
     pivot = (0.0, 0.62)  # the chest
     to_body = np.zeros((num_frames, 2, 3))
     to_image = np.zeros((num_frames, 2, 3))
@@ -136,7 +148,9 @@ def sample_motion(rng: np.random.Generator, num_frames: int, fps: float) -> Body
     return BodyMotion(to_body=to_body, to_image=to_image, scale=scale)
 
 
-def solve_arm(shoulder: tuple[float, float], wrist: np.ndarray, upper: float, fore: float, side: float) -> tuple[np.ndarray, np.ndarray]:
+def solve_arm(
+    shoulder: tuple[float, float], wrist: np.ndarray, upper: float, fore: float, side: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-bone IK per frame: elbow ``(T, 2)`` with the elbow bent away from the midline, and the reachable wrist."""
     sx, sy = shoulder
     elbows = np.zeros_like(wrist)
@@ -153,4 +167,3 @@ def solve_arm(shoulder: tuple[float, float], wrist: np.ndarray, upper: float, fo
         candidates = [(sx + upper * math.cos(base + k * a), sy + upper * math.sin(base + k * a)) for k in (1.0, -1.0)]
         elbows[t] = max(candidates, key=lambda e: side * e[0])
     return elbows, wrists
-

@@ -15,7 +15,11 @@ STREAMS = ("appearance", "garment", "background", "plan", "passive")
 
 def clip_key(split: str, index: int, seed: int, family: str | None = None) -> int:
     """A 128-bit integer that names the clip ``(split, index, seed)``, or clip ``index`` of a benchmark ``family``."""
-    name = f"itryon-synthetic/{split}/{int(seed)}/{int(index)}" if family is None else f"itryon-synthetic/{split}/{family}/{int(seed)}/{int(index)}"
+    name = (
+        f"itryon-synthetic/{split}/{int(seed)}/{int(index)}"
+        if family is None
+        else f"itryon-synthetic/{split}/{family}/{int(seed)}/{int(index)}"
+    )
     digest = hashlib.blake2b(name.encode(), digest_size=16).digest()
     return int.from_bytes(digest, "little")
 
