@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from itryon.config import instantiate, load_config
-from itryon.models import WanDiT, dit_forward_flops
+from itryon.models import BackboneInputs, WanDiT, dit_forward_flops
 from itryon.models.loading import to_native_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    ours: WanDiT = instantiate(load_config(args.config))
+    config = load_config(args.config)  # a _partial_ backbone entry: the latents alone, no condition channels
+    ours: WanDiT = instantiate(config)(in_channels=int(config.out_channels))
     theirs = diffusers_twin(ours)
     ours.to(device).train()
     theirs.to(device).train()
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             model.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 out = (
-                    model(latents, timestep, context)
+                    model(latents, timestep, BackboneInputs(context))
                     if is_ours
                     else model(latents, timestep, context, return_dict=False)[0]
                 )
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # same numbers before timing anything
     with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        a = ours(latents, timestep, context).float()
+        a = ours(latents, timestep, BackboneInputs(context)).float()
         b = theirs(latents, timestep, context, return_dict=False)[0].float()
     max_diff = (a - b).abs().max().item()
 

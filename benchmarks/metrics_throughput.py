@@ -31,7 +31,7 @@ from skimage.metrics import structural_similarity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 from itryon.cli.evaluate import evaluate, match_videos
-from itryon.data.synthetic import generate_clip
+from itryon.data.synthetic import ClipSpec, generate_clip
 from itryon.data.video_io import read_video, write_video
 from itryon.metrics.i3d import InceptionI3d
 from itryon.metrics.lpips_net import BACKBONE_FILES, build_lpips
@@ -46,7 +46,7 @@ CLIP = 10
 def make_folders(root: Path, videos: int, frames: int, height: int, width: int) -> None:
     g = np.random.default_rng(0)
     for i in range(videos):
-        clip = generate_clip("val", i, num_frames=frames, height=height, width=width)
+        clip = generate_clip("val", i, 0, ClipSpec(num_frames=frames, height=height, width=width))
         video = clip["video"].transpose(1, 2, 3, 0)  # (T, H, W, 3)
         noisy = np.clip(
             clip["counterfactual"].transpose(1, 2, 3, 0).astype(np.int16) + g.integers(-12, 13, video.shape), 0, 255

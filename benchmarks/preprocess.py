@@ -28,6 +28,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 from itryon.data.manifest import read_manifest  # noqa: E402
 from itryon.data.synthetic.plan import plan_clip  # noqa: E402
+from itryon.data.synthetic.spec import ClipSpec  # noqa: E402
 from itryon.data.synthetic.world import generate_clip  # noqa: E402
 from itryon.data.video_io import read_video, write_video  # noqa: E402
 from itryon.preprocess.estimators import EstimatorSpec  # noqa: E402
@@ -42,11 +43,11 @@ def write_inputs(root: Path, clips: int, frames: int, height: int, width: int, s
     (root / "garments").mkdir()
     truth = {}
     for index in range(clips):
-        clip = generate_clip(split, index, 0, frames, height, width)
+        clip = generate_clip(split, index, 0, ClipSpec(num_frames=frames, height=height, width=width))
         cid = clip["meta"]["id"]
         write_video(root / "videos" / f"{cid}.mp4", clip["video"].transpose(1, 2, 3, 0), fps=8.0, lossless=True)
         Image.fromarray(clip["garment"].transpose(1, 2, 0)).save(root / "garments" / f"{cid}.png")
-        plan = plan_clip(split, index, 0, frames, height, width, 8.0)
+        plan = plan_clip(split, index, 0, ClipSpec(num_frames=frames, height=height, width=width, fps=8.0))
         centres = np.stack(
             [plan.motion.to_pixels(plan.tracks.center[h][:, None, :], height, width)[:, 0] for h in range(2)], axis=1
         )  # (T, 2, 2)

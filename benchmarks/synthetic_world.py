@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-from itryon.data.synthetic import SyntheticTryOnDataset, generate_clip  # noqa: E402
+from itryon.data.synthetic import ClipSpec, SyntheticTryOnDataset, generate_clip  # noqa: E402
 
 TARGET = 200.0
 
@@ -35,7 +35,7 @@ def _generate(indices: list[int], num_frames: int, height: int, width: int) -> t
     torch.set_num_threads(1)
     cpu = time.process_time()
     for i in indices:
-        generate_clip("train", i, 0, num_frames, height, width)
+        generate_clip("train", i, 0, ClipSpec(num_frames, height, width))
     return len(indices), time.process_time() - cpu
 
 

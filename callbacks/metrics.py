@@ -1,4 +1,7 @@
-"""Validation metrics: updates the configured ``itryon.metrics`` on the sampled videos, logs ``val/<name>``."""
+"""Validation metrics: updates the configured ``itryon.metrics`` on the sampled videos, logs ``val/<name>``.
+
+The metrics are ``MetricCollection``s owned by the module (:mod:`itryon.metrics.owned`): they move with it and
+sync across ranks, and stay out of its checkpoints."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torchmetrics import Metric
+from torchmetrics import Metric, MetricCollection
 
+from itryon.metrics.owned import own_metrics
 from itryon.metrics.references import REFERENCES
 from itryon.metrics.registry import MetricSpec, build_metric, flatten_result, metric_extras, metric_spec
 
@@ -22,7 +26,8 @@ class ValidationMetrics(L.Callback):
 
     ``metrics`` is a list of registry names, or a mapping ``{log_name: {"metric": registry_name, **options}}``
     (``metric`` defaults to ``log_name``), e.g. ``{"vfid_i3d_rgb": {"metric": "vfid_i3d", "protocol": "rgb"}}``.
-    Metrics are built in ``setup``, so a missing weight file fails there. Batches whose ``pred`` is None
+    Metrics are built in ``setup`` as a ``MetricCollection`` (one more per reference) that the module owns as
+    ``validation_metrics[<prefix>...]``, so a missing weight file fails there. Batches whose ``pred`` is None
     are skipped; an epoch in which no rank sampled logs nothing. Metric states sync across ranks in
     ``compute``, so values are logged with ``sync_dist=False``. ``descriptions`` holds each metric's protocol.
 
@@ -52,34 +57,45 @@ class ValidationMetrics(L.Callback):
                 self.config[log_name] = {"metric": opts.pop("metric", log_name), **opts}
         else:
             self.config = {name: {"metric": name} for name in metrics}
-        for log_name, opts in self.config.items():
+        for opts in self.config.values():
             metric_spec(opts["metric"])  # unknown names fail at construction, listing the available ones
         unknown = sorted(set(references) - set(REFERENCES))
         if unknown:
             raise ValueError(f"unknown reference(s) {unknown}; choose from {sorted(REFERENCES)}")
         self.references = list(references)
-        self.reference_metrics: dict[str, dict[str, Metric]] = {}
         self.reference_values: dict[str, dict[str, float]] = {}
         self.every_n_epochs = every_n_epochs
         self.weights_dir = weights_dir
         self.prefix = prefix
-        self.metrics: dict[str, tuple[MetricSpec, Metric]] = {}
+        self.specs: dict[str, MetricSpec] = {}
+        self.metrics: MetricCollection | None = None  # log name -> metric, owned by the module once set up
+        self.reference_metrics: dict[str, MetricCollection] = {}
         self.descriptions: dict[str, dict] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.metrics:
+        if self.metrics is not None:
             return
+        built: dict[str, Metric] = {}
         for log_name, opts in self.config.items():
             options = {k: v for k, v in opts.items() if k != "metric"}
             spec = metric_spec(opts["metric"])
-            metric = build_metric(spec.name, weights_dir=self.weights_dir, **options)
-            self.metrics[log_name] = (spec, metric)
-            for ref in self.references:
-                self.reference_metrics.setdefault(ref, {})[log_name] = build_metric(
-                    spec.name, weights_dir=self.weights_dir, **options
-                )
-            describe = getattr(metric, "describe", None)
+            self.specs[log_name] = spec
+            built[log_name] = build_metric(spec.name, weights_dir=self.weights_dir, **options)
+            describe = getattr(built[log_name], "describe", None)
             self.descriptions[log_name] = {"metric": spec.name, **(describe() if describe else {})}
+        self.metrics = MetricCollection(built, compute_groups=False)
+        self.reference_metrics = {
+            ref: MetricCollection(
+                {n: build_metric(self.specs[n].name, weights_dir=self.weights_dir, **{k: v for k, v in o.items() if k != "metric"})
+                 for n, o in self.config.items()},
+                compute_groups=False,
+            )
+            for ref in self.references
+        }  # fmt: skip
+        name = self.prefix.strip("/").replace("/", "_") or "metrics"
+        own_metrics(
+            pl_module, {name: self.metrics, **{f"{name}_reference_{r}": m for r, m in self.reference_metrics.items()}}
+        )
         if trainer.logger is not None and self.descriptions:
             trainer.logger.log_hyperparams({"metrics": self.descriptions})
 
@@ -98,10 +114,9 @@ class ValidationMetrics(L.Callback):
         if not self._active(trainer) or not isinstance(outputs, Mapping) or outputs.get("pred") is None:
             return
         pred = outputs["pred"].detach()
-        for log_name, (spec, metric) in self.metrics.items():
-            metric.to(pl_module.device)
+        for log_name, metric in self.metrics.items():
             try:
-                extras = metric_extras(spec, batch)
+                extras = metric_extras(self.specs[log_name], batch)
             except KeyError as exc:
                 raise KeyError(f"ValidationMetrics[{log_name!r}]: {exc.args[0]}") from None
             metric.update(pred, batch["video"], **extras)
@@ -110,16 +125,15 @@ class ValidationMetrics(L.Callback):
         for ref, metrics in self.reference_metrics.items():
             ref_pred = REFERENCES[ref](batch)
             for log_name, metric in metrics.items():
-                metric.to(pl_module.device)
-                metric.update(ref_pred, batch["video"], **metric_extras(self.metrics[log_name][0], batch))
+                metric.update(ref_pred, batch["video"], **metric_extras(self.specs[log_name], batch))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active(trainer) or not self.metrics:
             return
-        updates = torch.tensor(sum(m._update_count for _, m in self.metrics.values()), device=pl_module.device)
-        if int(trainer.strategy.reduce(updates, reduce_op="sum")) == 0:
+        updated = torch.tensor(int(any(m.update_called for m in self.metrics.values())), device=pl_module.device)
+        if int(trainer.strategy.reduce(updated, reduce_op="sum")) == 0:
             return
-        for log_name, (_, metric) in self.metrics.items():
+        for log_name, metric in self.metrics.items():
             for key, value in flatten_result(log_name, metric.compute()).items():
                 if math.isfinite(value):
                     pl_module.log(f"{self.prefix}{key}", value, sync_dist=False)
@@ -127,14 +141,14 @@ class ValidationMetrics(L.Callback):
                     rank_zero_warn(
                         f"ValidationMetrics: {self.prefix}{key} is {value} (nothing to measure this epoch); not logged"
                     )
-            metric.reset()
+        self.metrics.reset()
         if self.reference_values or not self.reference_metrics:
             return
         for ref, metrics in self.reference_metrics.items():
             values: dict[str, float] = {}
             for log_name, metric in metrics.items():
                 values.update({k: v for k, v in flatten_result(log_name, metric.compute()).items() if math.isfinite(v)})
-                metric.reset()
+            metrics.reset()
             self.reference_values[ref] = values
             for key, value in values.items():
                 pl_module.log(f"{self.prefix}reference/{ref}/{key}", value, sync_dist=False)

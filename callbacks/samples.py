@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from itryon.data.video_io import to_uint8, write_video
+from itryon.data.video_io import to_frames, write_video
 from itryon.io_utils import atomic_path
 
 # columns of the side-by-side views: (batch key or "pred", title)
@@ -73,7 +73,7 @@ class SampleVideos(L.Callback):
         for i, item in enumerate(self._pending):
             panels = [item[k] for k, _ in self.panels if k in item]  # each (3, T, H, W)
             side = torch.cat(panels, dim=-1)  # (3, T, H, W * P)
-            self.written.append(write_video(out / f"{stem}_{i}.mp4", to_uint8(side), fps=self.fps))
+            self.written.append(write_video(out / f"{stem}_{i}.mp4", to_frames(side), fps=self.fps))
             self.written.append(save_grid(panels, out / f"{stem}_{i}.png", self.grid_frames))
         self._pending = []
 
@@ -85,5 +85,5 @@ def save_grid(panels: list[torch.Tensor], path: Path, num_frames: int) -> Path:
     rows = [torch.cat([p[:, i] for p in panels], dim=-1) for i in idx]  # each (3, H, W * P)
     grid = torch.cat(rows, dim=-2).unsqueeze(1)  # (3, 1, H * R, W * P)
     with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(grid)[0].numpy()).save(tmp, format="PNG")
+        Image.fromarray(to_frames(grid)[0].numpy()).save(tmp, format="PNG")
     return path

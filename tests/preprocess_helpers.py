@@ -115,7 +115,7 @@ def open_hand(centre: tuple[float, float], size: float, angle: float = np.pi / 2
     wrist = np.array(centre) - 0.45 * size * d
     points = [wrist]
     points += [wrist + size * (0.3 * f * d - 0.5 * f * n) for f in (0.5, 1.0, 1.4, 1.8)]
-    for k, off in enumerate((-0.35, -0.12, 0.12, 0.35)):
+    for off in (-0.35, -0.12, 0.12, 0.35):
         knuckle = wrist + size * d + off * size * n
         points += [knuckle + size * f * d for f in (0.0, 0.35, 0.65, 0.9)]
     return np.concatenate([np.stack(points), np.zeros((HAND_POINTS, 1))], axis=1)

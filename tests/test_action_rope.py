@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from itryon.conditioning import ActionCaptionAdapter, ConditionEnv
-from itryon.models import ByteTextEncoder, PixelVAE, WanDiT
+from itryon.models import BackboneInputs, ByteTextEncoder, PixelVAE, WanDiT
 from itryon.models.action_rope import ActionRoPE
 from itryon.models.attention import attention
 
@@ -171,10 +171,10 @@ def test_b_hard_mask_frames_outside_every_span_ignore_action_tokens_exactly():
     model = tiny_backbone(ActionRoPE(16, k=4), num_layers=1)  # one block: no self-attention path between frames
     latents = torch.randn(2, 48, 4, 4, 4)
     t = torch.tensor([300.0, 700.0])
-    base = model(latents, t, out.value, context_positions=out.positions, context_mask=out.mask)
+    base = model(latents, t, BackboneInputs(out.value, context_positions=out.positions, context_mask=out.mask))
     changed = out.value.clone()
     changed[positioned] = torch.randn_like(changed[positioned]) * 5  # other action text
-    after = model(latents, t, changed, context_positions=out.positions, context_mask=out.mask)
+    after = model(latents, t, BackboneInputs(changed, context_positions=out.positions, context_mask=out.mask))
     outside = [0, 1, 3]
     assert torch.equal(after[0, :, outside], base[0, :, outside])
     assert not torch.allclose(after[0, :, 2], base[0, :, 2])
@@ -190,9 +190,9 @@ def test_c_backbone_with_arope_off_equals_backbone_without_rope():
     latents = torch.randn(2, 48, 4, 4, 4)
     t = torch.tensor([100.0, 900.0])
     kwargs = dict(context_mask=off.mask)
-    expected = plain(latents, t, off.value, **kwargs)
-    assert torch.equal(with_rope(latents, t, off.value, **kwargs), expected)
+    expected = plain(latents, t, BackboneInputs(off.value, **kwargs))
+    assert torch.equal(with_rope(latents, t, BackboneInputs(off.value, **kwargs)), expected)
     # with positions the same tokens give a different (position-aware) result on the action sample only
-    rotated = with_rope(latents, t, on.value, context_positions=on.positions, **kwargs)
+    rotated = with_rope(latents, t, BackboneInputs(on.value, context_positions=on.positions, **kwargs))
     assert not torch.allclose(rotated[0], expected[0], atol=1e-5)
     torch.testing.assert_close(rotated[1], expected[1], rtol=0, atol=0)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from itryon.models import WanDiT
+from itryon.models import BackboneInputs, WanDiT
 from itryon.models.action_rope import ActionRoPE
 
 NAN = float("nan")
@@ -107,9 +107,9 @@ def test_backbone_global_caption_reads_the_frame_under_the_literal_reading():
     latents, t = torch.randn(1, 48, 4, 4, 4), torch.tensor([500.0])
     context = torch.randn(1, 6, 32)  # a global caption alone: no key positions
     with torch.no_grad():
-        plain = backbone(None)(latents, t, context)
-        free = backbone(ActionRoPE(16, k=4))(latents, t, context)
-        literal = backbone(ActionRoPE(16, k=4, mode="literal"))(latents, t, context)
+        plain = backbone(None)(latents, t, BackboneInputs(context))
+        free = backbone(ActionRoPE(16, k=4))(latents, t, BackboneInputs(context))
+        literal = backbone(ActionRoPE(16, k=4, mode="literal"))(latents, t, BackboneInputs(context))
     assert torch.equal(free, plain)
     torch.testing.assert_close(literal[:, :, 0], plain[:, :, 0], rtol=0, atol=1e-6)  # frame 0 sits at position 0
     assert not torch.allclose(literal[:, :, 1:], plain[:, :, 1:], atol=1e-4)

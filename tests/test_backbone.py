@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from itryon.models import WanDiT, dit_forward_flops
+from itryon.models import BackboneInputs, WanDiT, dit_forward_flops
 from itryon.models.attention import WanAttention, attention, check_backend
 from itryon.models.rope import RotaryEmbedding3D, apply_rotary, grid_positions, rope_axis_dims
 
@@ -100,9 +100,9 @@ def test_model_backends_agree():
     model = _model()
     latents, timestep, context = _inputs()
     with torch.no_grad():
-        sdpa = model(latents, timestep, context)
+        sdpa = model(latents, timestep, BackboneInputs(context))
         model.set_attention_backend("math")
-        math = model(latents, timestep, context)
+        math = model(latents, timestep, BackboneInputs(context))
     torch.testing.assert_close(sdpa, math, atol=1e-5, rtol=1e-5)
 
 
@@ -113,14 +113,16 @@ def test_fresh_model_outputs_zero_and_vace_branch_starts_as_no_op():
     torch.manual_seed(0)
     fresh = WanDiT(**TINY, vace_layers=[0, 1], vace_in_channels=6)
     latents, timestep, context = _inputs()
-    assert torch.count_nonzero(fresh(latents, timestep, context)) == 0  # zero-initialised output head
+    assert torch.count_nonzero(fresh(latents, timestep, BackboneInputs(context))) == 0  # zero-initialised output head
     with torch.no_grad():
         fresh.head.proj.weight.normal_(0, 0.3)
-        plain = fresh(latents, timestep, context)
-        with_context = fresh(latents, timestep, context, vace_context=torch.randn(2, 6, 3, 4, 6))
+        plain = fresh(latents, timestep, BackboneInputs(context))
+        with_context = fresh(latents, timestep, BackboneInputs(context, vace_context=torch.randn(2, 6, 3, 4, 6)))
         extra = dict(extra_tokens=torch.randn(2, 3, 24), extra_token_positions=torch.tensor([[3, 0, 0]] * 3))
-        plain_extra = fresh(latents, timestep, context, **extra)
-        with_context_extra = fresh(latents, timestep, context, vace_context=torch.randn(2, 6, 3, 4, 6), **extra)
+        plain_extra = fresh(latents, timestep, BackboneInputs(context, **extra))
+        with_context_extra = fresh(
+            latents, timestep, BackboneInputs(context, vace_context=torch.randn(2, 6, 3, 4, 6), **extra)
+        )
     assert plain.abs().max() > 0.1
     torch.testing.assert_close(with_context, plain, atol=0, rtol=0)
     torch.testing.assert_close(with_context_extra, plain_extra, atol=0, rtol=0)
@@ -131,17 +133,21 @@ def test_token_residual_adds_to_video_tokens_only():
     latents, timestep, context = _inputs()
     refs = torch.randn(2, 4, 1, 4, 6)
     with torch.no_grad():
-        base = model(latents, timestep, context, reference_latents=refs)
-        zero = model(latents, timestep, context, reference_latents=refs, token_residual=torch.zeros(2, 3 * 2 * 3, 24))
+        base = model(latents, timestep, BackboneInputs(context, reference_latents=refs))
+        zero = model(
+            latents,
+            timestep,
+            BackboneInputs(context, reference_latents=refs, token_residual=torch.zeros(2, 3 * 2 * 3, 24)),
+        )
         # a residual equal to the embedding of a latent change is that latent change
         delta = torch.randn(2, 4, 3, 4, 6)
         residual = model.patch_embedding(delta).flatten(2).transpose(1, 2) - model.patch_embedding.bias
-        moved = model(latents, timestep, context, reference_latents=refs, token_residual=residual)
-        shifted = model(latents + delta, timestep, context, reference_latents=refs)
+        moved = model(latents, timestep, BackboneInputs(context, reference_latents=refs, token_residual=residual))
+        shifted = model(latents + delta, timestep, BackboneInputs(context, reference_latents=refs))
     torch.testing.assert_close(zero, base, atol=0, rtol=0)
     torch.testing.assert_close(moved, shifted, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match=r"token_residual must have shape \(2, 18, 24\), got \(2, 24, 24\)"):
-        model(latents, timestep, context, token_residual=torch.zeros(2, 24, 24))
+        model(latents, timestep, BackboneInputs(context, token_residual=torch.zeros(2, 24, 24)))
 
 
 def test_extra_tokens_are_read_and_dropped():
@@ -149,17 +155,19 @@ def test_extra_tokens_are_read_and_dropped():
     latents, timestep, context = _inputs()
     tokens = torch.randn(2, 2, 24, requires_grad=True)
     positions = torch.tensor([[3, 0, 0], [3, 1, 2]])
-    out = model(latents, timestep, context, extra_tokens=tokens, extra_token_positions=positions)
+    out = model(latents, timestep, BackboneInputs(context, extra_tokens=tokens, extra_token_positions=positions))
     assert out.shape == latents.shape
     out.square().sum().backward()
     assert tokens.grad.abs().sum() > 0  # video tokens attend to them
     with torch.no_grad():  # tokens are a set: swapping two tokens with their positions changes nothing
         swapped = model(
-            latents, timestep, context, extra_tokens=tokens.flip(1), extra_token_positions=positions.flip(0)
+            latents,
+            timestep,
+            BackboneInputs(context, extra_tokens=tokens.flip(1), extra_token_positions=positions.flip(0)),
         )
     torch.testing.assert_close(swapped, out.detach(), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="extra_tokens need extra_token_positions"):
-        model(latents, timestep, context, extra_tokens=tokens)
+        model(latents, timestep, BackboneInputs(context, extra_tokens=tokens))
 
 
 class RecordingRope(torch.nn.Module):
@@ -184,16 +192,18 @@ def test_cross_attention_rope_hook_receives_frames_and_positions():
     positions = torch.tensor([[float("nan"), 0.0, 0.0, 4.0, 8.0]] * 2)
     refs = torch.randn(2, 4, 1, 4, 6)
     with torch.no_grad():
-        plain = model(latents, timestep, context, reference_latents=refs)
+        plain = model(latents, timestep, BackboneInputs(context, reference_latents=refs))
         assert hook.calls == []  # no positions, no hook
         hooked = model(
             latents,
             timestep,
-            context,
-            reference_latents=refs,
-            context_positions=positions,
-            extra_tokens=torch.randn(2, 1, 24),
-            extra_token_positions=torch.tensor([[4, 0, 0]]),
+            BackboneInputs(
+                context,
+                reference_latents=refs,
+                context_positions=positions,
+                extra_tokens=torch.randn(2, 1, 24),
+                extra_token_positions=torch.tensor([[4, 0, 0]]),
+            ),
         )
     assert len(hook.calls) == 2  # once per block
     q_shape, k_shape, frames, keys = hook.calls[0]
@@ -205,9 +215,9 @@ def test_cross_attention_rope_hook_receives_frames_and_positions():
     scaling = _model(cross_attention_rope=RecordingRope(scale_frame=1))
     identity = _model(cross_attention_rope=RecordingRope())
     with torch.no_grad():
-        a = identity(latents, timestep, context, context_positions=positions)
-        b = scaling(latents, timestep, context, context_positions=positions)
-        no_positions = identity(latents, timestep, context)
+        a = identity(latents, timestep, BackboneInputs(context, context_positions=positions))
+        b = scaling(latents, timestep, BackboneInputs(context, context_positions=positions))
+        no_positions = identity(latents, timestep, BackboneInputs(context))
     torch.testing.assert_close(a, no_positions, atol=0, rtol=0)  # an identity hook is plain cross-attention
     assert (a - b).abs().max() > 1e-3
 
@@ -216,19 +226,19 @@ def test_context_mask_hides_text_tokens():
     model = _model()
     latents, timestep, context = _inputs(text_len=5)
     with torch.no_grad():
-        base = model(latents, timestep, context)
-        all_true = model(latents, timestep, context, context_mask=torch.ones(2, 3, 5, dtype=torch.bool))
+        base = model(latents, timestep, BackboneInputs(context))
+        all_true = model(latents, timestep, BackboneInputs(context, context_mask=torch.ones(2, 3, 5, dtype=torch.bool)))
         mask = torch.ones(2, 3, 5, dtype=torch.bool)
         mask[:, :, 3] = False  # no frame may read token 3: the same as not having it
-        hidden = model(latents, timestep, context, context_mask=mask)
-        removed = model(latents, timestep, context[:, [0, 1, 2, 4]])
+        hidden = model(latents, timestep, BackboneInputs(context, context_mask=mask))
+        removed = model(latents, timestep, BackboneInputs(context[:, [0, 1, 2, 4]]))
         mask[:, 1] = False  # frame 1 reads nothing: no NaN
-        empty = model(latents, timestep, context, context_mask=mask)
+        empty = model(latents, timestep, BackboneInputs(context, context_mask=mask))
     torch.testing.assert_close(all_true, base, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(hidden, removed, atol=1e-5, rtol=1e-5)
     assert torch.isfinite(empty).all()
     with pytest.raises(ValueError, match=r"context_mask must have shape \(2, 3, 5\)"):
-        model(latents, timestep, context, context_mask=torch.ones(2, 4, 5, dtype=torch.bool))
+        model(latents, timestep, BackboneInputs(context, context_mask=torch.ones(2, 4, 5, dtype=torch.bool)))
 
 
 def test_cross_attention_module_masks_per_query():
@@ -250,11 +260,11 @@ def test_input_validation_messages():
     model = _model()
     latents, timestep, context = _inputs()
     with pytest.raises(ValueError, match=r"latents must have shape \(2, 4, \*, \*, \*\), got \(2, 5, 3, 4, 6\)"):
-        model(torch.zeros(2, 5, 3, 4, 6), timestep, context)
+        model(torch.zeros(2, 5, 3, 4, 6), timestep, BackboneInputs(context))
     with pytest.raises(ValueError, match="must be divisible by patch_size"):
-        model(torch.zeros(2, 4, 3, 5, 6), timestep, context)
-    with pytest.raises(ValueError, match="no VACE branch"):
-        model(latents, timestep, context, vace_context=torch.zeros(2, 96, 3, 4, 6))
+        model(torch.zeros(2, 4, 3, 5, 6), timestep, BackboneInputs(context))
+    with pytest.raises(ValueError, match=r"WanDiT does not accept \['vace'\] inputs \(BackboneInputs.vace_context\)"):
+        model(latents, timestep, BackboneInputs(context, vace_context=torch.zeros(2, 96, 3, 4, 6)))
     with pytest.raises(ValueError, match=r"vace_layers must be strictly increasing block indices in \[0, 2\)"):
         WanDiT(**TINY, vace_layers=[0, 2])
 
@@ -271,7 +281,7 @@ def test_gradient_checkpointing_gives_same_loss_and_grads():
         with torch.no_grad():
             for block in model.vace_blocks:
                 block.after_proj.weight.normal_(0, 0.3)
-        loss = model(latents, timestep, context, vace_context=control).square().mean()
+        loss = model(latents, timestep, BackboneInputs(context, vace_context=control)).square().mean()
         loss.backward()
         results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (loss_a, grads_a), (loss_b, grads_b) = results
@@ -285,9 +295,9 @@ def test_bf16_autocast_close_to_float32():
     model = _model()
     latents, timestep, context = _inputs()
     with torch.no_grad():
-        reference = model(latents, timestep, context)
+        reference = model(latents, timestep, BackboneInputs(context))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = model(latents, timestep, context)
+            low = model(latents, timestep, BackboneInputs(context))
     assert low.dtype == torch.bfloat16
     error = (low.float() - reference).norm() / reference.norm()
     assert error < 0.03, error
@@ -297,7 +307,7 @@ def test_model_in_bfloat16_keeps_rope_exact():
     model = _model().to(torch.bfloat16)
     assert model.rope.freqs.dtype == torch.float64
     latents, timestep, context = _inputs()
-    out = model(latents.bfloat16(), timestep, context.bfloat16())
+    out = model(latents.bfloat16(), timestep, BackboneInputs(context.bfloat16()))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
 
 
@@ -306,9 +316,9 @@ def test_compiled_blocks_match_eager():
     model = _model()
     latents, timestep, context = _inputs()
     with torch.no_grad():
-        eager = model(latents, timestep, context)
-        model.compile_blocks()
-        compiled = model(latents, timestep, context)
+        eager = model(latents, timestep, BackboneInputs(context))
+        model.parallelize(compile=True)
+        compiled = model(latents, timestep, BackboneInputs(context))
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
 
 
@@ -323,7 +333,7 @@ def test_flop_count_matches_torch_flop_counter(vace):
     kwargs = dict(vace_context=torch.randn(2, 6, 3, 4, 6)) if vace else {}
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(latents, timestep, context, **kwargs)
+        model(latents, timestep, BackboneInputs(context, **kwargs))
     assert dit_forward_flops(model, latents.shape, text_len=5) == counter.get_total_flops()
     config = {**TINY, **extra, "patch_size": [1, 2, 2]}
     assert dit_forward_flops(config, latents.shape, 5) == counter.get_total_flops()
@@ -331,9 +341,9 @@ def test_flop_count_matches_torch_flop_counter(vace):
 
 def test_flop_count_by_hand_for_one_block():
     config = dict(TINY, num_layers=1, patch_size=(1, 1, 1), in_channels=1, out_channels=1, text_dim=24, freq_dim=2)
-    n, l, d, f = 6, 2, 24, 40  # tokens (1 x 2 x 3), text tokens, dim, ffn
-    block = 8 * n * d * d + 4 * n * n * d + 4 * n * d * d + 4 * l * d * d + 4 * n * l * d + 4 * n * d * f
-    embed = 2 * n * 1 * d + 2 * l * (d * d + d * d) + 2 * (2 * d + d * d + 6 * d * d)
+    n, text, d, f = 6, 2, 24, 40  # tokens (1 x 2 x 3), text tokens, dim, ffn
+    block = 8 * n * d * d + 4 * n * n * d + 4 * n * d * d + 4 * text * d * d + 4 * n * text * d + 4 * n * d * f
+    embed = 2 * n * 1 * d + 2 * text * (d * d + d * d) + 2 * (2 * d + d * d + 6 * d * d)
     head = 2 * n * d * 1
-    assert dit_forward_flops(config, (1, 1, 2, 3), l) == block + embed + head
+    assert dit_forward_flops(config, (1, 1, 2, 3), text) == block + embed + head
     assert len(grid_positions(1, 2, 3)) == n

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
-from itryon.models import WanDiT
+from itryon.models import BackboneInputs, WanDiT
 from itryon.models.loading import to_native_names
 
 HEADS, HEAD_DIM = 2, 12
@@ -67,7 +67,7 @@ def test_t2v_matches_diffusers(shape):
     latents, timestep, context = _inputs(*shape, seed=1)
     with torch.no_grad():
         expected = reference(latents, timestep, context, return_dict=False)[0]
-        actual = ours(latents, timestep, context)
+        actual = ours(latents, timestep, BackboneInputs(context))
     assert actual.shape == latents.shape
     assert expected.abs().max() > 1.0  # a meaningful, non-degenerate output
     torch.testing.assert_close(actual, expected, atol=TOL, rtol=TOL)
@@ -88,8 +88,8 @@ def test_vace_matches_diffusers(shape):
             control_hidden_states_scale=scale,
             return_dict=False,
         )[0]
-        actual = ours(latents, timestep, context, vace_context=control, vace_context_scale=scale)
-        without_hints = ours(latents, timestep, context)
+        actual = ours(latents, timestep, BackboneInputs(context, vace_context=control, vace_context_scale=scale))
+        without_hints = ours(latents, timestep, BackboneInputs(context))
     torch.testing.assert_close(actual, expected, atol=TOL, rtol=TOL)
     assert (actual - without_hints).abs().max() > 1e-2  # the context branch is active
 
@@ -99,11 +99,15 @@ def test_vace_scalar_scale_equals_per_layer_scale():
     latents, timestep, context = _inputs(1, 2, 4, 6, 5, None, seed=5)
     control = torch.randn(1, 6, 2, 4, 6)
     with torch.no_grad():
-        scalar = ours(latents, timestep, context, vace_context=control, vace_context_scale=0.5)
-        vector = ours(latents, timestep, context, vace_context=control, vace_context_scale=torch.tensor([0.5, 0.5]))
+        scalar = ours(latents, timestep, BackboneInputs(context, vace_context=control, vace_context_scale=0.5))
+        vector = ours(
+            latents,
+            timestep,
+            BackboneInputs(context, vace_context=control, vace_context_scale=torch.tensor([0.5, 0.5])),
+        )
     torch.testing.assert_close(scalar, vector, atol=0, rtol=0)
     with pytest.raises(ValueError, match="one per VACE layer"):
-        ours(latents, timestep, context, vace_context=control, vace_context_scale=torch.ones(3))
+        ours(latents, timestep, BackboneInputs(context, vace_context=control, vace_context_scale=torch.ones(3)))
 
 
 def test_reference_frames_equal_prepended_latents():
@@ -116,7 +120,7 @@ def test_reference_frames_equal_prepended_latents():
         full = reference(
             torch.cat([refs, latents], dim=2), timestep, context, control_hidden_states=control, return_dict=False
         )[0]
-        actual = ours(latents, timestep, context, reference_latents=refs, vace_context=control)
+        actual = ours(latents, timestep, BackboneInputs(context, reference_latents=refs, vace_context=control))
     torch.testing.assert_close(actual, full[:, :, 1:], atol=TOL, rtol=TOL)
 
 
@@ -128,8 +132,10 @@ def test_reference_context_frames_follow_wan_vace_layout():
     control = torch.randn(1, 6, 2, 4, 4)
     ref_context = torch.cat([refs, torch.zeros(1, 2, 1, 4, 4)], dim=1)
     with torch.no_grad():
-        implicit = ours(latents, timestep, context, reference_latents=refs, vace_context=control)
+        implicit = ours(latents, timestep, BackboneInputs(context, reference_latents=refs, vace_context=control))
         explicit = ours(
-            latents, timestep, context, reference_latents=refs, vace_context=torch.cat([ref_context, control], dim=2)
+            latents,
+            timestep,
+            BackboneInputs(context, reference_latents=refs, vace_context=torch.cat([ref_context, control], dim=2)),
         )
     torch.testing.assert_close(implicit, explicit, atol=0, rtol=0)

@@ -13,6 +13,7 @@ from itryon.data.buckets import BucketBatchSampler, ShapeBuckets
 from itryon.data.datamodule import TryOnDataModule
 from itryon.data.manifest import InteractiveManifestDataset, read_manifest, write_manifest
 from itryon.data.synthetic import write_split
+from itryon.data.synthetic.spec import ClipSpec
 
 
 def test_clips_get_the_nearest_aspect_and_the_most_frames_they_hold() -> None:
@@ -60,7 +61,7 @@ def test_a_stateful_loader_resumes_with_the_same_batches(workers: int) -> None:
     expected = [b for _ in range(2) for b in straight]  # two epochs
     first = loader()
     seen, state = [], None
-    for epoch in range(2):
+    for _epoch in range(2):
         for batch in first:
             seen.append(batch)
             if len(seen) == 4:  # stop inside the first epoch
@@ -80,7 +81,7 @@ def mixed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mixed")
     records = []
     for split, num, frames, h, w in (("train", 3, 17, 48, 64), ("val", 2, 13, 64, 48), ("test", 1, 5, 48, 64)):
-        write_split(root, split, num, seed=0, num_frames=frames, height=h, width=w)
+        write_split(root, split, num, seed=0, spec=ClipSpec(num_frames=frames, height=h, width=w))
         records += read_manifest(root / f"{split}.jsonl")
     write_manifest(root / "all.jsonl", records)
     return root / "all.jsonl"

@@ -25,21 +25,13 @@ C, S, TC, DIM, TEXT = 48, 2, 4, 32, 32
 LATENT = (B, C, 3, 4, 4)
 
 
-def make_batch(seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    hands = torch.rand(B, 3, T, H, W, generator=g)
-    hands[:, :, :5] = 0.0  # no hand in frames 0..4 (latent frames 0 and 1)
-    hands[1] = 0.0  # sample 1 has no hand at all
-    return {
-        "video": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "agnostic": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "agnostic_mask": (torch.rand(B, 1, T, H, W, generator=g) > 0.5).float(),
-        "pose": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "hand_prior": hands,
-        "garment": torch.rand(B, 3, 12, 10, generator=g) * 2 - 1,
-        "caption": ["a person in a striped shirt", "someone in a dotted dress"],
-        "actions": [[{"start": 2, "end": 6, "text": "lifts the hem"}], []],
-    }
+ACTIONS = [[{"start": 2, "end": 6, "text": "lifts the hem"}], []]
+
+
+@pytest.fixture
+def batch(make_batch) -> dict:
+    """No hand in frames 0..4 (latent frames 0 and 1), none at all in sample 1; one action caption in sample 0."""
+    return make_batch((B, T, H, W), handless=(1,), actions=ACTIONS)
 
 
 def encoder(seed: int = 0) -> ByteTextEncoder:
@@ -73,8 +65,7 @@ def backbone(**kwargs) -> WanDiT:
 
 def run(stack: ConditioningStack, model: WanDiT, batch: dict, latents: torch.Tensor, drop=None) -> torch.Tensor:
     cond = stack(batch, vae=VAE, latent_shape=latents.shape, drop=drop)
-    x = torch.cat([latents, cond.channels], 1) if cond.channels is not None else latents
-    return model(x, torch.tensor([250.0, 750.0]), cond.context, **cond.backbone_kwargs())
+    return model(latents, torch.tensor([250.0, 750.0]), cond.inputs)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -95,14 +86,13 @@ def run(stack: ConditioningStack, model: WanDiT, batch: dict, latents: torch.Ten
         ("pose", lambda: PoseAdapter("vace", C), dict(vace_layers=[1], vace_in_channels=C)),
     ],
 )
-def test_adding_an_adapter_leaves_the_pretrained_output_unchanged(name, adapter, model_kwargs):
-    batch = make_batch()
+def test_adding_an_adapter_leaves_the_pretrained_output_unchanged(name, adapter, model_kwargs, batch):
     latents = torch.randn(LATENT)
     model = backbone(**model_kwargs)
     without = run(ConditioningStack({"caption": caption()}), model, batch, latents)
     stack = ConditioningStack({"caption": caption(), name: adapter()})
     cond = stack(batch, vae=VAE, latent_shape=latents.shape)
-    assert any(v is not None for v in (cond.token_residual, cond.vace_context))
+    assert any(v is not None for v in (cond.inputs.token_residual, cond.inputs.vace_context))
     assert torch.equal(run(stack, model, batch, latents), without)
     # the no-op comes from the zero-initialised paths only: once they move, the condition acts
     with torch.no_grad():
@@ -112,8 +102,7 @@ def test_adding_an_adapter_leaves_the_pretrained_output_unchanged(name, adapter,
     assert not torch.allclose(run(stack, model, batch, latents), without, atol=1e-4)
 
 
-def test_person_channels_on_a_widened_pretrained_patch_embedding_is_a_no_op():
-    batch = make_batch()
+def test_person_channels_on_a_widened_pretrained_patch_embedding_is_a_no_op(batch):
     latents = torch.randn(LATENT)
     person = PersonAdapter("channels", C, S)
     narrow = backbone()
@@ -135,17 +124,16 @@ def test_person_channels_on_a_widened_pretrained_patch_embedding_is_a_no_op():
     )
 
 
-def test_action_captions_without_actions_leave_an_arope_backbone_unchanged():
+def test_action_captions_without_actions_leave_an_arope_backbone_unchanged(batch):
     from itryon.models.action_rope import ActionRoPE
 
-    batch = make_batch()
     batch["actions"] = [[], []]
     latents = torch.randn(LATENT)
     plain = backbone()
     with_rope = backbone(cross_attention_rope=ActionRoPE(DIM // 2, k=4))
     stack = ConditioningStack({"caption": caption(), "actions": ActionCaptionAdapter(k=4)})
     cond = stack(batch, vae=VAE, latent_shape=latents.shape)
-    assert cond.context_positions is None
+    assert cond.inputs.context_positions is None
     assert torch.equal(run(stack, with_rope, batch, latents), run(stack, plain, batch, latents))
 
 
@@ -161,8 +149,7 @@ def test_fold_mask_matches_the_wan_vace_layout():
     assert torch.equal(fold_mask(mask, 3, S), ref)
 
 
-def test_person_vace_context_is_inactive_reactive_and_folded_mask():
-    batch = make_batch()
+def test_person_vace_context_is_inactive_reactive_and_folded_mask(batch):
     out = PersonAdapter("vace", C, S)(batch, ConditionEnv(VAE, LATENT), torch.tensor([True, False]))
     a, m = batch["agnostic"], batch["agnostic_mask"]
     assert out.kind == "vace" and out.value.shape == (B, 2 * C + S * S, 3, 4, 4)
@@ -174,16 +161,14 @@ def test_person_vace_context_is_inactive_reactive_and_folded_mask():
     assert torch.equal(out.value[1, 2 * C :], torch.ones(S * S, 3, 4, 4))
 
 
-def test_person_pose_in_mask_draws_the_pose_in_the_generated_region():
-    batch = make_batch()
+def test_person_pose_in_mask_draws_the_pose_in_the_generated_region(batch):
     out = PersonAdapter("vace", C, S, pose_in_mask=True)(
         batch, ConditionEnv(VAE, LATENT), torch.ones(B, dtype=torch.bool)
     )
     torch.testing.assert_close(out.value[:, C : 2 * C], VAE.encode(batch["pose"] * batch["agnostic_mask"]))
 
 
-def test_hand_prior_is_exactly_zero_where_no_hand_and_when_dropped():
-    batch = make_batch()
+def test_hand_prior_is_exactly_zero_where_no_hand_and_when_dropped(batch):
     adapter = HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)
     torch.nn.init.normal_(adapter.guider.proj.weight)  # as after training
     env = ConditionEnv(VAE, LATENT)
@@ -199,8 +184,7 @@ def test_hand_prior_is_exactly_zero_where_no_hand_and_when_dropped():
     assert adapter.guider.encoder.temporal.weight.grad.abs().sum() > 0
 
 
-def test_pose_residual_grid_order_and_drop():
-    batch = make_batch()
+def test_pose_residual_grid_order_and_drop(batch):
     adapter = PoseAdapter("residual", C, DIM, (1, 2, 2), S, TC, hidden_dim=16)
     torch.nn.init.normal_(adapter.proj.weight)
     env = ConditionEnv(VAE, LATENT)
@@ -218,8 +202,7 @@ def test_pose_residual_grid_order_and_drop():
     assert torch.equal(per_frame[:, :2], torch.zeros(B, 2)) and (per_frame[:, 2] > 0).all()
 
 
-def test_garment_reference_and_tokens():
-    batch = make_batch()
+def test_garment_reference_and_tokens(batch):
     env = ConditionEnv(VAE, LATENT)
     keep = torch.tensor([True, False])
     ref = GarmentAdapter("reference", C)(batch, env, keep)
@@ -231,8 +214,7 @@ def test_garment_reference_and_tokens():
     assert tokens.positions.tolist() == [[3, 0, 0], [3, 0, 1], [3, 1, 0], [3, 1, 1]]  # frame after the 3 video frames
 
 
-def test_garment_modes_run_through_the_backbone_and_stay_out_of_the_output():
-    batch = make_batch()
+def test_garment_modes_run_through_the_backbone_and_stay_out_of_the_output(batch):
     latents = torch.randn(LATENT)
     stack = ConditioningStack(
         {"caption": caption(), "person": PersonAdapter("vace", C, S), "garment": GarmentAdapter("reference", C)}
@@ -241,7 +223,7 @@ def test_garment_modes_run_through_the_backbone_and_stay_out_of_the_output():
     assert out.shape == LATENT and torch.isfinite(out).all()
     stack = ConditioningStack({"caption": caption(), "garment": GarmentAdapter("tokens", C, DIM, (1, 2, 2))})
     cond = stack(batch, vae=VAE, latent_shape=LATENT)
-    assert cond.extra_tokens.shape == (B, 4, DIM) and cond.reference_latents is None
+    assert cond.inputs.extra_tokens.shape == (B, 4, DIM) and cond.inputs.reference_latents is None
     assert run(stack, backbone(), batch, latents).shape == LATENT
 
 
@@ -267,12 +249,11 @@ def test_action_slots_by_hand():
         action_slots([{"start": 2, "end": 20, "text": "x"}], 13, 4)
 
 
-def test_action_caption_context_positions_and_hard_mask():
-    batch = make_batch()
+def test_action_caption_context_positions_and_hard_mask(batch):
     adapter = ActionCaptionAdapter(encoder(), k=4, positions="segment", hard_mask=True)
     env = ConditionEnv(VAE, LATENT)
     out = adapter(batch, env, torch.ones(B, dtype=torch.bool))
-    n_hem = len("lifts the hem".encode()) + 1  # bytes + end token
+    n_hem = len(b"lifts the hem") + 1  # bytes + end token
     # sample 0: empty caption (1 token, segment 0), "lifts the hem" at segments 1 (pos 4) and 2 (pos 8)
     assert out.value.shape == (B, 1 + 2 * n_hem, TEXT)
     expected = [float("nan")] + [4.0] * n_hem + [8.0] * n_hem
@@ -292,8 +273,7 @@ def test_action_caption_context_positions_and_hard_mask():
 # the stack: routing, dropout, freezing, errors
 
 
-def test_routing_concatenates_by_kind_and_pads_reference_channels():
-    batch = make_batch()
+def test_routing_concatenates_by_kind_and_pads_reference_channels(batch):
     person = PersonAdapter("channels", C, S)
     stack = ConditioningStack(
         {
@@ -307,25 +287,29 @@ def test_routing_concatenates_by_kind_and_pads_reference_channels():
     )
     assert stack.required_keys == {"caption", "actions", "agnostic", "agnostic_mask", "garment", "pose", "hand_prior"}
     cond = stack(batch, vae=VAE, latent_shape=LATENT)
-    assert cond.channels.shape == (B, C + S * S, 3, 4, 4)
-    assert cond.reference_latents.shape == (B, C + C + S * S, 1, 4, 4)
-    assert torch.equal(cond.reference_latents[:, C:], torch.zeros(B, C + S * S, 1, 4, 4))
+    assert cond.inputs.channels.shape == (B, C + S * S, 3, 4, 4)
+    assert cond.inputs.reference_latents.shape == (B, C + C + S * S, 1, 4, 4)
+    assert torch.equal(cond.inputs.reference_latents[:, C:], torch.zeros(B, C + S * S, 1, 4, 4))
     global_len = 32
-    assert torch.isnan(cond.context_positions[:, :global_len]).all()
-    assert not torch.isnan(cond.context_positions[0, global_len:]).all()
-    assert cond.token_residual.shape == (B, 12, DIM) and torch.equal(cond.token_residual, torch.zeros(B, 12, DIM))
-    assert set(cond.backbone_kwargs()) == {
+    assert torch.isnan(cond.inputs.context_positions[:, :global_len]).all()
+    assert not torch.isnan(cond.inputs.context_positions[0, global_len:]).all()
+    assert cond.inputs.token_residual.shape == (B, 12, DIM) and torch.equal(
+        cond.inputs.token_residual, torch.zeros(B, 12, DIM)
+    )
+    assert cond.inputs.kinds == {
+        "context",
         "context_positions",
         "context_mask",
-        "token_residual",
-        "reference_latents",
+        "channels",
+        "residual",
+        "reference",
         "gated_context",
-    } - ({"context_mask"} if cond.context_mask is None else set())
+    } - ({"context_mask"} if cond.inputs.context_mask is None else set())
     # the action captions are gated, the global caption is not
-    assert not cond.gated_context[:, :global_len].any() and cond.gated_context[:, global_len:].all()
+    assert not cond.inputs.context_gated[:, :global_len].any() and cond.inputs.context_gated[:, global_len:].all()
 
 
-def test_cfg_dropout_rates_independence_drop_all_and_eval():
+def test_cfg_dropout_rates_independence_drop_all_and_eval(batch):
     torch.manual_seed(0)
     stack = ConditioningStack(
         {
@@ -344,14 +328,13 @@ def test_cfg_dropout_rates_independence_drop_all_and_eval():
     assert all(bool(k.all()) for k in keeps.values())
     keeps = stack.keep_flags(4, ["garment"], torch.device("cpu"))
     assert keeps["caption"].all() and not keeps["garment"].any()
-    batch = make_batch()
     cond = stack(batch, vae=VAE, latent_shape=LATENT, drop="all")
     empty, _ = stack.adapters["caption"].encoder(["", ""])
-    assert torch.equal(cond.context, empty)
-    assert torch.equal(cond.reference_latents, torch.zeros(B, C, 1, 4, 4))
+    assert torch.equal(cond.inputs.context, empty)
+    assert torch.equal(cond.inputs.reference_latents, torch.zeros(B, C, 1, 4, 4))
 
 
-def test_frozen_parts_stay_frozen_and_trainable_parts_train():
+def test_frozen_parts_stay_frozen_and_trainable_parts_train(batch):
     stack = ConditioningStack(
         {"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)}
     )
@@ -359,18 +342,16 @@ def test_frozen_parts_stay_frozen_and_trainable_parts_train():
     assert not stack.adapters["caption"].training and not stack.adapters["caption"].encoder.training
     assert not any(p.requires_grad for p in stack.adapters["caption"].parameters())
     assert all(p.requires_grad for p in stack.adapters["hands"].parameters())
-    cond = stack(make_batch(), vae=VAE, latent_shape=LATENT)
-    assert not cond.context.requires_grad and cond.token_residual.requires_grad
+    cond = stack(batch, vae=VAE, latent_shape=LATENT)
+    assert not cond.inputs.context.requires_grad and cond.inputs.token_residual.requires_grad
 
 
-def test_errors_name_adapter_key_and_choices():
+def test_errors_name_adapter_key_and_choices(batch):
     with pytest.raises(KeyError, match="adapter 'hands' \\(HandPriorAdapter\\) needs batch key 'hand_prior'"):
         stack = ConditioningStack(
             {"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)}
         )
-        batch = make_batch()
-        del batch["hand_prior"]
-        stack(batch, vae=VAE, latent_shape=LATENT)
+        stack({k: v for k, v in batch.items() if k != "hand_prior"}, vae=VAE, latent_shape=LATENT)
     with pytest.raises(ValueError, match="'person' and 'person2' both turn batch key 'agnostic' into 'vace'"):
         ConditioningStack(
             {"caption": caption(), "person": PersonAdapter("vace", C, S), "person2": PersonAdapter("vace", C, S)}
@@ -392,7 +373,7 @@ def test_errors_name_adapter_key_and_choices():
     stack = ConditioningStack({"caption": caption(), "hands": None})  # None = switched off
     assert list(stack.adapters) == ["caption"]
     with pytest.raises(KeyError, match=r"unknown adapter\(s\) \['hands'\]; valid: 'all' or any of \['caption'\]"):
-        stack(make_batch(), vae=VAE, latent_shape=LATENT, drop=["hands"])
+        stack(batch, vae=VAE, latent_shape=LATENT, drop=["hands"])
     with pytest.raises(ValueError, match="shares the text encoder of adapter 'caption'.*no such adapter"):
         ConditioningStack({"cap": caption(), "actions": ActionCaptionAdapter()})
     with pytest.raises(ValueError, match="PersonAdapter mode must be 'vace' or 'channels', got 'tokens'"):
@@ -403,4 +384,4 @@ def test_errors_name_adapter_key_and_choices():
         stack = ConditioningStack(
             {"caption": caption(), "hands": HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)}
         )
-        stack(make_batch(), vae=VAE, latent_shape=(B, C, 3, 2, 2))
+        stack(batch, vae=VAE, latent_shape=(B, C, 3, 2, 2))

@@ -51,39 +51,30 @@ def root_config(tmp_path: Path, piece: str, model: dict, overrides: list[str] = 
     return load_config(path, list(overrides), config_root=CONFIG_ROOT)
 
 
-def make_batch() -> dict:
-    g = torch.Generator().manual_seed(0)
-    hands = torch.rand(B, 3, T, H, W, generator=g)
-    hands[:, :, :3] = 0
-    return {
-        "video": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "agnostic": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "agnostic_mask": (torch.rand(B, 1, T, H, W, generator=g) > 0.5).float(),
-        "pose": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "hand_prior": hands,
-        "depth": torch.rand(B, 1, T, H, W, generator=g),
-        "garment": torch.rand(B, 3, 24, 20, generator=g) * 2 - 1,
-        "caption": ["a person in a striped shirt", "a person in a dotted dress"],
-        "actions": [[{"start": 1, "end": 6, "text": "pulls the zipper down"}], []],
-        "interaction": torch.zeros(B, T),
-    }
+ACTIONS = [[{"start": 1, "end": 6, "text": "pulls the zipper down"}], []]
 
 
-def train_step(cfg) -> tuple[ConditioningStack, torch.Tensor]:
+@pytest.fixture
+def batch(make_batch) -> dict:
+    """No hand in frames 0..2, depth maps for the plugin adapter, an action caption in sample 0."""
+    return make_batch(
+        (B, T, H, W), garment=(24, 20), hand_free_frames=3, actions=ACTIONS, extra=("depth", "interaction")
+    )
+
+
+def train_step(cfg, batch) -> tuple[ConditioningStack, torch.Tensor]:
     """Build vae, backbone and stack from ``cfg`` and take one optimiser step on the flow-matching loss."""
     torch.manual_seed(0)
     vae, model, stack = instantiate(cfg.model.vae), instantiate(cfg.model.backbone), instantiate(cfg.conditioning)
     with torch.no_grad():
         model.head.proj.weight.normal_(std=0.05)  # let gradients reach the adapters through a non-zero head
     stack.train()
-    batch = make_batch()
     x0 = vae.encode(batch["video"])
     noise = torch.randn_like(x0)
     t = torch.rand(B)
     x_t = (1 - t.view(-1, 1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1, 1) * noise
     cond = stack(batch, vae=vae, latent_shape=x0.shape)
-    x = torch.cat([x_t, cond.channels], 1) if cond.channels is not None else x_t
-    v = model(x, t * 1000, cond.context, **cond.backbone_kwargs())
+    v = model(x_t, t * 1000, cond.inputs)
     loss = (v - (noise - x0)).square().mean()
     params = [p for p in [*model.parameters(), *stack.parameters()] if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.1)
@@ -97,10 +88,10 @@ def test_every_piece_is_covered():
 
 
 @pytest.mark.parametrize("piece", sorted(MODEL_FOR_PIECE))
-def test_piece_validates_builds_and_trains_a_step(tmp_path, piece):
+def test_piece_validates_builds_and_trains_a_step(tmp_path, piece, batch):
     cfg = root_config(tmp_path, piece, MODEL_FOR_PIECE[piece])
     validate(cfg)
-    stack, loss = train_step(cfg)
+    stack, loss = train_step(cfg, batch)
     assert torch.isfinite(loss)
     expected = {
         "itryon_full": {"person", "garment", "hands", "caption", "actions"},
@@ -112,7 +103,7 @@ def test_piece_validates_builds_and_trains_a_step(tmp_path, piece):
         assert stack.adapters["hands"].guider.proj.weight.abs().sum() > 0
 
 
-def test_ablations_are_one_line_overrides(tmp_path):
+def test_ablations_are_one_line_overrides(tmp_path, batch):
     full = root_config(tmp_path, "itryon_full", VACE)
     cases = {
         "conditioning.adapters.hands=null": ("conditioning.adapters.hands",),
@@ -129,13 +120,15 @@ def test_ablations_are_one_line_overrides(tmp_path):
     stack = instantiate(
         root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.actions.positions=none"]).conditioning
     )
-    cond = stack.eval()(make_batch(), vae=instantiate(full.model.vae), latent_shape=(B, C, 3, 8, 8))
-    assert cond.context_positions is None and cond.context.shape[1] > 64  # captions kept, no A-RoPE positions
+    cond = stack.eval()(batch, vae=instantiate(full.model.vae), latent_shape=(B, C, 3, 8, 8))
+    assert (
+        cond.inputs.context_positions is None and cond.inputs.context.shape[1] > 64
+    )  # captions kept, no A-RoPE positions
     stack = instantiate(root_config(tmp_path, "itryon_full", VACE, ["conditioning.adapters.hands=null"]).conditioning)
     assert "hands" not in stack.adapters and "hand_prior" not in stack.required_keys
 
 
-def test_a_depth_adapter_joins_through_config_only(tmp_path, monkeypatch):
+def test_a_depth_adapter_joins_through_config_only(tmp_path, monkeypatch, batch):
     monkeypatch.syspath_prepend(str(PLUGINS))
     monkeypatch.setenv("ITRYON_TARGET_PACKAGES", "depth_adapter")  # a user's own package joins the allowed ones
     entry = (
@@ -144,16 +137,16 @@ def test_a_depth_adapter_joins_through_config_only(tmp_path, monkeypatch):
     )
     cfg = root_config(tmp_path, "itryon_full", VACE, [entry])
     validate(cfg)
-    stack, loss = train_step(cfg)
+    stack, loss = train_step(cfg, batch)
     assert type(stack.adapters["depth"]).__name__ == "DepthAdapter" and "depth" in stack.required_keys
     assert torch.isfinite(loss) and stack.adapters["depth"].proj.weight.abs().sum() > 0
     # and it starts as a no-op: a fresh depth adapter adds an exact zero residual
     fresh = instantiate(cfg.conditioning).eval()
     plain = instantiate(root_config(tmp_path, "itryon_full", VACE).conditioning).eval()
     vae = instantiate(cfg.model.vae)
-    with_depth = fresh(make_batch(), vae=vae, latent_shape=(B, C, 3, 8, 8))
-    without = plain(make_batch(), vae=vae, latent_shape=(B, C, 3, 8, 8))
-    assert torch.equal(with_depth.token_residual, without.token_residual)
+    with_depth = fresh(batch, vae=vae, latent_shape=(B, C, 3, 8, 8))
+    without = plain(batch, vae=vae, latent_shape=(B, C, 3, 8, 8))
+    assert torch.equal(with_depth.inputs.token_residual, without.inputs.token_residual)
 
 
 def _flatten(node, prefix: str = "") -> dict:

@@ -109,8 +109,10 @@ def test_no_arope_turns_the_rotation_off() -> None:
 def test_model_piece_instantiates(path: Path) -> None:
     cfg = load_config(path)
     validate(cfg)
+    assert cfg._partial_ and "in_channels" not in cfg and "vace_in_channels" not in cfg  # derived by the module
+    channels = {"in_channels": cfg.out_channels, **({"vace_in_channels": 96} if cfg.get("vace_layers") else {})}
     with torch.device("meta"):  # the 14B shapes are built without memory
-        model = instantiate(cfg, path.stem)
+        model = instantiate(cfg, path.stem)(**channels)
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -136,7 +138,7 @@ def test_pretrained_experiment_validates_and_names_missing_weights(tmp_path: Pat
     assert cfg.model.conditioning.adapters.caption.encoder._target_ == "itryon.models.T5TextEncoder"
     assert cfg.data.train.transforms[0].num_frames == 81
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/transformer"):
-        instantiate(cfg.model.backbone, "model.backbone")
+        instantiate(cfg.model.backbone, "model.backbone")(in_channels=16, vace_in_channels=96)
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/vae"):
         instantiate(cfg.model.vae, "model.vae")
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from itryon.cli.main import main as itryon
 from itryon.data.manifest import InteractiveManifestDataset, ManifestError, read_manifest
-from itryon.data.synthetic import generate_clip
+from itryon.data.synthetic import ClipSpec, generate_clip
 from itryon.data.synthetic.plan import plan_clip
 from itryon.data.synthetic.render import _joints
 from itryon.data.video_io import read_video, write_video
@@ -41,7 +41,7 @@ def vivid(tmp_path: Path) -> Path:
         folder = root / category
         lines = []
         for i in range(2):
-            clip = generate_clip("train", 2 * c + i, 0, T, H, W)
+            clip = generate_clip("train", 2 * c + i, 0, ClipSpec(num_frames=T, height=H, width=W))
             name = f"{1000 + i}_detail"
             write_video(folder / "videos" / f"{name}.mp4", last(clip["video"]), lossless=True)
             write_video(
@@ -106,8 +106,8 @@ def vvt(tmp_path: Path) -> tuple[Path, dict]:
     root = tmp_path / "VVT"
     truth = {}
     for i, clip_id in enumerate(("4he21d00f-g11", "am221d05x-c11")):
-        clip = generate_clip("train", i, 0, T, H, W)
-        plan = plan_clip("train", i, 0, T, H, W, 8.0)
+        clip = generate_clip("train", i, 0, ClipSpec(num_frames=T, height=H, width=W))
+        plan = plan_clip("train", i, 0, ClipSpec(num_frames=T, height=H, width=W, fps=8.0))
         joints = plan.motion.to_pixels(_joints(plan)[0], H, W)  # (T, 12, 2)
         truth[clip_id] = clip
         for t in range(T):

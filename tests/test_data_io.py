@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from itryon.data.contract import ContractError, collate, interaction_from_actions, validate_sample
 from itryon.data.datamodule import SkipBadSamples, TryOnDataModule
-from itryon.data.video_io import VideoIOError, read_video, to_float, to_uint8, video_info, write_video
+from itryon.data.video_io import VideoIOError, read_video, to_float, to_frames, video_info, write_video
 
 
 def make_sample(t: int = 5, h: int = 8, w: int = 12, actions=None, sid: str = "s0") -> dict:
@@ -49,7 +49,7 @@ def test_float_uint8_conversions_invert() -> None:
     frames = torch.randint(0, 256, (2, 3, 4, 3), dtype=torch.uint8)
     video = to_float(frames)
     assert video.shape == (3, 2, 3, 4) and video.min() >= -1 and video.max() <= 1
-    assert torch.equal(to_uint8(video), frames)
+    assert torch.equal(to_frames(video), frames)
 
 
 def test_video_io_errors_name_the_file(tmp_path: Path) -> None:
@@ -78,13 +78,13 @@ def test_validate_sample_names_sample_and_key() -> None:
         validate_sample(bad)
 
 
-def test_collate_pads_actions_and_keeps_common_keys() -> None:
+def test_collate_keeps_action_lists_and_common_keys() -> None:
     a = make_sample(actions=[])
     b = make_sample(actions=[{"start": 0, "end": 2, "text": "x"}, {"start": 3, "end": 5, "text": "y"}])
     b["counterfactual"] = torch.zeros(3, 5, 8, 12)  # only in one sample: dropped
     batch = collate([a, b])
     assert batch["video"].shape == (2, 3, 5, 8, 12)
-    assert batch["action_mask"].tolist() == [[False, False], [True, True]]
+    assert batch["actions"] == [[], b["actions"]] and "action_mask" not in batch
     assert batch["caption"] == ["a person", "a person"]
     assert "counterfactual" not in batch
     assert batch["interaction"][1].tolist() == [1, 1, 0, 1, 1]

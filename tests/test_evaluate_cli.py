@@ -12,7 +12,7 @@ import torch
 
 from itryon.cli import evaluate
 from itryon.data.manifest import write_clip_files, write_manifest
-from itryon.data.synthetic.world import generate_clip
+from itryon.data.synthetic import ClipSpec, generate_clip
 from itryon.data.video_io import read_video, write_video
 from itryon.metrics.isr import CounterfactualJudge, JudgedClip
 from itryon.metrics.paired import VideoPSNR, VideoSSIM
@@ -34,11 +34,19 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     records, clips = [], []
     for i in range(6):
-        clip = generate_clip("val", i, num_frames=10, height=32, width=32, passive=(i == 5))
-        arrays = {k: clip[k] for k in ("video", "counterfactual", "interaction_mask")}
+        clip = generate_clip("val", i, 0, ClipSpec(num_frames=10, height=32, width=32), passive=(i == 5))
+        arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
         paths = write_clip_files(root / "data", clip["meta"]["id"], arrays, fps=8.0)
-        records.append({"id": clip["meta"]["id"], "fps": 8.0, "num_frames": 10, "caption": clip["caption"], "actions": clip["actions"], **paths,
-                        "agnostic": paths["video"], "agnostic_mask": paths["interaction_mask"], "pose": paths["video"], "garment": paths["video"]})  # fmt: skip
+        records.append(
+            {
+                "id": clip["meta"]["id"],
+                "fps": 8.0,
+                "num_frames": 10,
+                "caption": clip["caption"],
+                "actions": clip["actions"],
+                **paths,
+            }
+        )
         clips.append(clip)
     manifest = write_manifest(root / "data" / "val.jsonl", records)
     good, bad, gt = root / "good", root / "bad", root / "gt"

@@ -9,7 +9,7 @@ import torch
 from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 from safetensors.torch import load_file, save_file
 
-from itryon.models import WanDiT
+from itryon.models import BackboneInputs, WanDiT
 
 CONFIG = dict(
     patch_size=(1, 2, 2),
@@ -50,7 +50,7 @@ def _assert_same_outputs(reference, ours, **control):
         extra = dict(control_hidden_states=control["vace_context"])
     with torch.no_grad():
         expected = reference(latents, timestep, context, return_dict=False, **extra)[0]
-        actual = ours(latents, timestep, context, **control)
+        actual = ours(latents, timestep, BackboneInputs(context, **control))
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -121,15 +121,15 @@ def test_extra_input_channels_start_as_no_op(tmp_path):
     reference = _reference(seed=2)
     reference.save_pretrained(tmp_path)
     base = WanDiT.from_pretrained(tmp_path).eval()
-    widened = WanDiT.from_pretrained(tmp_path, extra_in_channels=3).eval()
+    widened = WanDiT.from_pretrained(tmp_path, in_channels=7).eval()  # 4 pretrained + 3 new
     assert widened.in_channels == 7
     weight = widened.patch_embedding.weight
     torch.testing.assert_close(weight[:, :4], base.patch_embedding.weight, atol=0, rtol=0)
     assert torch.count_nonzero(weight[:, 4:]) == 0
     latents, timestep, context = _inputs()
     with torch.no_grad():
-        expected = base(latents, timestep, context)
-        actual = widened(torch.cat([latents, torch.randn(2, 3, 3, 4, 6)], dim=1), timestep, context)
+        expected = base(latents, timestep, BackboneInputs(context))
+        actual = widened(torch.cat([latents, torch.randn(2, 3, 3, 4, 6)], dim=1), timestep, BackboneInputs(context))
     torch.testing.assert_close(actual, expected, atol=1e-6, rtol=1e-6)
 
 
@@ -169,8 +169,10 @@ def test_missing_folder_and_shard_errors(tmp_path):
 
 def test_overrides_may_not_change_architecture(tmp_path):
     _reference().save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"overrides \['num_layers'\]"):
+    with pytest.raises(ValueError, match=r"num_layers=3 differ from the checkpoint's architecture \(num_layers=2\)"):
         WanDiT.from_pretrained(tmp_path, num_layers=3)
+    with pytest.raises(ValueError, match=r"in_channels=3 is fewer than the checkpoint's 4"):
+        WanDiT.from_pretrained(tmp_path, in_channels=3)
     model = WanDiT.from_pretrained(tmp_path, gradient_checkpointing=True, attention_backend="math")
     assert model.gradient_checkpointing and model.blocks[0].self_attn.backend == "math"
 

@@ -8,9 +8,11 @@ import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics import Metric, MetricCollection
 
 from callbacks.metrics import ValidationMetrics
 from itryon.data.contract import collate, interaction_from_actions
+from itryon.metrics.owned import own_metrics
 from itryon.metrics.paired import VideoPSNR, VideoSSIM
 from itryon.metrics.weights import MissingWeightsError
 
@@ -127,3 +129,36 @@ def test_missing_weights_fail_at_setup(tmp_path):
 def test_unknown_metric_fails_at_construction():
     with pytest.raises(KeyError, match="unknown metric 'ssmi'; available"):
         ValidationMetrics(["ssmi"])
+
+
+class Scaled(Metric):
+    """A metric with a parameter, like the feature networks of LPIPS and VFID."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.add_state("total", torch.zeros(()), dist_reduce_fx="sum")
+
+    def update(self, pred, target) -> None:
+        self.total += self.scale * (pred - target).abs().mean()
+
+    def compute(self):
+        return self.total
+
+
+def test_the_module_owns_its_metrics_and_its_checkpoints_hold_the_model_alone():
+    callback = ValidationMetrics(["ssim", "psnr"])
+    trainer = _fit(callback)
+    module = trainer.lightning_module
+    assert module.validation_metrics["val"]["ssim"] is callback.metrics["ssim"]
+    assert set(module.validation_metrics) == {"val", "val_reference_copy_input", "val_reference_garment_mean_fill"}
+
+    model = Sampling()
+    own_metrics(model, {"val": MetricCollection({"scaled": Scaled()})})
+    assert not model.validation_metrics["val"]["scaled"].scale.requires_grad  # never trained
+    assert list(model.state_dict()) == ["w"]
+    model.load_state_dict({"w": torch.tensor(0.5)}, strict=True)  # a checkpoint without metrics loads
+    model.to(torch.float64)
+    assert model.validation_metrics["val"]["scaled"].scale.dtype == torch.float64  # it moves with the module
+    with pytest.raises(ValueError, match=r"metric collections \['val'\] are already attached to Sampling"):
+        own_metrics(model, {"val": MetricCollection({"scaled": Scaled()})})

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from itryon.conditioning import Conditions
 from itryon.config import CONFIG_ROOT, instantiate
 from itryon.data.contract import collate
 from itryon.data.synthetic import SyntheticTryOnDataset
+from itryon.models import BackboneInputs
 from itryon.training.run import prepare_config
 
 
@@ -55,11 +57,20 @@ def test_generate_returns_a_video_in_range(cfg, batch) -> None:
     assert module.training  # generate restores the training flag
 
 
-def test_channel_mismatch_names_the_key_and_the_value(cfg) -> None:
+def test_backbone_channels_are_derived_and_mismatches_name_the_key_and_the_value(cfg) -> None:
+    module = instantiate(cfg.model, "model")
+    assert (module.backbone.in_channels, module.backbone.vace_in_channels) == (192, 192 + 192 + 16)
     node = cfg.model.copy()
-    node.backbone.in_channels = int(node.backbone.in_channels) + 1
-    with pytest.raises(Exception, match=r"model.backbone.in_channels=\d+"):
+    node.backbone.in_channels = 192
+    with pytest.raises(
+        Exception, match=r"model.backbone sets in_channels=192, which follow from the VAE and the conditioning"
+    ):
         instantiate(node, "model")
+    built = instantiate(cfg.model.backbone, "model.backbone")(in_channels=193, vace_in_channels=400)
+    with pytest.raises(
+        Exception, match=r"model.backbone.in_channels is 193, but the VAE and the conditioning make it 192"
+    ):
+        type(module)(built, module.conditioning, module.vae)
 
 
 def test_guidance_uses_the_configured_unconditional_pass(cfg, batch) -> None:
@@ -88,17 +99,11 @@ def test_sample_prediction_is_converted_to_a_velocity(cfg) -> None:
     x_t = module.flow.interpolate(x0, noise, t)
     module.backbone.forward = lambda *args, **kwargs: x0  # a perfect clean-sample prediction
 
-    class NoConditions:
-        channels, context, estimate = None, torch.zeros(2, 1, 64), None
-
-        @staticmethod
-        def backbone_kwargs():
-            return {}
-
-    v = module.predict_velocity(x_t, t * 1000, NoConditions())
+    no_conditions = Conditions(BackboneInputs(torch.zeros(2, 1, 64)))
+    v = module.predict_velocity(x_t, t * 1000, no_conditions)
     torch.testing.assert_close(v, noise - x0, atol=1e-5, rtol=1e-5)  # exactly the flow's velocity
     # near t = 0 the division is clamped at min_sample_t
-    v0 = module.predict_velocity(x_t, torch.tensor([0.0, 0.0]), NoConditions())
+    v0 = module.predict_velocity(x_t, torch.tensor([0.0, 0.0]), no_conditions)
     torch.testing.assert_close(v0, (x_t - x0) / module.min_sample_t)
     with pytest.raises(ValueError, match="prediction must be 'velocity' or 'sample'"):
         type(module)(module.backbone, module.conditioning, module.vae, prediction="eps")
@@ -108,7 +113,18 @@ def test_backbone_flops_of_a_batch_are_counted(cfg, batch) -> None:
     from itryon.models import dit_forward_flops
 
     module = instantiate(cfg.model, "model")
-    module.diffusion_loss(batch)
+    module.training_step(batch, 0)
     cond = module.conditioning(batch, vae=module.vae, latent_shape=(2, 192, 5, 12, 16))
-    expected = dit_forward_flops(module.backbone, (2, 192, 5, 12, 16), cond.context.shape[1], reference_frames=1)
-    assert module.last_backbone_flops == expected > 0
+    forward = dit_forward_flops(module.backbone, (2, 192, 5, 12, 16), cond.inputs.context.shape[1], reference_frames=1)
+    assert module.flops_per_batch == 3 * forward > 0  # forward and backward
+    module.validation_step(batch, 0)  # the loss and a sampled video: num_steps more forward passes
+    assert module.flops_per_batch == (1 + module.sampler.num_steps) * forward
+
+
+def test_a_restated_derived_value_is_a_config_error_naming_where_it_was_set() -> None:
+    from itryon.config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"'model.backbone.vace_in_channels' \(set in command line\) follows from the VAE"
+    ):
+        prepare_config(CONFIG_ROOT / "default.yaml", ["model.backbone.vace_in_channels=400"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from preprocess_helpers import FixedHands, FixedPose, open_hand
 
 from itryon.data.synthetic.actions import GRASP, OPEN, PINCH
 from itryon.data.synthetic.hands import NO_HAND
@@ -11,7 +12,6 @@ from itryon.data.synthetic.skeleton import POSE_COLOURS, POSE_LIMBS, draw_pose
 from itryon.preprocess.agnostic import agnostic_mask
 from itryon.preprocess.hand_prior import grip_of, hand_positions, render_hand_prior
 from itryon.preprocess.types import BodyPose, HandPose, J, Segmentation
-from preprocess_helpers import FixedHands, FixedPose, open_hand
 
 H, W = 120, 80
 STANDING = {  # a person facing the camera, fractions of the frame

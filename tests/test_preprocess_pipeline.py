@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from preprocess_helpers import FAKES, astronaut_video, garment_image
 
 from itryon.cli.main import main
 from itryon.data.manifest import InteractiveManifestDataset, read_manifest
 from itryon.data.video_io import read_video, write_video
 from itryon.preprocess.estimators import EstimatorError, EstimatorSpec
 from itryon.preprocess.runner import PreprocessError, find_jobs, preprocess_split
-from preprocess_helpers import FAKES, astronaut_video, garment_image
 
 SPEC = EstimatorSpec(**FAKES)
 

@@ -8,13 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from itryon.data.manifest import InteractiveManifestDataset, read_manifest
-from itryon.data.video_io import read_video
-from itryon.preprocess.estimators import EstimatorSpec
-from itryon.preprocess.pipeline import load_keypoints
-from itryon.preprocess.runner import find_jobs, preprocess_split
-from itryon.preprocess.types import J
 from preprocess_helpers import (
     ASTRONAUT_BACKGROUND,
     ASTRONAUT_HEAD,
@@ -24,6 +17,13 @@ from preprocess_helpers import (
     garment_image,
     to_frame,
 )
+
+from itryon.data.manifest import InteractiveManifestDataset, read_manifest
+from itryon.data.video_io import read_video
+from itryon.preprocess.estimators import EstimatorSpec
+from itryon.preprocess.pipeline import load_keypoints
+from itryon.preprocess.runner import find_jobs, preprocess_split
+from itryon.preprocess.types import J
 
 
 @functools.cache

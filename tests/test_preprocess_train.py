@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from preprocess_helpers import FAKES, astronaut_video, garment_image
 
 from itryon.cli.main import main as itryon
 from itryon.cli.train import main as train
-from itryon.data.synthetic import generate_clip
+from itryon.data.synthetic import ClipSpec, generate_clip
 from itryon.data.video_io import write_video
-from preprocess_helpers import FAKES, astronaut_video, garment_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_preprocess_real_photo import mediapipe_problem  # noqa: E402
@@ -29,13 +29,13 @@ FAST = [
     "model.sampler.num_steps=2",
     "model.warmup_steps=0",
     "checkpoint.every_n_train_steps=2",
-    "callbacks.throughput.window=1",
+    "callbacks.throughput.window=2",
 ]
 
 
 def synthetic_inputs(root: Path, clips: int = 3) -> None:
     for index in range(clips):
-        clip = generate_clip("train", index, 0, 17, 48, 64)
+        clip = generate_clip("train", index, 0, ClipSpec(num_frames=17, height=48, width=64))
         write_video(root / "videos" / f"world{index}.mp4", clip["video"].transpose(1, 2, 3, 0), fps=8.0, lossless=True)
         (root / "garments").mkdir(parents=True, exist_ok=True)
         Image.fromarray(clip["garment"].transpose(1, 2, 0)).save(root / "garments" / f"world{index}.png")

@@ -9,6 +9,7 @@ import torch
 from itryon.config import CONFIG_ROOT, instantiate
 from itryon.data.contract import collate
 from itryon.data.synthetic import SyntheticTryOnDataset
+from itryon.models import BackboneInputs
 from itryon.training.run import prepare_config
 
 
@@ -59,7 +60,7 @@ def test_default_config_fine_tunes_a_diffusers_vace_checkpoint(tmp_path: Path) -
     vace = torch.randn(1, 400, 2, 6, 8)
     t = torch.tensor([400.0])
     with torch.no_grad():
-        ours = backbone(latents, t, context, vace_context=vace)
+        ours = backbone(latents, t, BackboneInputs(context, vace_context=vace))
         theirs = reference(latents, t, context, control_hidden_states=vace, return_dict=False)[0]
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     gates = [n for n, _ in backbone.named_parameters() if n.endswith(".gate")]

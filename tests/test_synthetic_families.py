@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from itryon.data.synthetic import SyntheticTryOnDataset, generate_clip, write_split
+from itryon.data.synthetic import ClipSpec, SyntheticTryOnDataset, generate_clip, write_split
 from itryon.data.synthetic.families import BENCHMARK_FAMILIES, family_mix, mixed_clip
 
 INPUTS = ("agnostic", "agnostic_mask", "pose", "hand_prior", "garment", "garment_mask")
@@ -101,7 +101,7 @@ def test_family_errors():
     with pytest.raises(ValueError, match="passive cannot be forced for family 'contact'"):
         generate_clip("val", 0, family="contact", passive=True)
     with pytest.raises(ValueError, match="family 'timing' needs clips of at least 10 frames, got 9"):
-        generate_clip("val", 0, num_frames=9, family="timing")
+        generate_clip("val", 0, 0, ClipSpec(num_frames=9), family="timing")
     with pytest.raises(ValueError, match="a family mix needs at least one family"):
         family_mix([])
 
@@ -120,7 +120,7 @@ def test_synth_writes_family_manifests(tmp_path, capsys):
     from itryon.cli.main import main as itryon
 
     manifest = write_split(
-        tmp_path / "a", "test", 3, seed=0, num_frames=10, height=24, width=32, families=["contact", "timing"]
+        tmp_path / "a", "test", 3, 0, ClipSpec(num_frames=10, height=24, width=32), families=["contact", "timing"]
     )
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert [r["meta"]["family"] for r in records] == ["contact", "timing", "contact"]

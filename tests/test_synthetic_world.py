@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from itryon.data.contract import collate, validate_sample
-from itryon.data.synthetic import HELD_OUT_COMBINATION, SyntheticTryOnDataset, contact_sheet, generate_clip
+from itryon.data.synthetic import HELD_OUT_COMBINATION, ClipSpec, SyntheticTryOnDataset, contact_sheet, generate_clip
 from itryon.data.synthetic.captions import frames_to_seconds, seconds_to_frames
 from itryon.data.synthetic.plan import plan_clip
 from itryon.data.synthetic.raster import Box, Layer, disk_offsets, over, pixel_grid, stamp
@@ -37,7 +37,7 @@ def _clip(index: int, split: str = "train", **kwargs):
 def _find(predicate, split: str = "train", limit: int = 200, **kwargs):
     """The first clip index whose plan satisfies ``predicate``."""
     for index in range(limit):
-        if predicate(plan_clip(split, index, 0, 17, 48, 64, 8.0, **kwargs)):
+        if predicate(plan_clip(split, index, 0, ClipSpec(), **kwargs)):
             return index
     raise AssertionError("no clip satisfies the predicate")
 
@@ -58,7 +58,7 @@ def test_same_key_gives_identical_bytes_and_other_keys_differ():
 def test_pixels_match_a_recorded_digest():
     # Recorded with numpy 2.4; renders use only exactly rounded float32 operations per pixel and libm for
     # per-frame scalars, so any machine gives these bytes. A change here means the world itself changed.
-    clip = generate_clip("test", 7, 3, num_frames=9, height=24, width=32)
+    clip = generate_clip("test", 7, 3, ClipSpec(num_frames=9, height=24, width=32))
     digest = hashlib.sha256()
     for key in sorted(PIXEL_KEYS):
         digest.update(clip[key].tobytes())
@@ -66,27 +66,33 @@ def test_pixels_match_a_recorded_digest():
 
 
 @pytest.mark.parametrize(
-    "split, index, seed, kwargs, expected",
+    "split, index, seed, spec, expected",
     [
         # a jacket with a zipper pulled down and a stretch, at the default size
-        ("train", 32, 0, {}, "411ea23d410c9e39e3585b66798c9a518d3a6113a989c9f76367df6f7fc2a2ce"),
+        ("train", 32, 0, ClipSpec(), "411ea23d410c9e39e3585b66798c9a518d3a6113a989c9f76367df6f7fc2a2ce"),
         # a passive gesture (its counterfactual deforms the garment)
-        ("train", 6, 0, {}, "71367ce465ad70323a2961717130e251b9c5a784d9f27daeb7d3afc38cc1287e"),
-        ("val", 11, 2, {"garment_size": (40, 30)}, "7ff643c98522fe469daf1ac8c55d42f81c337c8839413b00070d05886defe559"),
+        ("train", 6, 0, ClipSpec(), "71367ce465ad70323a2961717130e251b9c5a784d9f27daeb7d3afc38cc1287e"),
+        (
+            "val",
+            11,
+            2,
+            ClipSpec(garment_size=(40, 30)),
+            "7ff643c98522fe469daf1ac8c55d42f81c337c8839413b00070d05886defe559",
+        ),
         # frames smaller than the parts' boxes: every box is clipped to the frame
         (
             "test",
             4,
             1,
-            {"num_frames": 6, "height": 12, "width": 10},
+            ClipSpec(num_frames=6, height=12, width=10),
             "a6f270b4512ab8afe881083e4e045ea994873d4decdd22cbf3cf03811f2af87c",
         ),
     ],
 )
-def test_default_size_pixels_match_digests_of_the_full_frame_render(split, index, seed, kwargs, expected):
+def test_default_size_pixels_match_digests_of_the_full_frame_render(split, index, seed, spec, expected):
     # Recorded when every layer was drawn on the whole frame: drawing each part only on its box must not
     # change a byte (outside its box a part has zero coverage).
-    clip = generate_clip(split, index, seed, **kwargs)
+    clip = generate_clip(split, index, seed, spec)
     digest = hashlib.sha256()
     for key in sorted(PIXEL_KEYS):
         digest.update(clip[key].tobytes())
@@ -96,20 +102,20 @@ def test_default_size_pixels_match_digests_of_the_full_frame_render(split, index
 def test_drawing_each_part_on_its_box_equals_drawing_it_on_the_whole_frame(monkeypatch):
     # every part has zero coverage outside the box it is drawn on, so full-frame boxes change no byte
     cases = [
-        ("train", _find(lambda p, k=k: not p.passive and any(e.kind == k for e in p.events)), 0, {})
+        ("train", _find(lambda p, k=k: not p.passive and any(e.kind == k for e in p.events)), 0, ClipSpec(), {})
         for k in ("stretch_sideways", "pull_zipper_down", "lift_hem", "tug_collar")
     ]
     cases += [
-        ("test", 3, 2, {"passive": True}),
-        ("val", 5, 1, {"num_frames": 7, "height": 96, "width": 128}),
-        ("train", 8, 4, {"num_frames": 6, "height": 12, "width": 10}),
+        ("test", 3, 2, ClipSpec(), {"passive": True}),
+        ("val", 5, 1, ClipSpec(num_frames=7, height=96, width=128), {}),
+        ("train", 8, 4, ClipSpec(num_frames=6, height=12, width=10), {}),
     ]
-    boxed = [generate_clip(split, index, seed, **kwargs) for split, index, seed, kwargs in cases]
+    boxed = [generate_clip(split, index, seed, spec, **options) for split, index, seed, spec, options in cases]
     monkeypatch.setattr(
         Box, "around", classmethod(lambda cls, points, margin, height, width: cls(0, height, 0, width, height, width))
     )
-    for (split, index, seed, kwargs), clip in zip(cases, boxed):
-        whole = generate_clip(split, index, seed, **kwargs)
+    for (split, index, seed, spec, options), clip in zip(cases, boxed):
+        whole = generate_clip(split, index, seed, spec, **options)
         for key in PIXEL_KEYS:
             assert whole[key].tobytes() == clip[key].tobytes(), (split, index, key)
 
@@ -206,7 +212,7 @@ def test_dataset_items_are_contract_samples_and_repeat_exactly():
         "jacket",
     )
     batch = collate([ds[0], ds[1]])
-    assert batch["video"].shape == (2, 3, 17, 48, 64) and batch["action_mask"].shape[0] == 2
+    assert batch["video"].shape == (2, 3, 17, 48, 64) and len(batch["actions"]) == 2
     with pytest.raises(IndexError, match="out of range for 3 clips"):
         ds[3]
     with pytest.raises(ValueError, match=r"unknown split 'dev'; expected one of \['train', 'val', 'test'\]"):
@@ -214,10 +220,10 @@ def test_dataset_items_are_contract_samples_and_repeat_exactly():
 
 
 def test_other_sizes_and_frame_counts():
-    clip = generate_clip("val", 1, 0, num_frames=9, height=32, width=40, fps=4.0)
+    clip = generate_clip("val", 1, 0, ClipSpec(num_frames=9, height=32, width=40, fps=4.0))
     assert clip["video"].shape == (3, 9, 32, 40) and clip["garment"].shape == (3, 32, 40)
     assert all(0 <= a["start"] < a["end"] <= 9 for a in clip["actions"])
-    assert generate_clip("val", 1, 0, garment_size=(40, 30))["garment"].shape == (3, 40, 30)
+    assert generate_clip("val", 1, 0, ClipSpec(garment_size=(40, 30)))["garment"].shape == (3, 40, 30)
 
 
 # counterfactual ----------------------------------------------------------------------------------------
@@ -283,9 +289,9 @@ def test_passive_and_interactive_versions_share_pose_but_not_hand_prior():
 
 
 def test_passive_share_follows_passive_fraction():
-    flags = [plan_clip("train", i, 0, 17, 48, 64, 8.0, passive_fraction=0.25).passive for i in range(400)]
+    flags = [plan_clip("train", i, 0, ClipSpec(passive_fraction=0.25)).passive for i in range(400)]
     assert 0.18 < np.mean(flags) < 0.32
-    assert not any(plan_clip("train", i, 0, 17, 48, 64, 8.0, passive_fraction=0.0).passive for i in range(50))
+    assert not any(plan_clip("train", i, 0, ClipSpec(passive_fraction=0.0)).passive for i in range(50))
 
 
 # masks ----------------------------------------------------------------------------------------------------
@@ -334,7 +340,7 @@ def test_spans_round_trip_between_frames_and_seconds():
     for fps in (8.0, 12.5, 30.0):
         for frame in range(0, 40):
             assert seconds_to_frames(frames_to_seconds(frame, fps), fps) == frame
-    clip = generate_clip("train", _find(lambda p: not p.passive and len(p.events) == 2), 0, fps=12.0)
+    clip = generate_clip("train", _find(lambda p: not p.passive and len(p.events) == 2), 0, ClipSpec(fps=12.0))
     for a in clip["actions"]:
         assert a["start_s"] == round(a["start"] / 12.0, 6) and a["end_s"] == round(a["end"] / 12.0, 6)
         assert seconds_to_frames(a["start_s"], 12.0) == a["start"] and seconds_to_frames(a["end_s"], 12.0) == a["end"]
@@ -370,7 +376,7 @@ def test_split_partitions_are_disjoint_and_complete():
 def test_generated_splits_use_disjoint_textures_palettes_and_letters():
     seen = {}
     for split in SPLITS:
-        plans = [plan_clip(split, i, 0, 17, 48, 64, 8.0) for i in range(80)]
+        plans = [plan_clip(split, i, 0, ClipSpec()) for i in range(80)]
         seen[split] = (
             {p.garment.texture.texture_id for p in plans},
             {s for p in plans for s in p.garment.texture.sectors},
@@ -386,7 +392,7 @@ def test_held_out_combination_only_in_test():
     action, garment_class = HELD_OUT_COMBINATION
 
     def count(split):
-        plans = [plan_clip(split, i, 0, 17, 48, 64, 8.0, garment_class=garment_class) for i in range(150)]
+        plans = [plan_clip(split, i, 0, ClipSpec(), garment_class=garment_class) for i in range(150)]
         return sum(e.kind == action for p in plans for e in p.events)
 
     assert count("train") == 0 and count("val") == 0

@@ -60,9 +60,9 @@ def test_default_run_writes_the_run_folder(trained_run: Path) -> None:
     assert metrics["protocols"]["ssim"]["metric"] == "ssim"
     assert list((run / "samples").glob("*.mp4")) and list((run / "samples").glob("*.png"))
     rows = list(csv.DictReader((run / "logs" / "csv" / "metrics.csv").open()))
-    speeds = [float(r["train/samples_per_sec"]) for r in rows if r.get("train/samples_per_sec")]
-    tflops = [float(r["train/backbone_tflops"]) for r in rows if r.get("train/backbone_tflops")]
-    assert len(speeds) >= 2 and all(v > 0 for v in speeds) and all(v > 0 for v in tflops)
+    speeds = [float(r["train/device/samples_per_sec"]) for r in rows if r.get("train/device/samples_per_sec")]
+    flops = [float(r["train/device/flops_per_sec"]) for r in rows if r.get("train/device/flops_per_sec")]
+    assert len(speeds) >= 2 and all(v > 0 for v in speeds) and len(flops) >= 2 and all(v > 0 for v in flops)
     assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 

@@ -27,9 +27,10 @@ from itryon.conditioning import (
     PoseAdapter,
 )
 from itryon.conditioning.base import ConditioningAdapter
-from itryon.models import ByteTextEncoder, PixelVAE, WanDiT
+from itryon.models import BackboneInputs, ByteTextEncoder, PixelVAE, WanDiT
 from itryon.models.action_rope import ActionRoPE
-from itryon.models.attention import GatedContext, WanAttention
+from itryon.models.attention import CrossAttentionInputs, GatedContext
+from itryon.models.gated_attention import GatedWanAttention
 from itryon.models.loading import load_native_state
 
 B, T, H, W = 2, 9, 8, 8  # PixelVAE(2, 4): latents (B, 48, 3, 4, 4); tokens (3, 2, 2)
@@ -40,19 +41,13 @@ VACE = dict(vace_layers=[0, 1], vace_in_channels=2 * C + S * S)
 AROPE = dict(cross_attention_rope=ActionRoPE(DIM // 2, k=4))
 
 
-def make_batch(seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    hands = torch.rand(B, 3, T, H, W, generator=g)
-    hands[:, :, :5] = 0.0
-    return {
-        "agnostic": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "agnostic_mask": (torch.rand(B, 1, T, H, W, generator=g) > 0.5).float(),
-        "pose": torch.rand(B, 3, T, H, W, generator=g) * 2 - 1,
-        "hand_prior": hands,
-        "garment": torch.rand(B, 3, 12, 10, generator=g) * 2 - 1,
-        "caption": ["a person in a striped shirt", "someone in a dotted dress"],
-        "actions": [[{"start": 2, "end": 9, "text": "lifts the hem"}], [{"start": 0, "end": 3, "text": "waves"}]],
-    }
+ACTIONS = [[{"start": 2, "end": 9, "text": "lifts the hem"}], [{"start": 0, "end": 3, "text": "waves"}]]
+
+
+@pytest.fixture
+def batch(make_batch) -> dict:
+    """No hand in frames 0..4; an action caption in each sample."""
+    return make_batch((B, T, H, W), actions=ACTIONS)
 
 
 def caption() -> GlobalCaptionAdapter:
@@ -87,8 +82,7 @@ def stack_of(adapters: dict) -> ConditioningStack:
 
 def run(stack: ConditioningStack, model: WanDiT, batch: dict, latents: torch.Tensor) -> torch.Tensor:
     cond = stack(batch, vae=VAE, latent_shape=latents.shape)
-    x = torch.cat([latents, cond.channels], 1) if cond.channels is not None else latents
-    return model(x, torch.tensor([250.0, 750.0]), cond.context, **cond.backbone_kwargs())
+    return model(latents, torch.tensor([250.0, 750.0]), cond.inputs)
 
 
 def gates(model: WanDiT, kind: str) -> list[torch.nn.Parameter]:
@@ -136,9 +130,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_adding_an_adapter_to_a_gated_backbone_is_a_no_op_then_acts_after_one_step(name):
+def test_adding_an_adapter_to_a_gated_backbone_is_a_no_op_then_acts_after_one_step(name, batch):
     adapter, model_kwargs, base, learning_gate, exact = CASES[name]
-    batch, latents = make_batch(), torch.randn(LATENT)
+    latents = torch.randn(LATENT)
     model = backbone(**model_kwargs)
     without = stack_of({k: v() for k, v in base.items()})
     with_it = stack_of({**{k: v() for k, v in base.items()}, "new": adapter()})
@@ -175,8 +169,8 @@ def test_adding_an_adapter_to_a_gated_backbone_is_a_no_op_then_acts_after_one_st
     assert (after_with - after_without).abs().max() > 1e-5  # rounding of the reference case is ~2e-7
 
 
-def test_person_channels_on_a_widened_gated_backbone_is_a_no_op_then_acts():
-    batch, latents = make_batch(), torch.randn(LATENT)
+def test_person_channels_on_a_widened_gated_backbone_is_a_no_op_then_acts(batch):
+    latents = torch.randn(LATENT)
     person = PersonAdapter("channels", C, S)
     narrow = backbone()
     wide = WanDiT(
@@ -206,8 +200,8 @@ def test_person_channels_on_a_widened_gated_backbone_is_a_no_op_then_acts():
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])
-def test_the_no_op_holds_on_both_cpu_backends_with_everything_added(backend):
-    batch, latents = make_batch(), torch.randn(LATENT)
+def test_the_no_op_holds_on_both_cpu_backends_with_everything_added(backend, batch):
+    latents = torch.randn(LATENT)
     model = backbone(attention_backend=backend, **VACE, **AROPE)
     base = stack_of({"person": PersonAdapter("vace", C, S)})
     full = stack_of(
@@ -224,10 +218,10 @@ def test_the_no_op_holds_on_both_cpu_backends_with_everything_added(backend):
         )
 
 
-def test_reference_tokens_reach_video_tokens_only_through_the_gates():
+def test_reference_tokens_reach_video_tokens_only_through_the_gates(batch):
     """Two blocks plus the VACE branch: with self gates at 0, whatever the reference and the cross gates hold, the
     reference frame has no effect; a nonzero self gate lets it in."""
-    batch, latents = make_batch(), torch.randn(LATENT)
+    latents = torch.randn(LATENT)
     model = backbone(**VACE, **AROPE)
     with torch.no_grad():
         for gate in gates(model, "cross_attn"):
@@ -247,8 +241,8 @@ def test_reference_tokens_reach_video_tokens_only_through_the_gates():
         assert (run(stack, model, batch, latents) - run(stack, model, other, latents)).abs().max() > 1e-4
 
 
-def test_gradient_checkpointing_gives_the_same_gate_gradients():
-    batch, latents = make_batch(), torch.randn(LATENT)
+def test_gradient_checkpointing_gives_the_same_gate_gradients(batch):
+    latents = torch.randn(LATENT)
     stack = stack_of({"garment": GarmentAdapter("tokens", C, DIM, (1, 2, 2)), "actions": ActionCaptionAdapter(k=4)})
     grads = []
     for checkpointing in (False, True):
@@ -273,10 +267,10 @@ def _softmax_attention(q, k, v, mask=None):  # float64 reference on (B, H, N, D)
 def test_gated_self_attention_matches_a_float64_two_softmax_reference(backend):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 2, 9, 4, generator=g) for _ in range(3))  # (B, H, N, D): 2 reference, 5 video, 2 extra
-    attn = WanAttention(8, 2, backend=backend, gated=True)
+    attn = GatedWanAttention(8, 2, backend=backend)
     with torch.no_grad():
         attn.gate.copy_(torch.tensor([0.3, -0.7]))
-    out = attn._gated_self_attention(q, k, v, (2, 7)).transpose(1, 2)  # (B, H, N, D)
+    out = attn.gated_self_attention(q, k, v, (2, 7)).transpose(1, 2)  # (B, H, N, D)
     side = torch.tensor([0, 1, 7, 8])
     video = _softmax_attention(q[:, :, 2:7], k[:, :, 2:7], v[:, :, 2:7])
     video = video + torch.tanh(torch.tensor([0.3, -0.7])).double().view(1, 2, 1, 1) * _softmax_attention(
@@ -291,7 +285,7 @@ def test_gated_cross_attention_is_the_base_plus_the_gated_branch(backend):
     """With ``o`` the identity: A_base + tanh(gate) * A_gated, each from the plain (ungated) path, with A-RoPE and masks
     on both branches; a query whose gated row is fully masked gets exactly the base output (no NaN, finite grads)."""
     g = torch.Generator().manual_seed(0)
-    attn = WanAttention(8, 2, backend=backend, gated=True)
+    attn = GatedWanAttention(8, 2, backend=backend)
     rope = ActionRoPE(4, k=4)
     with torch.no_grad():
         attn.gate.copy_(torch.tensor([0.4, -0.2]))
@@ -308,14 +302,10 @@ def test_gated_cross_attention_is_the_base_plus_the_gated_branch(backend):
     base_mask = torch.ones(2, 6, 5, dtype=torch.bool)
     base_mask[1, 3, 1:] = False
     common = dict(cross_rope=rope, query_frames=query_frames)
-    out = attn(
-        x,
-        context=base,
-        mask=base_mask,
-        key_positions=base_pos,
-        gated_context=GatedContext(gated, gated_mask, gated_pos),
-        **common,
+    inputs = CrossAttentionInputs(
+        base, query_frames, base_mask, rope, base_pos, GatedContext(gated, gated_mask, gated_pos)
     )
+    out = attn.cross_attention(x, inputs)
     plain_base = attn(x, context=base, mask=base_mask, key_positions=base_pos, **common)
     plain_gated = attn(x, context=gated, mask=gated_mask, key_positions=gated_pos, **common)
     t = torch.tanh(attn.gate.detach()).repeat_interleave(4)  # per channel of the (heads * head_dim) output
@@ -330,8 +320,8 @@ def test_gated_cross_attention_is_the_base_plus_the_gated_branch(backend):
 # gates off: today's model; gated_context from the stack; loading
 
 
-def test_gates_off_ignore_gated_context_and_gates_on_without_new_tokens_equal_the_plain_model():
-    batch, latents = make_batch(), torch.randn(LATENT)
+def test_gates_off_ignore_gated_context_and_gates_on_without_new_tokens_equal_the_plain_model(batch):
+    latents = torch.randn(LATENT)
     plain = backbone(zero_init_gates=False, **AROPE)
     gated = backbone(**AROPE)
     assert load_native_state(gated, dict(plain.state_dict())) == sorted(
@@ -340,35 +330,32 @@ def test_gates_off_ignore_gated_context_and_gates_on_without_new_tokens_equal_th
     stack = stack_of({"garment": GarmentAdapter("tokens", C, DIM, (1, 2, 2)), "actions": ActionCaptionAdapter(k=4)})
     with torch.no_grad():
         cond = stack(batch, vae=VAE, latent_shape=LATENT)
-        kwargs = cond.backbone_kwargs()
-        assert kwargs["gated_context"].shape == cond.context.shape[:2]
+        assert cond.inputs.context_gated.shape == cond.inputs.context.shape[:2]
         t = torch.tensor([250.0, 750.0])
-        ungated_kwargs = {k: v for k, v in kwargs.items() if k != "gated_context"}
-        assert torch.equal(plain(latents, t, cond.context, **kwargs), plain(latents, t, cond.context, **ungated_kwargs))
+        ungated = cond.inputs.replace(context_gated=None)
+        assert torch.equal(plain(latents, t, cond.inputs), plain(latents, t, ungated))
         # the caption alone: nothing to gate, the gated model is the plain one
         base = stack_of({})(batch, vae=VAE, latent_shape=LATENT)
-        assert torch.equal(gated(latents, t, base.context), plain(latents, t, base.context))
+        assert torch.equal(gated(latents, t, base.inputs), plain(latents, t, base.inputs))
         # the trade-off: without gates the new tokens join the softmax and change the output at once
-        assert (plain(latents, t, cond.context, **kwargs) - plain(latents, t, base.context)).abs().max() > 1e-3
+        assert (plain(latents, t, cond.inputs) - plain(latents, t, base.inputs)).abs().max() > 1e-3
 
 
-def test_the_stack_marks_gated_context_from_the_adapter_declaration():
-    batch = make_batch()
+def test_the_stack_marks_gated_context_from_the_adapter_declaration(batch):
     cond = stack_of({"actions": ActionCaptionAdapter(k=4)})(batch, vae=VAE, latent_shape=LATENT)
     caption_len = 32
-    assert cond.gated_context.dtype == torch.bool and cond.gated_context.shape == cond.context.shape[:2]
-    assert not cond.gated_context[:, :caption_len].any() and cond.gated_context[:, caption_len:].all()
+    assert (
+        cond.inputs.context_gated.dtype == torch.bool
+        and cond.inputs.context_gated.shape == cond.inputs.context.shape[:2]
+    )
+    assert not cond.inputs.context_gated[:, :caption_len].any() and cond.inputs.context_gated[:, caption_len:].all()
     ungated = stack_of({"actions": ActionCaptionAdapter(k=4, gated=False)})(batch, vae=VAE, latent_shape=LATENT)
-    assert ungated.gated_context is None and "gated_context" not in ungated.backbone_kwargs()
+    assert ungated.inputs.context_gated is None and "gated_context" not in ungated.inputs.kinds
     with pytest.raises(ValueError, match="gated=True applies to 'context' outputs only, got kind 'residual'"):
         ConditioningAdapter(("depth",), "residual", trainable=True, drop_prob=0.0, gated=True)
-    with pytest.raises(ValueError, match=r"gated_context must have shape \(2, 40\), got \(2, 39\)"):
-        backbone()(
-            torch.randn(LATENT),
-            torch.zeros(2),
-            torch.randn(2, 40, TEXT),
-            gated_context=torch.ones(2, 39, dtype=torch.bool),
-        )
+    with pytest.raises(ValueError, match=r"context_gated must have shape \(2, 40\), got \(2, 39\)"):
+        inputs = BackboneInputs(torch.randn(2, 40, TEXT), context_gated=torch.ones(2, 39, dtype=torch.bool))
+        backbone()(torch.randn(LATENT), torch.zeros(2), inputs)
 
 
 DIFFUSERS = dict(
@@ -411,6 +398,6 @@ def test_from_pretrained_adds_zero_gates_reported_as_newly_initialised(tmp_path,
     extra = dict(vace_context=torch.randn(2, 6, 3, 4, 6, generator=g)) if vace else {}
     with torch.no_grad():
         assert torch.equal(
-            gated(latents, torch.tensor([3.0, 640.0]), context, **extra),
-            plain(latents, torch.tensor([3.0, 640.0]), context, **extra),
+            gated(latents, torch.tensor([3.0, 640.0]), BackboneInputs(context, **extra)),
+            plain(latents, torch.tensor([3.0, 640.0]), BackboneInputs(context, **extra)),
         )

@@ -138,14 +138,13 @@ def _checkpoint_step(ckpt: Path) -> int | None:
 def evaluate_cell(spec: CellSpec) -> dict[str, Any]:
     """Score the cell's trained run on the held-out clips; returns the metrics and how they were obtained."""
     from itryon.ablation.evaluation import build_eval_dataset, eval_data_node, finite_or_none, higher_is_better, score
-    from itryon.cli.infer import load_module
-    from itryon.training.run import load_run_config
+    from itryon.training.run import load_run_config, load_run_module
 
     ev = spec.evaluation
     run_dir = Path(spec.folder) / RUN
     node = eval_data_node(load_run_config(run_dir), ev.split, ev.num_clips, ev.data_seed, ev.manifest)
     dataset = build_eval_dataset(node)
-    module = load_module(run_dir).to(ev.device)
+    module = load_run_module(run_dir).to(ev.device)
 
     def predict(batch: dict[str, Any], i: int) -> Any:
         return module.generate(batch, num_steps=ev.sample_steps, seed=ev.sample_seed + i)

@@ -13,8 +13,8 @@ from itryon.ablation.cell import CellSpec, EvalSettings, check_config, read_json
 from itryon.ablation.evaluation import build_eval_dataset, finite_or_none, higher_is_better, score
 from itryon.ablation.launch import run_local, submit, wait
 from itryon.ablation.plan import EXPERIMENT_DIR, SETTINGS, check_settings, plan_cells
-from itryon.metrics.references import REFERENCES
 from itryon.ablation.report import build_report, to_markdown, write_chart
+from itryon.metrics.references import REFERENCES
 
 RESULTS_JSON, RESULTS_MD, RESULTS_PNG = "results.json", "results.md", "results.png"
 JOBS = "jobs"

@@ -13,14 +13,14 @@ import math
 import operator
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from itryon.data.contract import interaction_from_actions
-from itryon.data.manifest import mask_levels
+from itryon.data.contract import collate
 from itryon.data.video_io import is_video_path, read_video, to_float
 from itryon.io_utils import write_json
 from itryon.metrics.clip_selection import CLIP_SELECTIONS
@@ -143,99 +143,59 @@ def _metric_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return chosen
 
 
-def _read_pair(name: str, pred_path: Path, gt_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    pred, gt = read_video(pred_path), read_video(gt_path)  # (T, H, W, C) uint8
-    if pred.shape[0] != gt.shape[0]:
-        raise EvaluationError(f"{name!r}: {pred_path} has {pred.shape[0]} frames, {gt_path} has {gt.shape[0]}")
-    if pred.shape[1:3] != gt.shape[1:3]:
+def _read_rgb(path: Path) -> torch.Tensor:
+    """``(3, T, H, W)`` in [-1, 1] from an RGB video file or frame folder."""
+    frames = read_video(path)  # (T, H, W, C) uint8
+    if frames.shape[3] != 3:
+        raise EvaluationError(f"{path}: expected an RGB video, it has {frames.shape[3]} channel(s)")
+    return to_float(frames)
+
+
+def _sample(name: str, pred_path: Path, gt_path: Path, clips: Clips | None) -> dict[str, Any]:
+    """The prediction and its reference ``(3, T, H, W)``; with the manifest's clips, the clip's contract sample
+    (actions, captions, masks, counterfactual ...) with ``gt_path``'s video as the reference."""
+    pred = _read_rgb(pred_path)
+    if clips is None:
+        sample: dict[str, Any] = {"video": _read_rgb(gt_path)}
+    else:
+        if name not in clips.index:
+            raise EvaluationError(f"{name!r} ({gt_path}) has no clip with that id in the manifest {clips.dataset.path}")
+        sample = clips.dataset[clips.index[name]]
+        if gt_path != clips.videos[name]:  # a --gt folder's video is the reference, the manifest gives the rest
+            sample = {**sample, "video": _read_rgb(gt_path)}
+    video = sample["video"]
+    if pred.shape[1] != video.shape[1]:
+        raise EvaluationError(f"{name!r}: {pred_path} has {pred.shape[1]} frames, {gt_path} has {video.shape[1]}")
+    if pred.shape[2:] != video.shape[2:]:
         raise EvaluationError(
-            f"{name!r}: {pred_path} is {pred.shape[2]}x{pred.shape[1]}, {gt_path} is {gt.shape[2]}x{gt.shape[1]} (W x H)"
+            f"{name!r}: {pred_path} is {pred.shape[3]}x{pred.shape[2]}, {gt_path} is {video.shape[3]}x{video.shape[2]} (W x H)"
         )
-    if pred.shape[3] != 3 or gt.shape[3] != 3:
-        raise EvaluationError(
-            f"{name!r}: expected RGB videos, {pred_path} has {pred.shape[3]} channel(s), {gt_path} has {gt.shape[3]}"
-        )
-    return to_float(pred), to_float(gt)  # (3, T, H, W) in [-1, 1]
-
-
-ANNOTATION_VIDEOS = (
-    "counterfactual",
-    "interaction_mask",
-    "agnostic",
-    "agnostic_mask",
-)  # manifest fields read as videos
-_MASKS = ("interaction_mask", "agnostic_mask")
-
-
-def _sample(
-    name: str,
-    pred_path: Path,
-    gt_path: Path,
-    annotations: dict[str, dict[str, Any]] | None,
-    wanted: set[str] | None = None,
-) -> dict[str, Any]:
-    """The pair and, with ``annotations``, the clip's actions, caption, meta and the annotation videos in ``wanted`` (all if None)."""
-    pred, video = _read_pair(name, pred_path, gt_path)
-    sample: dict[str, Any] = {"pred": pred, "video": video}
-    if annotations is None:
-        return sample
-    if name not in annotations:
-        raise EvaluationError(f"{name!r} ({gt_path}) has no clip with that id in the manifest")
-    ann = annotations[name]
-    t = video.shape[1]
-    sample["actions"] = [dict(a) for a in ann.get("actions", [])]
-    sample["interaction"] = interaction_from_actions(sample["actions"], t)
-    sample["caption"] = ann.get("caption", "")
-    sample["meta"] = {"id": name, **ann.get("meta", {})}
-    for key, path in ann.items():
-        if key not in ANNOTATION_VIDEOS or (wanted is not None and key not in wanted):
-            continue
-        frames = read_video(path)  # (T, H, W, C) uint8
-        if key in _MASKS:
-            x = (mask_levels(frames[..., :1]) > 127).float().permute(3, 0, 1, 2)  # (1, T, H, W); 0/1 masks too
-        else:
-            x = to_float(frames)  # (3, T, H, W)
-        if tuple(x.shape[1:]) != tuple(video.shape[1:]):
-            raise EvaluationError(
-                f"{name!r}: {key} {path} has {x.shape[1]} frames of {x.shape[3]}x{x.shape[2]}, the reference {gt_path} {t} of {video.shape[3]}x{video.shape[2]}"
-            )
-        sample[key] = x
-    return sample
-
-
-def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    batch: dict[str, Any] = {}
-    for key in samples[0]:
-        values = [s.get(key) for s in samples]
-        if any(v is None for v in values):
-            continue
-        batch[key] = torch.stack(values) if torch.is_tensor(values[0]) else values
-    return batch
+    return {"pred": pred, **sample}
 
 
 def evaluate(
     pairs: list[tuple[str, Path, Path]],
     metrics: dict[str, Any],
-    annotations: dict[str, dict[str, Any]] | None = None,
+    clips: Clips | None = None,
     batch_size: int = 4,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, float]:
-    """Update every metric over the video pairs (batching same-shaped videos) and return flat results."""
+    """Update every metric over the video pairs (batching same-shaped videos with the dataset's ``collate``) and
+    return flat results; ``clips`` (:func:`load_clips`) give each pair its clip's annotations."""
     built = {name: (metric_spec(name), m.to(device)) for name, m in metrics.items()}
-    wanted = {k for spec, _ in built.values() for k in spec.required_keys + spec.optional_keys}
     pending: list[dict[str, Any]] = []
 
     def flush() -> None:
-        batch = _collate(pending)
+        batch = collate(pending)
         pred = batch.pop("pred").to(device)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        for name, (spec, metric) in built.items():
+        for spec, metric in built.values():
             metric.update(pred, batch["video"], **metric_extras(spec, batch))
         pending.clear()
 
     for name, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="video", disable=not progress):
-        sample = _sample(name, pred_path, gt_path, annotations, wanted)
+        sample = _sample(name, pred_path, gt_path, clips)
         if pending and (
             pending[0]["video"].shape != sample["video"].shape
             or set(pending[0]) != set(sample)
@@ -251,25 +211,24 @@ def evaluate(
     return results
 
 
-def load_annotations(manifest: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
-    """Per clip id: ``actions``, ``caption``, ``meta`` and the paths of the :data:`ANNOTATION_VIDEOS` the record
-    has; and the reference video path of each clip."""
-    from itryon.data.manifest import read_manifest
+@dataclass(frozen=True)
+class Clips:
+    """A manifest's clips as contract samples (:class:`~itryon.data.manifest.InteractiveManifestDataset`), by id."""
 
-    path = Path(manifest)
-    annotations, videos = {}, {}
-    for record in read_manifest(path):
-        ann: dict[str, Any] = {
-            "actions": record["actions"],
-            "caption": record.get("caption", ""),
-            "meta": dict(record.get("meta", {})),
-        }
-        for key in ANNOTATION_VIDEOS:
-            if key in record:
-                ann[key] = path.parent / record[key]
-        annotations[record["id"]] = ann
-        videos[record["id"]] = path.parent / record["video"]
-    return annotations, videos
+    dataset: Any  # InteractiveManifestDataset
+    index: dict[str, int]  # clip id -> dataset index
+    videos: dict[str, Path]  # clip id -> the manifest's video of the clip
+
+
+def load_clips(manifest: str | Path) -> Clips:
+    """The clips of ``manifest``, read as training reads them; any size (each pairs with its own prediction)."""
+    from itryon.data.manifest import InteractiveManifestDataset
+
+    dataset = InteractiveManifestDataset(manifest, one_size=False)
+    ids = [dataset.clip_id(i) for i in range(len(dataset))]
+    return Clips(
+        dataset, {c: i for i, c in enumerate(ids)}, {c: dataset.root / r["video"] for c, r in zip(ids, dataset.records)}
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -286,13 +245,11 @@ def run(args: argparse.Namespace) -> int:
             raise EvaluationError(
                 "pass --gt (a folder of reference videos) or --manifest (whose clips are the references)"
             )
-        annotations, manifest_videos = load_annotations(args.manifest) if args.manifest else (None, {})
-        pairs = match_videos(
-            args.pred, args.gt if args.gt is not None else manifest_videos, f"--manifest {args.manifest}"
-        )
+        clips = load_clips(args.manifest) if args.manifest else None
+        pairs = match_videos(args.pred, args.gt if args.gt is not None else clips.videos, f"--manifest {args.manifest}")
         metrics = {n: build_metric(n, weights_dir=args.weights, **_metric_options(n, args)) for n in names}
         protocols = {n: {"metric": n, **(m.describe() if hasattr(m, "describe") else {})} for n, m in metrics.items()}
-        results = evaluate(pairs, metrics, annotations, args.batch_size, args.device, progress=not args.no_progress)
+        results = evaluate(pairs, metrics, clips, args.batch_size, args.device, progress=not args.no_progress)
     except (EvaluationError, KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         print(f"itryon evaluate: error: {message}", file=sys.stderr)

@@ -17,14 +17,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from itryon.config import ConfigError, instantiate, trust_targets
+from itryon.config import ConfigError, trust_targets
 from itryon.data.contract import SkippedSample, collate
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples
 from itryon.data.manifest import InteractiveManifestDataset
-from itryon.data.video_io import to_uint8, write_video
+from itryon.data.video_io import to_frames, write_video
 from itryon.io_utils import append_line, remove_orphaned_temps
-
-WEIGHTS = Path("weights") / "model.safetensors"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,29 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_module(run_dir: Path, weights: Path | None = None) -> torch.nn.Module:
-    """The run's TryOnModule with its trained weights (frozen VAE weights come from its own config)."""
-    from itryon.training.run import load_run_config
-    from itryon.training.weights import load_trained_weights
-
-    cfg = load_run_config(run_dir, ["model.init_from=null"])  # the run's own weights replace any starting point
-    module = instantiate(cfg.model, "model")
-    load_trained_weights(module, weights or run_dir / WEIGHTS)
-    return module.eval()
-
-
 def run(args: argparse.Namespace) -> int:
     with trust_targets(getattr(args, "trust_config", False)):
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from itryon.training.run import required_inputs
+    from itryon.training.run import load_run_module, required_inputs
 
     out = Path(args.out)
     report = out / SKIPPED_FILE
     try:
-        module = load_module(Path(args.run), Path(args.weights) if args.weights else None).to(args.device)
+        module = load_run_module(Path(args.run), Path(args.weights) if args.weights else None).to(args.device)
         dataset = InteractiveManifestDataset(args.manifest, bad_records="skip", one_size=False)
         dataset.require_keys(required_inputs(module), skip=True)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -102,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         videos = module.generate(batch, num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed + i)
         for video, meta in zip(videos, batch["meta"]):
-            write_video(out / f"{meta['id']}.mp4", to_uint8(video), fps=float(meta["fps"]))
+            write_video(out / f"{meta['id']}.mp4", to_frames(video), fps=float(meta["fps"]))
             written += 1
     skipped = len(dataset.rejected) + len(safe.skipped)
     note = f"; skipped {skipped} clip(s), listed in {report}" if skipped else ""

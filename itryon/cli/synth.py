@@ -14,6 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from itryon.data.synthetic.spec import ClipSpec
+
+DEFAULT = ClipSpec()
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (gets <split>.jsonl and <split>/)")
@@ -21,12 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, default=64, help="number of clips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start-index", type=int, default=0, help="index of the first clip")
-    parser.add_argument("--frames", type=int, default=17, help="frames per clip (Wan-style 1 + 4k)")
-    parser.add_argument("--height", type=int, default=48)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--frames", type=int, default=DEFAULT.num_frames, help="frames per clip (Wan-style 1 + 4k)")
+    parser.add_argument("--height", type=int, default=DEFAULT.height)
+    parser.add_argument("--width", type=int, default=DEFAULT.width)
+    parser.add_argument("--fps", type=float, default=DEFAULT.fps)
     parser.add_argument(
-        "--passive-fraction", type=float, default=0.25, help="share of clips with passive look-alike gestures"
+        "--passive-fraction",
+        type=float,
+        default=DEFAULT.passive_fraction,
+        help="share of clips with passive look-alike gestures",
     )
     parser.add_argument(
         "--families",
@@ -56,16 +63,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"itryon synth: error: --families: {exc}", file=sys.stderr)
         return 2
+    try:
+        spec = ClipSpec(args.frames, args.height, args.width, args.fps, args.passive_fraction)
+    except ValueError as exc:
+        print(f"itryon synth: error: {exc}", file=sys.stderr)
+        return 2
     manifest = write_split(
         args.out,
         args.split,
         args.num,
         seed=args.seed,
-        num_frames=args.frames,
-        height=args.height,
-        width=args.width,
-        fps=args.fps,
-        passive_fraction=args.passive_fraction,
+        spec=spec,
         video_format=args.format,
         start_index=args.start_index,
         progress=not args.no_progress,
@@ -75,20 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.preview and args.num > 0:
         indices = range(args.start_index, args.start_index + min(args.num, args.preview_clips))
         picks = [(None, i) if mix is None else mixed_clip(i, mix) for i in indices]
-        clips = [
-            generate_clip(
-                args.split,
-                i,
-                args.seed,
-                args.frames,
-                args.height,
-                args.width,
-                args.fps,
-                args.passive_fraction,
-                family=f,
-            )
-            for f, i in picks
-        ]
+        clips = [generate_clip(args.split, i, args.seed, spec, family=f) for f, i in picks]
         path = Path(args.out) / f"{args.split}_preview.png"
         with atomic_path(path) as tmp:
             Image.fromarray(contact_sheet(clips)).save(tmp, format="PNG")

@@ -14,10 +14,13 @@ context    ``(B, L, D)`` (+ positions,     keys/values of the text cross-attenti
            mask)                           (NaN = not rotated), mask ``(B, F, L)`` bool (per latent frame)
 =========  ==============================  =====================================================================
 
-A ``context`` adapter declared ``gated=True`` has its tokens marked in ``Conditions.gated_context``: with a
+A ``context`` adapter declared ``gated=True`` has its tokens marked in ``BackboneInputs.context_gated``: with a
 ``WanDiT(zero_init_gates=True)`` they go through the zero-initialised gated cross-attention branch (an exact no-op
 at init), otherwise they join the one softmax like every other context token. Reference frames and tokens need no
 declaration: with ``zero_init_gates`` the backbone always gates them.
+
+Each adapter names the kinds of backbone input its outputs need (:attr:`ConditioningAdapter.backbone_kinds`, the
+kinds of :mod:`itryon.models.backbone`); the stack checks them against the backbone when the model is built.
 
 Each adapter applies its own *null* condition to the samples whose ``keep`` flag is False (classifier-free
 guidance dropout decided by the stack): e.g. a grey video, the empty caption, or an exact zero residual.
@@ -105,6 +108,11 @@ class ConditioningAdapter(nn.Module):
         self.drop_prob = float(drop_prob)
         self.gated = bool(gated)
         self.out_channels = 0
+
+    @property
+    def backbone_kinds(self) -> frozenset[str]:
+        """The kinds of backbone input (:data:`itryon.models.backbone.KINDS`) this adapter's outputs need."""
+        return frozenset({self.output_kind, *(("gated_context",) if self.gated else ())})
 
     def bind(self, adapters: Mapping[str, ConditioningAdapter]) -> None:
         """Called once by the stack with all adapters (e.g. to share a text encoder); a no-op by default."""

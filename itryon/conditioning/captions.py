@@ -26,7 +26,7 @@ from torch import nn
 
 from itryon.cache.lookup import cached_text
 from itryon.conditioning.base import AdapterOutput, ConditionEnv, ConditioningAdapter
-from itryon.data.temporal import latent_frame_index
+from itryon.data.temporal import latent_frame_index, pixel_frame_count
 
 POSITION_MODES = ("segment", "center", "none")
 
@@ -137,6 +137,12 @@ class ActionCaptionAdapter(ConditioningAdapter):
         self.hard_mask = hard_mask
         self.empty_caption = empty_caption
 
+    @property
+    def backbone_kinds(self) -> frozenset[str]:
+        """Context with a per-frame mask (padding, hard mask) and, unless ``positions="none"``, rotary positions."""
+        extra = {"context_mask"} | ({"context_positions"} if self.positions != "none" else set())
+        return super().backbone_kinds | extra
+
     def bind(self, adapters: Mapping[str, ConditioningAdapter]) -> None:
         if self.encoder is not None:
             return
@@ -162,7 +168,7 @@ class ActionCaptionAdapter(ConditioningAdapter):
     def forward(self, batch: Mapping[str, Any], env: ConditionEnv, keep: torch.Tensor) -> AdapterOutput:
         b, _, frames, _, _ = env.latent_shape
         c = env.temporal_compression
-        num_frames = 1 + (frames - 1) * c if c > 1 else frames
+        num_frames = pixel_frame_count(frames, c)
         actions = batch["actions"]
         if len(actions) != b:
             raise ValueError(f"batch key 'actions' must hold one action list per sample ({b}), got {len(actions)}")

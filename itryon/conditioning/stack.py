@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,48 +11,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from itryon.conditioning.base import LATENT_KINDS, AdapterOutput, ConditionEnv, ConditioningAdapter
+from itryon.models.backbone import Backbone, BackboneInputs
 
 
-@dataclass
+@dataclass(frozen=True)
 class Conditions:
-    """Everything the backbone needs besides the noisy latents and the timestep."""
+    """What the conditioning gives for a batch: the backbone's inputs, and what the module itself uses."""
 
-    channels: torch.Tensor | None  # (B, extra_in_channels, F, h, w), concatenated to the noisy latents
-    context: torch.Tensor  # (B, L, D)
-    context_positions: torch.Tensor | None  # (B, L) float, NaN = not rotated
-    context_mask: torch.Tensor | None  # (B, F, L) bool
-    token_residual: torch.Tensor | None  # (B, N, dim)
-    vace_context: torch.Tensor | None  # (B, vace_in_channels, F, h, w)
-    reference_latents: torch.Tensor | None  # (B, C_in, R, h, w)
-    extra_tokens: torch.Tensor | None  # (B, M, dim)
-    extra_token_positions: torch.Tensor | None  # (M, 3) long
-    gated_context: torch.Tensor | None = None  # (B, L) bool: context tokens of gated adapters; None if none is gated
+    inputs: BackboneInputs  # everything the backbone reads besides the noisy latents and the timestep
     estimate: torch.Tensor | None = None  # (B, C, F, h, w): an adapter's first guess of the clean latents
-
-    def backbone_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``WanDiT.forward`` other than latents, timestep and context (None ones omitted)."""
-        skip = {"channels", "context", "estimate"}
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in skip and getattr(self, f.name) is not None
-        }
 
 
 class ConditioningStack(nn.Module):
     """Builds the backbone inputs from a batch with a dictionary of named adapters.
 
-    * Outputs are routed by kind: channels and VACE contexts concatenate along channels (in adapter order),
-      reference frames along time, tokens along the sequence, residuals add, contexts concatenate along ``L``;
-      the context tokens of adapters declared ``gated`` are marked in ``Conditions.gated_context``.
+    * Outputs are routed by kind into one :class:`~itryon.models.backbone.BackboneInputs`: channels and VACE contexts
+      concatenate along channels (in adapter order), reference frames along time, tokens along the sequence,
+      residuals add, contexts concatenate along ``L``; the context tokens of adapters declared ``gated`` are marked
+      in ``BackboneInputs.context_gated``.
     * Classifier-free guidance dropout while training: each adapter's samples are dropped independently with its
       ``drop_prob``, and all adapters together with ``drop_all_prob``. ``drop="all"`` or a list of adapter names
       forces conditions off (sampling-time CFG), in training and evaluation alike.
     * Adapters with ``trainable=False`` are frozen (no gradients, kept in eval mode).
 
-    An adapter given as None is left out, so that a config override ``conditioning.adapters.<name>: null``
-    switches a condition off. Raises at construction on a collision (two adapters reading the same batch key into the same output kind,
-    e.g. the person given twice) and at call time on a missing batch key, naming the adapter and the key.
+    An adapter given as None is left out, so that a config override ``model.conditioning.adapters.<name>: null``
+    switches a condition off. Raises at construction on a collision (two adapters reading the same batch key into
+    the same output kind, e.g. the person given twice), in :meth:`check_backbone` on an adapter whose kinds the
+    backbone does not accept, and at call time on a missing batch key, naming the adapter and the key.
     """
 
     def __init__(self, adapters: dict[str, ConditioningAdapter | None], drop_all_prob: float = 0.0) -> None:
@@ -97,6 +82,24 @@ class ConditioningStack(nn.Module):
     def vace_in_channels(self) -> int:
         """Channels of the VACE context (the backbone's ``vace_in_channels``); 0 without a VACE adapter."""
         return sum(a.out_channels for a in self.adapters.values() if a.output_kind == "vace")
+
+    @property
+    def backbone_kinds(self) -> dict[str, frozenset[str]]:
+        """Per adapter name, the kinds of backbone input its outputs need."""
+        return {name: a.backbone_kinds for name, a in self.adapters.items()}
+
+    def check_backbone(self, backbone: Backbone) -> None:
+        """Raise, naming the adapter and the backbone, when an adapter needs a kind the backbone does not accept."""
+        for name, kinds in self.backbone_kinds.items():
+            missing = sorted(kinds - backbone.accepts)
+            if missing:
+                adapter = self.adapters[name]
+                raise ValueError(
+                    f"conditioning adapter '{name}' ({type(adapter).__name__}) gives {missing} inputs, which the "
+                    f"backbone {type(backbone).__name__} does not accept (it accepts {sorted(backbone.accepts)}); "
+                    f"switch the adapter off (model.conditioning.adapters.{name}: null), change its mode, or use a "
+                    "backbone that accepts them"
+                )
 
     def train(self, mode: bool = True) -> ConditioningStack:
         super().train(mode)
@@ -238,19 +241,19 @@ class ConditioningStack(nn.Module):
                 ],
                 dim=1,
             )  # (B, L)
-        return Conditions(
-            channels=channels,
+        inputs = BackboneInputs(
             context=context,
             context_positions=positions,
             context_mask=mask,
-            token_residual=residual,
+            context_gated=gated,
+            channels=channels,
             vace_context=vace,
             reference_latents=reference,
+            token_residual=residual,
             extra_tokens=tokens,
             extra_token_positions=token_positions,
-            gated_context=gated,
-            estimate=estimate,
         )
+        return Conditions(inputs, estimate)
 
 
 def _nan(value: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from itryon.data.temporal import latent_frame_count
+
 
 class CausalVideoEncoder(nn.Module):
     """``(B, in_channels, T, H, W)`` -> ``(B, out_channels, F', H', W')`` on the DiT token grid.
@@ -71,7 +73,7 @@ class CausalVideoEncoder(nn.Module):
                 f"a {frames}x{height}x{width} condition video does not map onto the token grid: frames must be 1 + {c}k "
                 f"and height/width divisible by {self.spatial_factor}"
             )
-        latent_frames = 1 + (frames - 1) // c if c > 1 else frames
+        latent_frames = latent_frame_count(frames, c)
         return latent_frames * c // self.temporal_stride, height // self.spatial_factor, width // self.spatial_factor
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:

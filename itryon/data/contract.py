@@ -1,4 +1,4 @@
-"""The batch contract every dataset yields (DESIGN.md section 3), its validation and its collate.
+"""The batch contract every dataset yields (docs/architecture.md, "Data contract"), its validation and its collate.
 
 Per sample (``T`` frames, ``H x W``):
 
@@ -31,11 +31,10 @@ from typing import Any
 
 import torch
 
-VIDEO_KEYS = ("video", "agnostic", "pose", "hand_prior", "counterfactual")
-MASK_KEYS = ("agnostic_mask", "interaction_mask", "counterfactual_mask")
+VIDEO_KEYS = ("video", "agnostic", "pose", "hand_prior", "counterfactual")  # RGB videos [3, T, H, W]
+MASK_KEYS = ("agnostic_mask", "interaction_mask", "counterfactual_mask")  # binary videos [1, T, H, W]
+IMAGE_KEYS = ("garment", "garment_mask")  # [3, Hg, Wg] and [1, Hg, Wg]
 REQUIRED_KEYS = ("video", "agnostic", "agnostic_mask", "pose", "garment", "caption", "actions", "interaction", "meta")
-OPTIONAL_KEYS = ("hand_prior", "garment_mask", "interaction_mask", "counterfactual", "counterfactual_mask")
-ALL_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
 
 class ContractError(ValueError):
@@ -109,11 +108,10 @@ def _expect_shape(x: Any, shape: tuple[int, ...], key: str, where: str) -> None:
 
 
 def collate(samples: Sequence[Mapping[str, Any] | SkippedSample]) -> dict[str, Any] | None:
-    """Stack tensors, keep strings/metadata as lists and pad action lists.
+    """Stack tensors and keep strings, metadata and action lists as lists (one entry per sample).
 
-    Adds ``action_mask`` (bool ``[B, A]``, True for real actions) next to ``actions`` (a list of
-    per-sample lists); an optional key is kept only if every sample has it. :class:`SkippedSample` markers
-    are left out (their clips are listed in ``batch["skipped"]``); a batch of markers only is ``None``.
+    An optional key is kept only if every sample has it. :class:`SkippedSample` markers are left out (their clips
+    are listed in ``batch["skipped"]``); a batch of markers only is ``None``.
     """
     if not samples:
         raise ContractError("collate got an empty list of samples")
@@ -134,12 +132,6 @@ def collate(samples: Sequence[Mapping[str, Any] | SkippedSample]) -> dict[str, A
             batch[key] = torch.stack(values)
         else:
             batch[key] = list(values)
-    if "actions" in batch:
-        longest = max((len(a) for a in batch["actions"]), default=0)
-        mask = torch.zeros(len(samples), longest, dtype=torch.bool)
-        for i, acts in enumerate(batch["actions"]):
-            mask[i, : len(acts)] = True
-        batch["action_mask"] = mask
     if skipped:
         batch["skipped"] = skipped
     return batch

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from itryon.data.contract import MASK_KEYS, VIDEO_KEYS
 from itryon.data.manifest import ManifestError, read_manifest, write_manifest
 from itryon.data.video_io import FRAME_SUFFIXES, VIDEO_SUFFIXES, video_info
 
@@ -36,7 +37,8 @@ class FolderLayout:
     hand_prior: str | None = None
 
 
-VIDEO_FIELDS = ("video", "agnostic", "agnostic_mask", "pose", "hand_prior")
+# the contract's videos and masks that a layout holds as folders of per-clip media
+VIDEO_FIELDS = tuple(f.name for f in fields(FolderLayout) if f.name in VIDEO_KEYS + MASK_KEYS)
 
 
 def _index(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:

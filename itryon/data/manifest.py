@@ -25,26 +25,13 @@ from torch.utils.data import Dataset
 
 from itryon.io_utils import atomic_open, atomic_path
 
+from .contract import IMAGE_KEYS, MASK_KEYS, VIDEO_KEYS, interaction_from_actions, validate_sample
 from .contract import REQUIRED_KEYS as CONTRACT_KEYS
-from .contract import interaction_from_actions, validate_sample
 from .video_io import read_video, write_video
 
-VIDEO_FIELDS = ("video", "agnostic", "pose", "hand_prior", "counterfactual")  # RGB videos, [3, T, H, W]
-MASK_FIELDS = ("agnostic_mask", "interaction_mask", "counterfactual_mask")  # binary videos, [1, T, H, W]
-IMAGE_FIELDS = ("garment", "garment_mask")  # [3, Hg, Wg] and [1, Hg, Wg]
-FILE_FIELDS = VIDEO_FIELDS + MASK_FIELDS + IMAGE_FIELDS
-REQUIRED_FIELDS = (
-    "id",
-    "fps",
-    "num_frames",
-    "video",
-    "agnostic",
-    "agnostic_mask",
-    "pose",
-    "garment",
-    "caption",
-    "actions",
-)
+FILE_FIELDS = VIDEO_KEYS + MASK_KEYS + IMAGE_KEYS  # a record's fields that name files: the contract's tensors
+# the contract's required keys, except the two the reader builds (interaction from actions, meta from the record)
+REQUIRED_FIELDS = ("id", "fps", "num_frames") + tuple(k for k in CONTRACT_KEYS if k not in ("interaction", "meta"))
 OPTIONAL_FIELDS = ("height", "width", "meta") + tuple(f for f in FILE_FIELDS if f not in REQUIRED_FIELDS)
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 NO_HAND = 128  # hand prior value that encodes 0 ("no hand") in [-1, 1]
@@ -72,14 +59,14 @@ def sample_from_arrays(
     """
     num_frames = int(_to_tensor(arrays["video"]).shape[1])
     sample: dict[str, Any] = {}
-    for key in VIDEO_FIELDS + ("garment",):
+    for key in VIDEO_KEYS + ("garment",):
         if key in arrays:
             u = _to_tensor(arrays[key])
             value = u.float().div_(127.5).sub_(1.0)
             if key == "hand_prior":
                 value = value.masked_fill_((u == NO_HAND).all(dim=0, keepdim=True), 0.0)
             sample[key] = value
-    for key in MASK_FIELDS + ("garment_mask",):
+    for key in MASK_KEYS + ("garment_mask",):
         if key in arrays:
             sample[key] = (_to_tensor(arrays[key]) > 127).float()
     sample["caption"] = str(caption)
@@ -226,15 +213,15 @@ def write_clip_files(
     root = Path(root)
     paths: dict[str, str] = {}
     for key, value in arrays.items():
-        if key in VIDEO_FIELDS:
+        if key in VIDEO_KEYS:
             rel = f"{folder}/{key}.mp4" if video_format == "mp4" else f"{folder}/{key}"
             write_video(
                 root / rel, np.ascontiguousarray(np.asarray(value).transpose(1, 2, 3, 0)), fps=fps, lossless=True
             )
-        elif key in MASK_FIELDS:
+        elif key in MASK_KEYS:
             rel = f"{folder}/{key}"
             write_video(root / rel, np.ascontiguousarray(np.asarray(value).transpose(1, 2, 3, 0)), fps=fps)
-        elif key in IMAGE_FIELDS:
+        elif key in IMAGE_KEYS:
             rel = f"{folder}/{key}.png"
             image = np.asarray(value).transpose(1, 2, 0)
             with atomic_path(root / rel) as tmp:
@@ -427,17 +414,17 @@ class InteractiveManifestDataset(Dataset):
         length = record["num_frames"]
         keep = self.num_frames or length
         arrays: dict[str, np.ndarray | torch.Tensor] = {}
-        for key in VIDEO_FIELDS + MASK_FIELDS:
+        for key in VIDEO_KEYS + MASK_KEYS:
             if key in record:
                 frames = read_video(self.root / record[key])  # (T, H, W, C)
                 if frames.shape[0] != length:
                     raise ManifestError(
                         f"{clip}: field '{key}' has {frames.shape[0]} frames, the record says num_frames={length}"
                     )
-                if key in MASK_FIELDS:
+                if key in MASK_KEYS:
                     frames = mask_levels(frames[..., :1])  # masks stored as RGB video: any channel
                 arrays[key] = frames[:keep].permute(3, 0, 1, 2)
-        for key in IMAGE_FIELDS:
+        for key in IMAGE_KEYS:
             if key in record:
                 arrays[key] = _read_image(self.root / record[key], mask=key == "garment_mask")
         fps = float(record["fps"])

@@ -17,6 +17,13 @@ def latent_frame_count(num_frames: int, temporal_compression: int) -> int:
     return 1 + (num_frames - 1) // temporal_compression if temporal_compression > 1 else num_frames
 
 
+def pixel_frame_count(latent_frames: int, temporal_compression: int) -> int:
+    """Pixel frames of ``latent_frames`` latent frames (``1 + (F - 1) * c``), the inverse of :func:`latent_frame_count`."""
+    if temporal_compression < 1:
+        raise ValueError(f"temporal_compression must be >= 1, got {temporal_compression}")
+    return 1 + (latent_frames - 1) * temporal_compression if temporal_compression > 1 else latent_frames
+
+
 def latent_frame_index(num_frames: int, temporal_compression: int) -> torch.Tensor:
     """``[T]`` long: the latent frame each pixel frame falls in (frame 0 alone, then groups of ``c``)."""
     latent_frame_count(num_frames, temporal_compression)

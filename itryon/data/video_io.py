@@ -1,7 +1,7 @@
 """Video files in and out: MP4 through PyAV, or folders of PNG frames (lossless, used for masks).
 
 Frames travel as ``uint8 [T, H, W, C]`` (C = 3 for RGB, 1 for masks); models use ``float [C, T, H, W]``
-in [-1, 1]. :func:`to_float` and :func:`to_uint8` convert between the two.
+in [-1, 1]. :func:`to_float` and :func:`to_frames` convert between the two.
 
 A frame folder is read in the order of the number at the end of each file name (``7.png`` before ``10.png``,
 padded or not); names without a number, with different prefixes, with a repeated number or with a gap in
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from itryon.data.pixels import to_uint8
 from itryon.io_utils import atomic_path, replace_dir, temp_dir_for
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -182,6 +183,6 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
 
 
-def to_uint8(video: torch.Tensor) -> torch.Tensor:
-    """``float [C, T, H, W]`` in [-1, 1] -> ``uint8 [T, H, W, C]`` (values outside the range are clipped)."""
-    return video.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).cpu()
+def to_frames(video: torch.Tensor) -> torch.Tensor:
+    """``float [C, T, H, W]`` in [-1, 1] -> ``uint8 [T, H, W, C]`` on the CPU (values outside the range are clipped)."""
+    return to_uint8(video).permute(1, 2, 3, 0).cpu()

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from itryon.data.pixels import to_uint8
+
 
 @dataclass(frozen=True)
 class VFIDProtocol:
@@ -87,11 +89,6 @@ def vfid_clips(videos: torch.Tensor, protocol: VFIDProtocol) -> torch.Tensor:
     frames = frames.mul(2.0).sub(1.0)
     clips = frames.reshape(b * n, protocol.clip_length, c, *protocol.size)  # (N, L, 3, h, w)
     return clips.permute(0, 2, 1, 3, 4).contiguous()  # (N, 3, L, h, w)
-
-
-def to_uint8(videos: torch.Tensor) -> torch.Tensor:
-    """Float videos in [-1, 1] -> uint8 in [0, 255] (rounded, the inverse of ``u / 127.5 - 1``)."""
-    return videos.float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def fvd_clip(videos: torch.Tensor, protocol: FVDProtocol, offsets: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from itryon.data.pixels import to_uint8
 from itryon.metrics.isr import JudgedClip
-from itryon.metrics.protocols import to_uint8
 from itryon.metrics.weights import MissingWeightsError, weights_folder
 
 DEFAULT_PROMPT = (

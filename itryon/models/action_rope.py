@@ -66,8 +66,10 @@ class ActionRoPE(nn.Module):
         self.theta = theta
         self.mode = mode
         self.always_rotates_queries = mode == "literal"  # the attention calls the hook without key positions too
-        # a plain tensor, not a buffer: a module-wide ``.to(bfloat16)`` must not round the frequencies
-        self.freqs = rope_frequencies(head_dim, theta)  # (D/2,) float64
+        # a plain tensor, not a buffer: a module-wide ``.to(bfloat16)`` must not round the frequencies; real values
+        # even when the backbone that builds it is built on the meta device
+        with torch.device("cpu"):
+            self.freqs = rope_frequencies(head_dim, theta)  # (D/2,) float64
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, k={self.k}, theta={self.theta}, mode={self.mode}"

@@ -16,22 +16,16 @@ Cross-attention rotary hook (A-RoPE plugs in here without editing the block)::
 Masks are boolean ``(B, Nq, L)`` with True = may attend. A query whose row is all False attends nothing:
 its attention output (before the output projection) is exactly zero, never NaN.
 
-Zero-initialised gated attention (``WanAttention(gated=True)``, the "zero-init attention" of adapter methods):
-new tokens get their own softmax, whose output is scaled per head by ``tanh(gate)`` (``gate`` starts at 0) and
-added to the output of the softmax over the pretrained tokens. At init the new tokens change nothing, exactly.
-
-* self-attention (``video_span=(start, end)``): video queries attend the video tokens ``[start, end)`` with one
-  softmax and the other tokens (reference frames before, appended tokens after) with the gated one; the other
-  tokens as queries attend the whole sequence with one softmax (their outputs never reach a video token except
-  through a gated branch, and are dropped at the end);
-* cross-attention (``gated_context``): every query attends ``context`` with one softmax and the gated context
-  tokens (with their own mask and rotary positions) with the gated one.
+A block passes its attention inputs as two frozen dataclasses, :class:`SelfAttentionInputs` and
+:class:`CrossAttentionInputs`. Their ``video_span`` and ``gated`` fields belong to the zero-initialised gated
+branches of :mod:`itryon.models.gated_attention`; :class:`WanAttention` refuses them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +42,34 @@ class CrossAttentionRope(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-class GatedContext(NamedTuple):
-    """Context tokens of the gated cross-attention branch (see the module docstring)."""
+@dataclass(frozen=True)
+class GatedContext:
+    """Context tokens of the gated cross-attention branch (:class:`~itryon.models.gated_attention.GatedWanAttention`)."""
 
     tokens: torch.Tensor  # (B, G, dim) embedded text tokens
     mask: torch.Tensor | None  # (B, N, G) bool, True = may attend
     key_positions: torch.Tensor | None  # (B, G) float, NaN = not rotated
+
+
+@dataclass(frozen=True)
+class SelfAttentionInputs:
+    """What every block's self-attention reads besides its input tokens."""
+
+    rope_cos: torch.Tensor  # (N, head_dim/2) 3D RoPE tables of the sequence
+    rope_sin: torch.Tensor  # (N, head_dim/2)
+    video_span: tuple[int, int] | None = None  # gated self-attention: [start, end) of the video tokens
+
+
+@dataclass(frozen=True)
+class CrossAttentionInputs:
+    """What every block's text cross-attention reads besides its query tokens."""
+
+    context: torch.Tensor  # (B, L, dim) embedded text tokens
+    query_frames: torch.Tensor  # (N,) long latent frame of each query, -1 = not rotated
+    mask: torch.Tensor | None = None  # (B, N, L) bool, True = may attend
+    rope: CrossAttentionRope | None = None  # rotary hook (A-RoPE)
+    key_positions: torch.Tensor | None = None  # (B, L) float, NaN = not rotated
+    gated: GatedContext | None = None  # tokens of the gated cross-attention branch
 
 
 def _always(cross_rope: CrossAttentionRope) -> bool:
@@ -134,11 +150,11 @@ class WanAttention(nn.Module):
     """Multi-head attention with q/k RMSNorm across heads (Wan ``qk_norm``) and an output projection.
 
     Self-attention when ``context`` is None (3D RoPE from ``rope``), otherwise cross-attention to ``context``
-    with an optional rotary hook ``cross_rope`` (see the module docstring). With ``gated=True`` it holds a
-    per-head ``gate`` (zero at init) for the gated branch, used when ``video_span`` / ``gated_context`` is given.
+    with an optional rotary hook ``cross_rope`` (see the module docstring). A block calls it through
+    :meth:`self_attention` and :meth:`cross_attention`.
     """
 
-    def __init__(self, dim: int, num_heads: int, *, eps: float = 1e-6, backend: str = "sdpa", gated: bool = False):
+    def __init__(self, dim: int, num_heads: int, *, eps: float = 1e-6, backend: str = "sdpa"):
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
@@ -153,7 +169,6 @@ class WanAttention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
-        self.gate = nn.Parameter(torch.zeros(num_heads)) if gated else None
 
     def _rms(self, norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
         # normalise in float32 whatever the activation dtype
@@ -162,12 +177,27 @@ class WanAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim))  # (B, N, H, D)
 
+    def _queries(self, x: torch.Tensor) -> torch.Tensor:
+        return self._heads(self._rms(self.norm_q, self.q(x)))  # (B, N, H, D)
+
     def _keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self._heads(self._rms(self.norm_k, self.k(source)))  # (B, L, H, D)
         return k, self._heads(self.v(source))
 
-    def _tanh_gate(self, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tanh(self.gate.float()).to(dtype).view(1, -1, 1, 1)  # (1, H, 1, 1)
+    def _rotate_cross(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        cross_rope: CrossAttentionRope | None,
+        query_frames: torch.Tensor | None,
+        key_positions: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotary hook on ``(B, H, N, D)`` queries and ``(B, H, L, D)`` keys, when it applies."""
+        if cross_rope is None or (key_positions is None and not _always(cross_rope)):
+            return q, k
+        if query_frames is None:
+            raise ValueError("a cross-attention rotary hook needs query_frames (the latent frame of each query)")
+        return cross_rope(q, k, query_frames, key_positions)
 
     def forward(
         self,
@@ -179,11 +209,9 @@ class WanAttention(nn.Module):
         cross_rope: CrossAttentionRope | None = None,
         query_frames: torch.Tensor | None = None,  # (N,) long
         key_positions: torch.Tensor | None = None,  # (B, L) float, NaN = not rotated
-        video_span: tuple[int, int] | None = None,  # self-attention: [start, end) of the video tokens
-        gated_context: GatedContext | None = None,  # cross-attention: tokens of the gated branch
     ) -> torch.Tensor:
         source = x if context is None else context
-        q = self._heads(self._rms(self.norm_q, self.q(x)))  # (B, N, H, D)
+        q = self._queries(x)  # (B, N, H, D)
         k, v = self._keys_values(source)  # (B, L, H, D) each
         if rope is not None:
             cos, sin = (t.unsqueeze(-2) for t in rope)  # (N, 1, D/2)
@@ -191,52 +219,25 @@ class WanAttention(nn.Module):
             k = apply_rotary(k, cos, sin)
         # (B, H, N, D) views of token-major memory: the kernel's output then flattens back without a copy
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if self.gate is not None and context is None and video_span is not None:
-            out = self._gated_self_attention(q, k, v, video_span)  # (B, N, H, D)
-            return self.o(out.flatten(2).to(x.dtype))
-        q_plain = q
-        if cross_rope is not None and (key_positions is not None or _always(cross_rope)):
-            if query_frames is None:
-                raise ValueError("a cross-attention rotary hook needs query_frames (the latent frame of each query)")
-            q, k = cross_rope(q, k, query_frames, key_positions)
+        q, k = self._rotate_cross(q, k, cross_rope, query_frames, key_positions)
         out = attention(q, k, v, mask, self.backend)  # (B, H, N, D)
-        if self.gate is not None and context is not None and gated_context is not None:
-            out = out + self._tanh_gate(out.dtype) * self._gated_cross_attention(
-                q_plain, gated_context, cross_rope, query_frames
-            )
         return self.o(out.transpose(1, 2).flatten(2).to(x.dtype))
 
-    def _gated_self_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, video_span: tuple[int, int]
-    ) -> torch.Tensor:
-        """``(B, H, N, D)`` q, k, v -> token-major ``(B, N, H, D)`` output of the gated self-attention."""
-        start, end = video_span
-        n = q.shape[2]
-        if not 0 <= start <= end <= n:
-            raise ValueError(f"video_span {video_span} must satisfy 0 <= start <= end <= N = {n}")
+    def self_attention(self, x: torch.Tensor, inputs: SelfAttentionInputs) -> torch.Tensor:
+        """``(B, N, dim)`` -> ``(B, N, dim)`` self-attention of a block."""
+        if inputs.video_span is not None:
+            raise ValueError("video_span selects the gated self-attention branch: it needs a GatedWanAttention")
+        return self(x, rope=(inputs.rope_cos, inputs.rope_sin))
 
-        def others(t: torch.Tensor) -> torch.Tensor:
-            return torch.cat([t[:, :, :start], t[:, :, end:]], dim=2)  # (B, H, N - (end - start), D)
-
-        q_video, k_video, v_video = q[:, :, start:end], k[:, :, start:end], v[:, :, start:end]
-        video = attention(q_video, k_video, v_video, None, self.backend)  # (B, H, N_video, D)
-        if end - start < n:
-            gated = attention(q_video, others(k), others(v), None, self.backend)
-            video = video + self._tanh_gate(video.dtype) * gated
-        rest = attention(others(q), k, v, None, self.backend).transpose(1, 2)  # (B, N - N_video, H, D)
-        return torch.cat([rest[:, :start], video.transpose(1, 2), rest[:, start:]], dim=1)  # (B, N, H, D)
-
-    def _gated_cross_attention(
-        self,
-        q: torch.Tensor,  # (B, H, N, D), before any rotary hook
-        gated_context: GatedContext,
-        cross_rope: CrossAttentionRope | None,
-        query_frames: torch.Tensor | None,
-    ) -> torch.Tensor:
-        k, v = self._keys_values(gated_context.tokens)  # (B, G, H, D) each
-        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, H, G, D)
-        if cross_rope is not None and (gated_context.key_positions is not None or _always(cross_rope)):
-            if query_frames is None:
-                raise ValueError("a cross-attention rotary hook needs query_frames (the latent frame of each query)")
-            q, k = cross_rope(q, k, query_frames, gated_context.key_positions)
-        return attention(q, k, v, gated_context.mask, self.backend)  # (B, H, N, D)
+    def cross_attention(self, x: torch.Tensor, inputs: CrossAttentionInputs) -> torch.Tensor:
+        """``(B, N, dim)`` -> ``(B, N, dim)`` text cross-attention of a block."""
+        if inputs.gated is not None:
+            raise ValueError("gated context tokens need the gated cross-attention branch of a GatedWanAttention")
+        return self(
+            x,
+            context=inputs.context,
+            mask=inputs.mask,
+            cross_rope=inputs.rope,
+            query_frames=inputs.query_frames,
+            key_positions=inputs.key_positions,
+        )

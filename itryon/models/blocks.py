@@ -2,8 +2,10 @@
 
 A block: adaLN-modulated self-attention with 3D RoPE, text cross-attention (optionally LayerNorm'd input,
 optional rotary hook and mask), adaLN-modulated tanh-GELU FFN. Norms and modulation run in float32; the
-residual stream keeps the activation dtype. With ``zero_init_gates`` both attentions hold zero-initialised
-per-head gates for the tokens that join a pretrained model's attention (see :mod:`itryon.models.attention`).
+residual stream keeps the activation dtype. With ``zero_init_gates`` both attentions are
+:class:`~itryon.models.gated_attention.GatedWanAttention`: zero-initialised per-head gates for the tokens that join
+a pretrained model's attention. With ``gradient_checkpointing`` a block's activations are recomputed in the backward
+pass (inside the block's call, so that a compiled block compiles the checkpoint with it).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from itryon.models.attention import CrossAttentionRope, GatedContext, WanAttention
+from itryon.models.attention import CrossAttentionInputs, SelfAttentionInputs, WanAttention
+from itryon.models.gated_attention import GatedWanAttention
 
 
 class AffineLayerNorm(nn.LayerNorm):
@@ -39,29 +43,29 @@ class WanBlock(nn.Module):
         super().__init__()
         self.dim = dim
         self.eps = eps
-        attn_kwargs = dict(eps=eps, backend=attention_backend, gated=zero_init_gates)
-        self.self_attn = WanAttention(dim, num_heads, **attn_kwargs)
+        self.gradient_checkpointing = False
+        attention_class = GatedWanAttention if zero_init_gates else WanAttention
+        self.self_attn = attention_class(dim, num_heads, eps=eps, backend=attention_backend)
         self.cross_norm = AffineLayerNorm(dim, eps=eps) if cross_attn_norm else nn.Identity()
-        self.cross_attn = WanAttention(dim, num_heads, **attn_kwargs)
+        self.cross_attn = attention_class(dim, num_heads, eps=eps, backend=attention_backend)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x.float(), (self.dim,), eps=self.eps)
 
-    def forward(
+    def forward(self, *args: object) -> torch.Tensor:
+        """:meth:`step` of the arguments, recomputed in the backward pass with ``gradient_checkpointing``."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self.step, *args, use_reentrant=False)
+        return self.step(*args)
+
+    def step(
         self,
         x: torch.Tensor,  # (B, N, dim)
-        context: torch.Tensor,  # (B, L, dim)
         time_modulation: torch.Tensor,  # (B, 6, dim)
-        rope_cos: torch.Tensor,  # (N, head_dim/2)
-        rope_sin: torch.Tensor,
-        cross_mask: torch.Tensor | None = None,  # (B, N, L) bool
-        cross_rope: CrossAttentionRope | None = None,
-        query_frames: torch.Tensor | None = None,  # (N,) long
-        key_positions: torch.Tensor | None = None,  # (B, L) float
-        video_span: tuple[int, int] | None = None,  # [start, end) of the video tokens (gated self-attention)
-        gated_context: GatedContext | None = None,  # gated cross-attention branch
+        self_inputs: SelfAttentionInputs,
+        cross_inputs: CrossAttentionInputs,
     ) -> torch.Tensor:
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation + time_modulation.float()).chunk(
             6, dim=1
@@ -69,19 +73,11 @@ class WanBlock(nn.Module):
 
         # 1. self-attention
         h = (self._norm(x) * (1 + scale_sa) + shift_sa).to(x.dtype)
-        x = (x.float() + self.self_attn(h, rope=(rope_cos, rope_sin), video_span=video_span) * gate_sa).to(x.dtype)
+        x = (x.float() + self.self_attn.self_attention(h, self_inputs) * gate_sa).to(x.dtype)
 
         # 2. cross-attention to text
         h = self.cross_norm(x.float()).to(x.dtype)
-        x = x + self.cross_attn(
-            h,
-            context=context,
-            mask=cross_mask,
-            cross_rope=cross_rope,
-            query_frames=query_frames,
-            key_positions=key_positions,
-            gated_context=gated_context,
-        )
+        x = x + self.cross_attn.cross_attention(h, cross_inputs)
 
         # 3. feed-forward
         h = (self._norm(x) * (1 + scale_ff) + shift_ff).to(x.dtype)
@@ -100,34 +96,15 @@ class VaceBlock(WanBlock):
         self.before_proj = nn.Linear(dim, dim) if first else None
         self.after_proj = nn.Linear(dim, dim)
 
-    def forward(  # type: ignore[override]
+    def step(  # type: ignore[override]
         self,
         control: torch.Tensor,  # (B, N, dim) context stream
         x: torch.Tensor,  # (B, N, dim) main stream input tokens (used by the first block)
-        context: torch.Tensor,
-        time_modulation: torch.Tensor,
-        rope_cos: torch.Tensor,
-        rope_sin: torch.Tensor,
-        cross_mask: torch.Tensor | None = None,
-        cross_rope: CrossAttentionRope | None = None,
-        query_frames: torch.Tensor | None = None,
-        key_positions: torch.Tensor | None = None,
-        video_span: tuple[int, int] | None = None,
-        gated_context: GatedContext | None = None,
+        time_modulation: torch.Tensor,  # (B, 6, dim)
+        self_inputs: SelfAttentionInputs,
+        cross_inputs: CrossAttentionInputs,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.before_proj is not None:
             control = self.before_proj(control) + x
-        control = super().forward(
-            control,
-            context,
-            time_modulation,
-            rope_cos,
-            rope_sin,
-            cross_mask,
-            cross_rope,
-            query_frames,
-            key_positions,
-            video_span,
-            gated_context,
-        )
+        control = super().step(control, time_modulation, self_inputs, cross_inputs)
         return self.after_proj(control), control  # hint (B, N, dim), new context stream

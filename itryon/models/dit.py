@@ -1,58 +1,39 @@
-"""The Wan2.1-family video DiT (with the optional VACE context branch) and its condition hooks.
+"""The Wan2.1-family video DiT (with the optional VACE context branch), a :class:`~itryon.models.backbone.Backbone`.
 
-With only ``(latents, timestep, context)`` it computes what diffusers' ``WanTransformer3DModel`` computes;
-with ``vace_context`` what ``WanVACETransformer3DModel`` computes with that control input. The keyword
-hooks (reference frames, token residual, extra tokens, cross-attention rotary/mask) are what the
-conditioning adapters use; each is absent by default and then changes nothing.
+With ``BackboneInputs(context)`` alone it computes what diffusers' ``WanTransformer3DModel`` computes; with a
+``vace_context`` what ``WanVACETransformer3DModel`` computes with that control input. It accepts every kind of
+conditioning input (reference frames, token residual, appended tokens, cross-attention mask, gated context;
+context positions with a ``cross_attention_rope``, a VACE context with ``vace_layers``); each is absent by default
+and then changes nothing.
 
-``zero_init_gates=True`` adds zero-initialised per-head gates to every (main and VACE) block, so that the tokens
-that join a softmax (reference frames, extra tokens, and the context tokens marked by ``gated_context``) start as
-an exact no-op on a pretrained backbone (see :mod:`itryon.models.attention`).
+``zero_init_gates=True`` makes the attention of every (main and VACE) block a
+:class:`~itryon.models.gated_attention.GatedWanAttention`, so that the tokens that join a softmax (reference frames,
+extra tokens, and the context tokens marked by ``BackboneInputs.context_gated``) start as an exact no-op on a
+pretrained backbone.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from itryon.models.attention import GatedContext, WanAttention, check_backend
+from itryon.models.attention import CrossAttentionInputs, GatedContext, SelfAttentionInputs, check_backend
+from itryon.models.backbone import Backbone, BackboneInputs, shard_blocks
 from itryon.models.blocks import VaceBlock, WanBlock
+from itryon.models.embeddings import WanHead, timestep_sinusoid
+from itryon.models.flops import dit_forward_flops
+from itryon.models.gated_attention import GatedWanAttention
 from itryon.models.rope import RotaryEmbedding3D, grid_positions
+from itryon.models.vace import with_reference_context
 
 
-def timestep_sinusoid(timestep: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """``(B,)`` -> ``(B, dim)`` float32 ``[cos, sin]`` embedding with frequencies ``max_period ** (-i / (dim/2))``."""
-    if dim % 2 != 0:
-        raise ValueError(f"freq_dim must be even, got {dim}")
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timestep.device) / half)
-    angles = timestep.float()[:, None] * freqs[None, :]  # (B, half)
-    return torch.cat([angles.cos(), angles.sin()], dim=-1)
-
-
-class WanHead(nn.Module):
-    """Output head: adaLN (shift/scale from the time embedding) then a linear projection to patch values."""
-
-    def __init__(self, dim: int, out_features: int, eps: float = 1e-6):
-        super().__init__()
-        self.dim = dim
-        self.eps = eps
-        self.proj = nn.Linear(dim, out_features)
-        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
-
-    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
-        shift, scale = (self.modulation + time_embedding.float().unsqueeze(1)).chunk(2, dim=1)  # (B, 1, dim) each
-        h = (F.layer_norm(x.float(), (self.dim,), eps=self.eps) * (1 + scale) + shift).to(x.dtype)
-        return self.proj(h)
-
-
-class WanDiT(nn.Module):
+class WanDiT(Backbone):
     """Wan2.1 video diffusion transformer (T2V / VACE shapes), usable from a config or a local checkpoint."""
 
     def __init__(
@@ -71,7 +52,7 @@ class WanDiT(nn.Module):
         rope_max_seq_len: int = 1024,
         vace_layers: Sequence[int] | None = None,
         vace_in_channels: int = 96,
-        cross_attention_rope: nn.Module | None = None,
+        cross_attention_rope: nn.Module | Callable[..., nn.Module] | None = None,
         attention_backend: str = "sdpa",
         gradient_checkpointing: bool = False,
         rope_theta: float = 10000.0,
@@ -104,7 +85,6 @@ class WanDiT(nn.Module):
         self.vace_layers = vace_layers
         self.vace_in_channels = vace_in_channels
         self.attention_backend = check_backend(attention_backend)
-        self.gradient_checkpointing = gradient_checkpointing
         self.zero_init_gates = zero_init_gates
 
         # 1. embeddings
@@ -133,8 +113,45 @@ class WanDiT(nn.Module):
         # 3. output head
         self.head = WanHead(dim, out_channels * math.prod(patch_size), eps)
 
-        self.cross_attention_rope = cross_attention_rope
+        self.cross_attention_rope = self._cross_attention_rope(cross_attention_rope)
+        self.gradient_checkpointing = gradient_checkpointing
         self.init_weights()
+
+    def _cross_attention_rope(self, rope: nn.Module | Callable[..., nn.Module] | None) -> nn.Module | None:
+        """The rotary hook; a factory (a ``_partial_`` config) is built with this model's ``head_dim``."""
+        head_dim = self.dim // self.num_heads
+        if rope is not None and not isinstance(rope, nn.Module):
+            rope = rope(head_dim=head_dim)
+        if rope is not None and getattr(rope, "head_dim", head_dim) != head_dim:
+            raise ValueError(
+                f"cross_attention_rope has head_dim {rope.head_dim}, the backbone's heads have {head_dim} channels "
+                f"(dim {self.dim} / num_heads {self.num_heads}); give it as a _partial_ entry so that it takes the "
+                "backbone's"
+            )
+        return rope
+
+    @property
+    def accepts(self) -> frozenset[str]:  # type: ignore[override]
+        kinds = {"context", "context_mask", "gated_context", "channels", "reference", "tokens", "residual"}
+        if self.vace_blocks is not None:
+            kinds.add("vace")
+        if self.cross_attention_rope is not None:
+            kinds.add("context_positions")
+        return frozenset(kinds)
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether every (main and VACE) block recomputes its activations in the backward pass."""
+        return self._gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, enabled: bool) -> None:
+        self._gradient_checkpointing = bool(enabled)
+        for block in self._all_blocks():
+            block.gradient_checkpointing = bool(enabled)
+
+    def _all_blocks(self) -> list[WanBlock]:
+        return [*self.blocks, *(self.vace_blocks or ())]
 
     # ------------------------------------------------------------------ construction helpers
     @torch.no_grad()
@@ -155,7 +172,7 @@ class WanDiT(nn.Module):
                     nn.init.normal_(layer.weight, std=0.02)
         nn.init.zeros_(self.head.proj.weight)
         for module in self.modules():
-            if isinstance(module, WanAttention) and module.gate is not None:
+            if isinstance(module, GatedWanAttention):
                 nn.init.zeros_(module.gate)
         if self.vace_blocks is not None:
             for block in self.vace_blocks:
@@ -164,41 +181,48 @@ class WanDiT(nn.Module):
                         nn.init.zeros_(proj.weight)
                         nn.init.zeros_(proj.bias)
 
-    def compile_blocks(self, **compile_kwargs) -> None:
-        """``torch.compile`` every (main and VACE) block in place; embeddings and head stay eager."""
-        for block in self.blocks:
-            block.compile(**compile_kwargs)
-        for block in self.vace_blocks or ():
-            block.compile(**compile_kwargs)
-
     def set_attention_backend(self, backend: str) -> None:
         check_backend(backend)
         self.attention_backend = backend
-        for block in [*self.blocks, *(self.vace_blocks or ())]:
+        for block in self._all_blocks():
             block.self_attn.backend = backend
             block.cross_attn.backend = backend
 
+    def parallelize(self, mesh=None, *, compile: bool = False) -> None:
+        """torchtitan's order: activation checkpointing inside each block (``gradient_checkpointing``), each
+        (main and VACE) block compiled, then FSDP2 ``fully_shard`` per block and the whole model last; embeddings
+        and head stay eager."""
+        shard_blocks(self, self._all_blocks(), mesh, compile=compile)
+
+    def flops(self, latent_shape: Sequence[int], inputs: BackboneInputs) -> int:
+        reference = inputs.reference_latents.shape[2] if inputs.reference_latents is not None else 0
+        extra = inputs.extra_tokens.shape[1] if inputs.extra_tokens is not None else 0
+        return dit_forward_flops(
+            self,
+            latent_shape,
+            inputs.context.shape[1],
+            reference_frames=reference,
+            extra_tokens=extra,
+            with_vace=inputs.vace_context is not None,
+        )
+
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, extra_in_channels: int = 0, dtype: torch.dtype | None = torch.float32, **overrides
-    ) -> "WanDiT":
+        cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides
+    ) -> WanDiT:
         """Load a local diffusers-format or original-Wan-format checkpoint folder (see ``itryon.models.loading``).
 
-        ``extra_in_channels`` widens the patch embedding with zero-initialised input channels; ``dtype`` casts
-        the weights (None keeps the checkpoint's); ``overrides`` set non-architecture arguments
-        (attention_backend, gradient_checkpointing, cross_attention_rope, ...). ``zero_init_gates=True`` adds the
-        attention gates, zero-initialised (reported as newly initialised by ``load_native_state``).
+        ``in_channels`` beyond the checkpoint's widen the patch embedding with zero-initialised input channels;
+        ``dtype`` casts the weights (None keeps the checkpoint's); ``overrides`` set non-architecture arguments
+        (attention_backend, gradient_checkpointing, cross_attention_rope, ...) and may restate architecture ones
+        (checked against the checkpoint). ``zero_init_gates=True`` adds the attention gates, zero-initialised
+        (reported as newly initialised by ``load_native_state``).
         """
         from itryon.models.loading import load_wan_dit
 
-        return load_wan_dit(cls, path, extra_in_channels=extra_in_channels, dtype=dtype, **overrides)
+        return load_wan_dit(cls, path, in_channels=in_channels, dtype=dtype, **overrides)
 
     # ------------------------------------------------------------------ forward
-    def _run(self, block: nn.Module, *args):
-        if self.gradient_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
-
     def _check(self, name: str, tensor: torch.Tensor, expected: tuple) -> None:
         shape = tuple(tensor.shape)
         if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
@@ -207,143 +231,137 @@ class WanDiT(nn.Module):
 
     def forward(
         self,
-        latents: torch.Tensor,  # (B, C_in, F, H, W)
+        latents: torch.Tensor,  # (B, out_channels, F, H, W) noisy latents
         timestep: torch.Tensor,  # (B,) in [0, 1000]
-        context: torch.Tensor,  # (B, L, text_dim)
-        *,
-        vace_context: torch.Tensor | None = None,  # (B, vace_in_channels, F or R + F, H, W)
-        vace_context_scale: float | torch.Tensor = 1.0,  # scalar or (len(vace_layers),)
-        reference_latents: torch.Tensor | None = None,  # (B, C_in, R, H, W)
-        token_residual: torch.Tensor | None = None,  # (B, N_video, dim)
-        extra_tokens: torch.Tensor | None = None,  # (B, M, dim)
-        extra_token_positions: torch.Tensor | None = None,  # (M, 3) long (t, h, w)
-        context_positions: torch.Tensor | None = None,  # (B, L) float, NaN = not rotated
-        context_mask: torch.Tensor | None = None,  # (B, F_lat, L) bool
-        gated_context: torch.Tensor | None = None,  # (B, L) bool, True = context token of the gated branch
+        inputs: BackboneInputs,
     ) -> torch.Tensor:
         """Velocity (or whatever the head was trained for) ``(B, out_channels, F, H, W)`` for the video frames.
 
-        ``reference_latents`` are prepended in time (RoPE frames ``0..R-1``, video frames from ``R``) and dropped
-        from the output. When ``vace_context`` covers only the ``F`` video frames and references are given, the
-        references' context frames are Wan-VACE's: the reference latent's first ``out_channels`` channels, then
-        zeros. ``extra_tokens`` join the sequence at ``extra_token_positions`` and are dropped from the output.
-        ``context_positions`` feed ``cross_attention_rope`` (ignored without one). ``context_mask[b, f]`` says which
-        text tokens queries of latent frame ``f`` may attend; reference and extra tokens attend every text token.
+        ``channels`` are concatenated to ``latents`` (together ``in_channels``). ``reference_latents`` are
+        prepended in time (RoPE frames ``0..R-1``, video frames from ``R``) and dropped from the output. When
+        ``vace_context`` covers only the ``F`` video frames and references are given, the references' context
+        frames are Wan-VACE's: the reference latent's first ``out_channels`` channels, then zeros. ``extra_tokens``
+        join the sequence at ``extra_token_positions`` and are dropped from the output. ``context_positions`` feed
+        ``cross_attention_rope``. ``context_mask[b, f]`` says which text tokens queries of latent frame ``f`` may
+        attend; reference and extra tokens attend every text token.
 
         With ``zero_init_gates``: reference and extra tokens reach the video tokens only through the gated
-        self-attention branch, and the context tokens marked by ``gated_context`` only through the gated
-        cross-attention branch (with their mask and positions). Without ``zero_init_gates`` ``gated_context`` is
-        ignored: every token joins one softmax, as in Wan / Wan-VACE.
+        self-attention branch, and the context tokens marked by ``context_gated`` only through the gated
+        cross-attention branch (with their mask and positions). Without ``zero_init_gates`` every token joins one
+        softmax, as in Wan / Wan-VACE.
         """
-        batch, channels, frames, height, width = latents.shape
+        self.check_inputs(inputs)
+        x = inputs.with_channels(latents)  # (B, in_channels, F, H, W)
+        layout = self._layout(x, timestep, inputs)
+        tokens, positions, query_frames = self._embed_tokens(x, inputs, layout)  # 1. patch embedding
+        rope_cos, rope_sin = self.rope(positions)  # (N, head_dim/2) each
+        time_embedding, time_modulation = self._embed_time(timestep, inputs.context.dtype)  # 2. time embedding
+        self_inputs = SelfAttentionInputs(rope_cos, rope_sin, self._video_span(tokens, layout))
+        cross_inputs = self._cross_inputs(inputs, query_frames, tokens.shape[1], layout)  # 3. text embedding
+        hints = self._vace_hints(inputs, tokens, layout, time_modulation, self_inputs, cross_inputs)  # 4. VACE
+        for index, block in enumerate(self.blocks):  # 5. main blocks
+            tokens = block(tokens, time_modulation, self_inputs, cross_inputs)
+            if index in hints:
+                tokens = tokens + hints[index]
+        return self._unpatchify(self.head(tokens[:, layout.video], time_embedding), layout)  # 6. head
+
+    def _layout(self, x: torch.Tensor, timestep: torch.Tensor, inputs: BackboneInputs) -> TokenLayout:
+        batch, _, frames, height, width = x.shape
         pt, ph, pw = self.patch_size
-        self._check("latents", latents, (batch, self.in_channels, None, None, None))
+        self._check(
+            "latents" if inputs.channels is None else "latents + channels",
+            x,
+            (batch, self.in_channels, None, None, None),
+        )
         if frames % pt or height % ph or width % pw:
             raise ValueError(
                 f"latents (F, H, W) = {(frames, height, width)} must be divisible by patch_size {self.patch_size}"
             )
         self._check("timestep", timestep, (batch,))
-        self._check("context", context, (batch, None, self.text_dim))
-        grid_h, grid_w = height // ph, width // pw
-        video_frames = frames // pt
-        tokens_per_frame = grid_h * grid_w
-        device = latents.device
-
-        # 1. patch embedding of [reference frames, video frames]
+        self._check("context", inputs.context, (batch, None, self.text_dim))
         ref_frames = 0
-        stacked = latents
-        if reference_latents is not None:
-            self._check("reference_latents", reference_latents, (batch, self.in_channels, None, height, width))
-            if reference_latents.shape[2] % pt:
-                raise ValueError(f"reference_latents frames ({reference_latents.shape[2]}) must be divisible by {pt}")
-            ref_frames = reference_latents.shape[2] // pt
-            stacked = torch.cat([reference_latents.to(latents.dtype), latents], dim=2)
-        x = self.patch_embedding(stacked).flatten(2).transpose(1, 2).contiguous()  # (B, (R'+F') h w, dim)
-        num_ref = ref_frames * tokens_per_frame
-        num_video = video_frames * tokens_per_frame
-        if token_residual is not None:
-            self._check("token_residual", token_residual, (batch, num_video, self.dim))
-            x = torch.cat([x[:, :num_ref], x[:, num_ref:] + token_residual.to(x.dtype)], dim=1)
+        if inputs.reference_latents is not None:
+            self._check("reference_latents", inputs.reference_latents, (batch, self.in_channels, None, height, width))
+            if inputs.reference_latents.shape[2] % pt:
+                raise ValueError(
+                    f"reference_latents frames ({inputs.reference_latents.shape[2]}) must be divisible by {pt}"
+                )
+            ref_frames = inputs.reference_latents.shape[2] // pt
+        return TokenLayout(batch, frames, height, width, height // ph, width // pw, frames // pt, ref_frames)
 
-        positions = grid_positions(ref_frames + video_frames, grid_h, grid_w, device=device)  # (N, 3)
+    def _embed_tokens(
+        self, x: torch.Tensor, inputs: BackboneInputs, layout: TokenLayout
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens ``(B, N, dim)`` of [reference frames, video frames, extra tokens], their RoPE positions ``(N, 3)``
+        and the latent frame of each as a cross-attention query ``(N,)`` (-1: not a video token)."""
+        device = x.device
+        stacked = x
+        if inputs.reference_latents is not None:
+            stacked = torch.cat([inputs.reference_latents.to(x.dtype), x], dim=2)
+        tokens = self.patch_embedding(stacked).flatten(2).transpose(1, 2).contiguous()  # (B, (R'+F') h w, dim)
+        num_ref, num_video = layout.num_ref, layout.num_video
+        if inputs.token_residual is not None:
+            self._check("token_residual", inputs.token_residual, (layout.batch, num_video, self.dim))
+            tokens = torch.cat(
+                [tokens[:, :num_ref], tokens[:, num_ref:] + inputs.token_residual.to(tokens.dtype)], dim=1
+            )
+        positions = grid_positions(layout.ref_frames + layout.video_frames, layout.grid_h, layout.grid_w, device=device)
         query_frames = torch.cat(
             [
                 torch.full((num_ref,), -1, dtype=torch.long, device=device),
-                torch.arange(video_frames, device=device).repeat_interleave(tokens_per_frame),
+                torch.arange(layout.video_frames, device=device).repeat_interleave(layout.tokens_per_frame),
             ]
         )  # (N,)
-        if extra_tokens is not None:
-            if extra_token_positions is None:
-                raise ValueError("extra_tokens need extra_token_positions (M, 3) long (t, h, w) RoPE positions")
-            self._check("extra_tokens", extra_tokens, (batch, None, self.dim))
-            self._check("extra_token_positions", extra_token_positions, (extra_tokens.shape[1], 3))
-            x = torch.cat([x, extra_tokens.to(x.dtype)], dim=1)
-            positions = torch.cat([positions, extra_token_positions.to(device=device, dtype=torch.long)])
-            query_frames = torch.cat(
-                [query_frames, torch.full((extra_tokens.shape[1],), -1, dtype=torch.long, device=device)]
-            )
-        elif extra_token_positions is not None:
-            raise ValueError("extra_token_positions given without extra_tokens")
-        rope_cos, rope_sin = self.rope(positions)  # (N, head_dim/2) each
+        extra, extra_positions = inputs.extra_tokens, inputs.extra_token_positions
+        if extra is None:
+            if extra_positions is not None:
+                raise ValueError("extra_token_positions given without extra_tokens")
+            return tokens, positions, query_frames
+        if extra_positions is None:
+            raise ValueError("extra_tokens need extra_token_positions (M, 3) long (t, h, w) RoPE positions")
+        self._check("extra_tokens", extra, (layout.batch, None, self.dim))
+        self._check("extra_token_positions", extra_positions, (extra.shape[1], 3))
+        tokens = torch.cat([tokens, extra.to(tokens.dtype)], dim=1)
+        positions = torch.cat([positions, extra_positions.to(device=device, dtype=torch.long)])
+        query_frames = torch.cat([query_frames, torch.full((extra.shape[1],), -1, dtype=torch.long, device=device)])
+        return tokens, positions, query_frames
 
-        # 2. time embedding, cross-attention mask and rotary key positions
+    def _embed_time(self, timestep: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Time embedding ``(B, dim)`` and the blocks' modulation ``(B, 6, dim)``."""
         time_dtype = self.time_embedding[0].weight.dtype
-        time_embedding = self.time_embedding(timestep_sinusoid(timestep, self.freq_dim).to(time_dtype))
-        time_embedding = time_embedding.to(context.dtype)  # (B, dim)
-        time_modulation = self.time_projection(time_embedding).unflatten(1, (6, self.dim))  # (B, 6, dim)
+        time_embedding = self.time_embedding(timestep_sinusoid(timestep, self.freq_dim).to(time_dtype)).to(dtype)
+        return time_embedding, self.time_projection(time_embedding).unflatten(1, (6, self.dim))
 
+    def _video_span(self, tokens: torch.Tensor, layout: TokenLayout) -> tuple[int, int] | None:
+        """With gates and side tokens (reference frames, extra tokens): the video tokens' ``[start, end)``."""
+        if self.zero_init_gates and tokens.shape[1] > layout.num_video:
+            return (layout.num_ref, layout.num_ref + layout.num_video)
+        return None
+
+    def _cross_inputs(
+        self, inputs: BackboneInputs, query_frames: torch.Tensor, num_queries: int, layout: TokenLayout
+    ) -> CrossAttentionInputs:
+        """Embedded text, the per-query mask, the rotary key positions and (with gates) the gated branch."""
+        context = inputs.context
         cross_mask = None
-        if context_mask is not None:
-            self._check("context_mask", context_mask, (batch, video_frames, context.shape[1]))
-            rows = context_mask.to(torch.bool)[:, query_frames.clamp(min=0)]  # (B, N, L)
+        if inputs.context_mask is not None:
+            self._check("context_mask", inputs.context_mask, (layout.batch, layout.video_frames, context.shape[1]))
+            rows = inputs.context_mask.to(torch.bool)[:, query_frames.clamp(min=0)]  # (B, N, L)
             cross_mask = rows | (query_frames < 0)[None, :, None]
         key_positions = None
-        if self.cross_attention_rope is not None and context_positions is not None:
-            self._check("context_positions", context_positions, (batch, context.shape[1]))
-            key_positions = context_positions
-
-        # 3. text embedding; with gates, the side tokens and the gated context go through the gated branches
-        if gated_context is not None:
-            self._check("gated_context", gated_context, (batch, context.shape[1]))
-        video_span = None
-        gated_text = None
-        if self.zero_init_gates and x.shape[1] > num_video:
-            video_span = (num_ref, num_ref + num_video)
-        if self.zero_init_gates and gated_context is not None and bool(gated_context.any()):
-            text, cross_mask, key_positions, gated_text = self._split_context(
-                context, gated_context, cross_mask, key_positions, x.shape[1]
-            )
-        else:
-            text = self.text_embedding(context)  # (B, L, dim)
-        cross_args = (cross_mask, self.cross_attention_rope, query_frames, key_positions, video_span, gated_text)
-
-        # 4. VACE context branch: one hint per context block
-        hints: dict[int, torch.Tensor] = {}
-        if vace_context is not None:
-            hints = self._vace_hints(
-                vace_context,
-                vace_context_scale,
-                reference_latents,
-                x,
-                frames,
-                text,
-                time_modulation,
-                rope_cos,
-                rope_sin,
-                cross_args,
-            )
-
-        # 5. main blocks
-        for index, block in enumerate(self.blocks):
-            x = self._run(block, x, text, time_modulation, rope_cos, rope_sin, *cross_args)
-            if index in hints:
-                x = x + hints[index]
-
-        # 6. head on the video tokens, unpatchify
-        out = self.head(x[:, num_ref : num_ref + num_video], time_embedding)  # (B, N_video, C_out * pt ph pw)
-        out = out.reshape(batch, video_frames, grid_h, grid_w, pt, ph, pw, self.out_channels)
-        out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F', pt, h, ph, w, pw)
-        return out.reshape(batch, self.out_channels, frames, height, width)
+        if inputs.context_positions is not None:
+            self._check("context_positions", inputs.context_positions, (layout.batch, context.shape[1]))
+            key_positions = inputs.context_positions
+        gated = inputs.context_gated
+        if gated is not None:
+            self._check("context_gated", gated, (layout.batch, context.shape[1]))
+        rope = self.cross_attention_rope
+        if not (self.zero_init_gates and gated is not None and bool(gated.any())):
+            return CrossAttentionInputs(self.text_embedding(context), query_frames, cross_mask, rope, key_positions)
+        text, cross_mask, key_positions, branch = self._split_context(
+            context, gated, cross_mask, key_positions, num_queries
+        )
+        return CrossAttentionInputs(text, query_frames, cross_mask, rope, key_positions, branch)
 
     def _split_context(
         self,
@@ -377,46 +395,20 @@ class WanDiT(nn.Module):
 
     def _vace_hints(
         self,
-        vace_context: torch.Tensor,
-        scale: float | torch.Tensor,
-        reference_latents: torch.Tensor | None,
-        x: torch.Tensor,
-        frames: int,
-        text: torch.Tensor,
+        inputs: BackboneInputs,
+        tokens: torch.Tensor,  # (B, N, dim) embedded main stream
+        layout: TokenLayout,
         time_modulation: torch.Tensor,
-        rope_cos: torch.Tensor,
-        rope_sin: torch.Tensor,
-        cross_args: tuple,
+        self_inputs: SelfAttentionInputs,
+        cross_inputs: CrossAttentionInputs,
     ) -> dict[int, torch.Tensor]:
-        if self.vace_blocks is None:
-            raise ValueError("vace_context given but this WanDiT has no VACE branch (vace_layers is empty)")
-        batch, _, _, height, width = vace_context.shape
-        ref_frames = 0 if reference_latents is None else reference_latents.shape[2]
-        if vace_context.shape[2] not in (frames, frames + ref_frames):
-            raise ValueError(
-                f"vace_context must cover the {frames} video frames (or {frames + ref_frames} with references), "
-                f"got {vace_context.shape[2]} frames"
-            )
-        self._check("vace_context", vace_context, (x.shape[0], self.vace_in_channels, None, height, width))
-        if reference_latents is not None and vace_context.shape[2] == frames:
-            if self.vace_in_channels < self.out_channels:
-                raise ValueError(
-                    f"building reference context frames needs vace_in_channels >= out_channels, "
-                    f"got {self.vace_in_channels} < {self.out_channels}; pass vace_context with the reference frames"
-                )
-            ref_context = torch.cat(
-                [
-                    reference_latents[:, : self.out_channels],
-                    reference_latents.new_zeros(
-                        batch, self.vace_in_channels - self.out_channels, ref_frames, height, width
-                    ),
-                ],
-                dim=1,
-            )
-            vace_context = torch.cat([ref_context.to(vace_context.dtype), vace_context], dim=2)
-        control = self.vace_patch_embedding(vace_context.to(x.dtype)).flatten(2).transpose(1, 2)  # (B, n, dim)
-        control = F.pad(control, (0, 0, 0, x.shape[1] - control.shape[1]))  # zeros for extra tokens
-        scales = torch.as_tensor(scale, dtype=torch.float32, device=x.device)
+        """One hint ``(B, N, dim)`` per main block in ``vace_layers`` from the VACE context branch."""
+        if inputs.vace_context is None:
+            return {}
+        vace_context = self._reference_context(inputs, layout)  # (B, vace_in_channels, R + F, H, W)
+        control = self.vace_patch_embedding(vace_context.to(tokens.dtype)).flatten(2).transpose(1, 2)  # (B, n, dim)
+        control = F.pad(control, (0, 0, 0, tokens.shape[1] - control.shape[1]))  # zeros for extra tokens
+        scales = torch.as_tensor(inputs.vace_context_scale, dtype=torch.float32, device=tokens.device)
         if scales.ndim == 0:
             scales = scales.expand(len(self.vace_layers))
         if scales.shape != (len(self.vace_layers),):
@@ -426,6 +418,54 @@ class WanDiT(nn.Module):
             )
         hints = {}
         for layer, block, layer_scale in zip(self.vace_layers, self.vace_blocks, scales.unbind()):
-            hint, control = self._run(block, control, x, text, time_modulation, rope_cos, rope_sin, *cross_args)
+            hint, control = block(control, tokens, time_modulation, self_inputs, cross_inputs)
             hints[layer] = hint * layer_scale.to(hint.dtype)
         return hints
+
+    def _reference_context(self, inputs: BackboneInputs, layout: TokenLayout) -> torch.Tensor:
+        """The VACE context with the reference frames' context in front (Wan-VACE's layout when it lacks them)."""
+        self._check(
+            "vace_context",
+            inputs.vace_context,
+            (layout.batch, self.vace_in_channels, None, layout.height, layout.width),
+        )
+        return with_reference_context(inputs.vace_context, inputs.reference_latents, layout.frames, self.out_channels)
+
+    def _unpatchify(self, out: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
+        """Head output ``(B, N_video, C_out * pt ph pw)`` -> ``(B, out_channels, F, H, W)``."""
+        pt, ph, pw = self.patch_size
+        out = out.reshape(
+            layout.batch, layout.video_frames, layout.grid_h, layout.grid_w, pt, ph, pw, self.out_channels
+        )
+        out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F', pt, h, ph, w, pw)
+        return out.reshape(layout.batch, self.out_channels, layout.frames, layout.height, layout.width)
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where the tokens of one forward pass come from: the latent grid, its patch grid and the reference frames."""
+
+    batch: int
+    frames: int  # latent frames F
+    height: int  # latent H
+    width: int  # latent W
+    grid_h: int  # H / ph
+    grid_w: int  # W / pw
+    video_frames: int  # F / pt
+    ref_frames: int  # reference patch frames R'
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid_h * self.grid_w
+
+    @property
+    def num_ref(self) -> int:
+        return self.ref_frames * self.tokens_per_frame
+
+    @property
+    def num_video(self) -> int:
+        return self.video_frames * self.tokens_per_frame
+
+    @property
+    def video(self) -> slice:
+        return slice(self.num_ref, self.num_ref + self.num_video)

@@ -82,9 +82,4 @@ def dit_forward_flops(
     return int(batch * flops)
 
 
-def matmul_flops(m: int, k: int, n: int) -> int:
-    """FLOPs of an ``(m, k) @ (k, n)`` product."""
-    return 2 * m * k * n
-
-
-__all__ = ["dit_forward_flops", "matmul_flops"]
+__all__ = ["dit_forward_flops"]

@@ -45,6 +45,28 @@ _DIFFUSERS_TO_NATIVE = [
     (r"^vace_blocks\.(\d+)\.proj_in\.", r"vace_blocks.\1.before_proj."),
     (r"^vace_blocks\.(\d+)\.proj_out\.", r"vace_blocks.\1.after_proj."),
 ]
+# WanDiT -> diffusers, the inverse of the rules above (for DiffusersWanVACE and for writing diffusers checkpoints)
+_NATIVE_TO_DIFFUSERS = [
+    (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
+    (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
+    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
+    (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
+    (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
+    (r"^head\.modulation$", "scale_shift_table"),
+    (r"^head\.proj\.", "proj_out."),
+    (r"^(blocks|vace_blocks)\.(\d+)\.modulation$", r"\1.\2.scale_shift_table"),
+    (r"^vace_blocks\.(\d+)\.before_proj\.", r"vace_blocks.\1.proj_in."),
+    (r"^vace_blocks\.(\d+)\.after_proj\.", r"vace_blocks.\1.proj_out."),
+    (r"\.self_attn\.", ".attn1."),
+    (r"\.cross_attn\.", ".attn2."),
+    (r"\.q\.", ".to_q."),
+    (r"\.k\.", ".to_k."),
+    (r"\.v\.", ".to_v."),
+    (r"\.o\.", ".to_out.0."),
+    (r"\.cross_norm\.", ".norm2."),
+    (r"\.ffn\.0\.", ".ffn.net.0.proj."),
+    (r"\.ffn\.2\.", ".ffn.net.2."),
+]
 # the original repository's names are WanDiT's, except these
 _ORIGINAL_TO_NATIVE = [
     (r"^model\.diffusion_model\.", ""),
@@ -64,7 +86,7 @@ def _rename(key: str, rules: list[tuple[str, str]]) -> str:
     return key
 
 
-def _resolve_folder(path: Path) -> Path:
+def resolve_folder(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint folder {path} does not exist")
     if (path / "config.json").is_file():
@@ -76,7 +98,7 @@ def _resolve_folder(path: Path) -> Path:
 
 def read_checkpoint_config(path: str | Path) -> tuple[dict[str, Any], str]:
     """WanDiT keyword arguments and the layout name (``"diffusers"`` or ``"original"``) of a checkpoint folder."""
-    folder = _resolve_folder(Path(path))
+    folder = resolve_folder(Path(path))
     raw = json.loads((folder / "config.json").read_text())
     class_name = raw.get("_class_name", "")
     if class_name in ("WanTransformer3DModel", "WanVACETransformer3DModel") or "num_attention_heads" in raw:
@@ -130,7 +152,7 @@ def read_checkpoint_config(path: str | Path) -> tuple[dict[str, Any], str]:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a (possibly sharded) safetensors checkpoint folder, names as stored."""
-    folder = _resolve_folder(Path(path))
+    folder = resolve_folder(Path(path))
     index = folder / INDEX_NAME
     if index.is_file():
         weight_map = json.loads(index.read_text()).get("weight_map")
@@ -169,6 +191,18 @@ def to_native_names(state: dict[str, torch.Tensor], layout: str) -> dict[str, to
             continue
         out[_rename(key, rules[layout])] = value
     return out
+
+
+def to_diffusers_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a WanDiT state dict to diffusers' ``WanTransformer3DModel`` / ``WanVACETransformer3DModel`` names.
+
+    The zero-initialised attention gates and a cross-attention rotary module have no diffusers counterpart: a state
+    that holds them is an error naming them.
+    """
+    foreign = sorted(k for k in state if _NEW_PARAMETERS.match(k) or k.startswith("cross_attention_rope."))
+    if foreign:
+        raise ValueError(f"tensors {foreign[:4]}{' ...' if len(foreign) > 4 else ''} have no diffusers counterpart")
+    return {_rename(key, _NATIVE_TO_DIFFUSERS): value for key, value in state.items()}
 
 
 def load_native_state(
@@ -222,12 +256,13 @@ def _normalise(value: Any) -> Any:
 
 
 def load_wan_dit(
-    cls, path: str | Path, *, extra_in_channels: int = 0, dtype: torch.dtype | None = torch.float32, **overrides
+    cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides
 ):
     """Build ``cls`` from a checkpoint folder's config (plus ``overrides``) and load its weights.
 
-    The model is built on the meta device and takes the loaded tensors (no random initialisation of billions
-    of parameters that are overwritten anyway).
+    ``in_channels`` beyond the checkpoint's are new, zero-initialised patch-embedding input channels. The model is
+    built on the meta device and takes the loaded tensors (no random initialisation of billions of parameters that
+    are overwritten anyway).
     """
     config, layout = read_checkpoint_config(path)
     # rope_max_seq_len only bounds positions; every other architecture key must agree with the weights
@@ -238,12 +273,13 @@ def load_wan_dit(
     )
     if changed:
         raise ValueError(
-            f"overrides {changed} change the checkpoint's architecture "
-            f"(checkpoint: { {k: config[k] for k in changed} }); use extra_in_channels for new input channels"
+            f"{path}: {', '.join(f'{k}={overrides[k]}' for k in changed)} differ from the checkpoint's architecture "
+            f"({', '.join(f'{k}={config[k]}' for k in changed)}); only in_channels may grow (new input channels)"
         )
     config.update(overrides)
+    extra_in_channels = 0 if in_channels is None else int(in_channels) - config["in_channels"]
     if extra_in_channels < 0:
-        raise ValueError(f"extra_in_channels must be >= 0, got {extra_in_channels}")
+        raise ValueError(f"{path}: in_channels={in_channels} is fewer than the checkpoint's {config['in_channels']}")
     config["in_channels"] = config["in_channels"] + extra_in_channels
     state = to_native_names(read_state_dict(path), layout)
     with torch.device("meta"):

@@ -105,7 +105,7 @@ class T5TextEncoder(nn.Module):
         self.max_length = max_length
         self.dim = int(self.encoder.config.d_model)
 
-    def train(self, mode: bool = True) -> "T5TextEncoder":
+    def train(self, mode: bool = True) -> T5TextEncoder:
         super().train(mode)
         self.encoder.eval()  # frozen: dropout stays off
         return self

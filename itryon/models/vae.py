@@ -19,14 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
-def _check_frames(num_frames: int, temporal_compression: int) -> int:
-    if temporal_compression > 1 and (num_frames - 1) % temporal_compression != 0:
-        raise ValueError(
-            f"a causal video VAE with temporal compression {temporal_compression} needs "
-            f"1 + {temporal_compression}k frames, got {num_frames}"
-        )
-    return 1 + (num_frames - 1) // temporal_compression if temporal_compression > 1 else num_frames
+from itryon.data.temporal import latent_frame_count
 
 
 class PixelVAE(nn.Module):
@@ -50,7 +43,7 @@ class PixelVAE(nn.Module):
         self.latent_channels = image_channels * temporal_compression * spatial_compression**2
 
     def latent_frames(self, num_frames: int) -> int:
-        return _check_frames(num_frames, self.temporal_compression)
+        return latent_frame_count(num_frames, self.temporal_compression)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         batch, channels, frames, height, width = video.shape
@@ -123,7 +116,7 @@ class LinearVAE(nn.Module):
         num_samples: int = 128,
         spatial_compression: int = 4,
         temporal_compression: int = 4,
-    ) -> "LinearVAE":
+    ) -> LinearVAE:
         """Fit the principal components on the ``video`` (and ``garment``, as a one-frame video) of the first
         ``num_samples`` samples of ``dataset`` (in float64, so the fit is the same on every machine)."""
         fold = PixelVAE(spatial_compression, temporal_compression)
@@ -226,7 +219,7 @@ class WanVAE(nn.Module):
         self.register_buffer("latents_std", torch.tensor(config.latents_std).view(shape), persistent=False)
 
     def latent_frames(self, num_frames: int) -> int:
-        return _check_frames(num_frames, self.temporal_compression)
+        return latent_frame_count(num_frames, self.temporal_compression)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:

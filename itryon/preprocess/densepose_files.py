@@ -43,7 +43,7 @@ class FileDensePose:
             raise EstimatorError(f"DensePose folder {self.folder} does not exist")
         self.clip: str | None = None
 
-    def for_clip(self, clip: str) -> "FileDensePose":
+    def for_clip(self, clip: str) -> FileDensePose:
         self.clip = clip
         return self
 

@@ -123,7 +123,10 @@ def process_clip(job: ClipJob, estimators: dict[str, Any], captioner: Any | None
     paths = write_clip_files(job.out, job.folder, arrays, fps)
     save_keypoints(job.out / job.folder / KEYPOINTS, pose, hands)
     text = captioner.captions(job.clip, frames, fps) if captioner is not None else ClipCaptions()
-    rel = lambda p: os.path.relpath(p, job.out)
+
+    def rel(p):
+        return os.path.relpath(p, job.out)
+
     record = {
         "id": job.clip,
         "fps": fps,

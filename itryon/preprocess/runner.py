@@ -197,7 +197,7 @@ def preprocess_split(
 
 
 def _collect(outcomes, result: SplitResult, bar) -> None:
-    for clip, record, error in outcomes:
+    for clip, _record, error in outcomes:
         if error is None:
             result.processed.append(clip)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -16,8 +16,10 @@ from itryon.cache.lookup import cached_encode
 from itryon.data.temporal import frames_to_latent, latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
 from itryon.diffusion.losses import high_noise_weight_ratio
-from itryon.models import WanDiT, dit_forward_flops
+from itryon.models.backbone import Backbone
+from itryon.training.schedule import warmup_cosine
 from itryon.training.weights import load_trained_weights
+from itryon.training.wiring import build_backbone
 
 
 class TryOnModule(L.LightningModule):
@@ -43,6 +45,10 @@ class TryOnModule(L.LightningModule):
     region the model is asked to generate), as try-on pipelines composite their output; the metrics' copy-the-input
     reference does the same with grey inside.
 
+    ``backbone`` is a :class:`~itryon.models.backbone.Backbone` or a factory for one (a ``_partial_`` config entry),
+    which the module builds with the channel counts that the VAE and the conditioning imply
+    (:func:`itryon.training.wiring.build_backbone`); adapters whose kinds the backbone does not accept fail here.
+
     ``init_from`` starts from the weights of an earlier run (``weights/model.safetensors`` or a checkpoint),
     as the paper's second stage starts from the first; parameters the file lacks keep their initialisation and
     are listed in ``initialised_fresh``.
@@ -54,7 +60,7 @@ class TryOnModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone | Callable[..., Backbone],
         conditioning: nn.Module,
         vae: nn.Module,
         flow: FlowMatching | None = None,
@@ -77,9 +83,10 @@ class TryOnModule(L.LightningModule):
         init_from: str | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
+        vae = vae.requires_grad_(False).eval()
+        self.backbone = build_backbone(backbone, conditioning, vae)  # a _partial_ config gets its channel counts here
         self.conditioning = conditioning
-        self.vae = vae.requires_grad_(False).eval()
+        self.vae = vae
         self.flow = flow or FlowMatching()
         self.loss_fn = loss or ActionConstraintLoss()
         self.sampler = sampler or EulerSampler()
@@ -89,7 +96,8 @@ class TryOnModule(L.LightningModule):
         self.sample_every_n_epochs = sample_every_n_epochs
         self.sample_seed = sample_seed
         self.compile_blocks = compile_blocks
-        self.last_backbone_flops: int | None = None  # forward FLOPs of the last training batch (throughput)
+        self.flops_per_batch: int | None = None  # backbone FLOPs of the last batch (ThroughputMonitor); None: unknown
+        self._forward_flops: int | None = 0  # backbone forward FLOPs since the batch began
         self.guidance_drop = guidance_drop if isinstance(guidance_drop, str) else list(guidance_drop)
         if prediction not in ("velocity", "sample"):
             raise ValueError(f"prediction must be 'velocity' or 'sample', got {prediction!r}")
@@ -107,37 +115,22 @@ class TryOnModule(L.LightningModule):
                 f"end t >= 0.9, where sampling starts, {ratio:.2f}x the mean loss weight; sample prediction usually "
                 "wants loss.space=x0 (itryon.diffusion.losses)"
             )
-        self._check_channels()
+        self.conditioning.check_backbone(self.backbone)
         # weights of an earlier run (e.g. training stage 1); parts it lacks, such as new adapters, stay as built
         self.initialised_fresh = load_trained_weights(self, init_from, allow_missing=True) if init_from else []
 
     # ------------------------------------------------------------------------------------------------
     # wiring
 
-    def _check_channels(self) -> None:
-        extra = int(getattr(self.conditioning, "extra_in_channels", 0))
-        expected = int(self.vae.latent_channels) + extra
-        got = int(self.backbone.in_channels)
-        if got != expected:
-            raise ValueError(
-                f"model.backbone.in_channels is {got} but the VAE gives {self.vae.latent_channels} latent channels and the "
-                f"conditioning concatenates {extra} more: set model.backbone.in_channels={expected}"
-            )
-        if int(self.backbone.out_channels) != int(self.vae.latent_channels):
-            raise ValueError(
-                f"model.backbone.out_channels is {self.backbone.out_channels}, expected the VAE's latent channels "
-                f"{self.vae.latent_channels}"
-            )
-
     def configure_model(self) -> None:
-        """Parallelise and compile under a ModelParallelStrategy (FSDP2); a no-op otherwise."""
-        if self.compile_blocks and hasattr(self.backbone, "compile_blocks"):
-            self.backbone.compile_blocks()
-        mesh = getattr(self, "_device_mesh", None)
-        if mesh is not None:
-            from itryon.training.parallel import shard_module
+        """The backbone's parallelisation plan (compiled blocks with ``compile_blocks``; FSDP2 under a
+        ModelParallelStrategy), then FSDP2 for the other trainable parts."""
+        from itryon.training.parallel import data_parallel_mesh, shard_parts
 
-            shard_module(self, mesh)
+        mesh = data_parallel_mesh(self.device_mesh)
+        self.backbone.parallelize(mesh, compile=self.compile_blocks)
+        if mesh is not None:
+            shard_parts(self, mesh, skip=("backbone", "vae"))
 
     def generation_region(self, batch: Mapping[str, Any], latent_shape: tuple[int, ...]) -> torch.Tensor:
         """``agnostic_mask`` ``(B, 1, T, H, W)`` max-pooled onto the latent grid ``(B, 1, F, h, w)``: latent pixels
@@ -168,8 +161,8 @@ class TryOnModule(L.LightningModule):
 
         For sample prediction the velocity divides by ``max(t, min_t)``.
         """
-        x = torch.cat([x_t, cond.channels.to(x_t.dtype)], dim=1) if cond.channels is not None else x_t
-        out = self.backbone(x, self.flow.model_timestep(t), cond.context, **cond.backbone_kwargs())
+        out = self.backbone(x_t, self.flow.model_timestep(t), cond.inputs)
+        self._count_flops(x_t.shape, cond)
         t_b = t.view(-1, *([1] * (x_t.ndim - 1))).to(x_t.dtype)
         if self.prediction == "velocity":
             return out, x_t - t_b * out
@@ -188,20 +181,14 @@ class TryOnModule(L.LightningModule):
         t = timestep / self.flow.num_train_timesteps
         return self.predict(x_t, t, cond, min_t=self.min_sample_t)[0]
 
-    def _backbone_flops(self, latent_shape: torch.Size, cond: Any) -> int | None:
-        """Analytic forward FLOPs of the backbone for this batch (None for a backbone it cannot count)."""
-        if not isinstance(self.backbone, WanDiT):
-            return None
-        reference = cond.reference_latents.shape[2] if cond.reference_latents is not None else 0
-        extra = cond.extra_tokens.shape[1] if cond.extra_tokens is not None else 0
-        return dit_forward_flops(
-            self.backbone,
-            latent_shape,
-            cond.context.shape[1],
-            reference_frames=reference,
-            extra_tokens=extra,
-            with_vace=cond.vace_context is not None,
-        )
+    def _count_flops(self, latent_shape: torch.Size, cond: Any) -> None:
+        flops = self.backbone.flops(latent_shape, cond.inputs)
+        self._forward_flops = None if flops is None or self._forward_flops is None else self._forward_flops + int(flops)
+
+    def _batch_flops(self, factor: int) -> None:
+        """Record the batch's backbone FLOPs (``factor`` 3: forward and backward) and start counting the next."""
+        self.flops_per_batch = None if self._forward_flops is None else factor * self._forward_flops
+        self._forward_flops = 0
 
     # ------------------------------------------------------------------------------------------------
     # training
@@ -217,7 +204,6 @@ class TryOnModule(L.LightningModule):
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
         x_t = self.flow.interpolate(x0, noise, t)
         v_hat, x0_hat = self.predict(x_t, t, cond)
-        self.last_backbone_flops = self._backbone_flops(x0.shape, cond)
         mask = None
         if self.loss_fn.ac_weight > 0:
             mask = self.loss_fn.action_mask(
@@ -229,7 +215,9 @@ class TryOnModule(L.LightningModule):
         return self.loss_fn(v_hat, self.flow.velocity(x0, noise), mask, t=t, region=region)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        self._forward_flops = 0
         out = self.diffusion_loss(batch)
+        self._batch_flops(3)  # a training step's backward costs twice its forward
         bs = batch["video"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
         self.log_dict({"train/flow_loss": out["flow"], "train/ac_loss": out["ac"]}, batch_size=bs)
@@ -238,6 +226,7 @@ class TryOnModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> dict[str, Any] | None:
         if batch is None:  # every clip of this batch was skipped and reported by the data module
             return None
+        self._forward_flops = 0
         # fixed noise and times per batch so that validation losses are comparable across epochs
         gen = torch.Generator(device=batch["video"].device).manual_seed(self.sample_seed + batch_idx)
         out = self.diffusion_loss(batch, generator=gen)
@@ -247,6 +236,7 @@ class TryOnModule(L.LightningModule):
         pred = None
         if self.should_sample(batch_idx):
             pred = self.generate(batch, seed=self.sample_seed + batch_idx)
+        self._batch_flops(1)  # the loss's forward pass and the sampler's
         return {"loss": out["loss"], "pred": pred}
 
     def should_sample(self, batch_idx: int) -> bool:
@@ -319,20 +309,6 @@ class TryOnModule(L.LightningModule):
             betas=self.betas,
         )
         total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, self._lr_lambda(int(total) if math.isfinite(total) else 0)
-        )
+        total = int(total) if math.isfinite(total) else 0
+        scheduler = warmup_cosine(optimizer, self.warmup_steps, total, self.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _lr_lambda(self, total_steps: int):
-        warmup, floor = self.warmup_steps, self.min_lr_ratio
-
-        def factor(step: int) -> float:
-            if warmup > 0 and step < warmup:
-                return (step + 1) / warmup
-            if floor >= 1.0 or total_steps <= warmup:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        return factor

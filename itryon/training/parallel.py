@@ -1,26 +1,23 @@
-"""FSDP2 sharding of a TryOnModule: per block first, then each top-level part (root last)."""
+"""FSDP2 for the parts of a TryOnModule that are not the backbone (the backbone applies its own plan)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 
 
-def shard_module(module: nn.Module, mesh: DeviceMesh) -> None:
-    """Shard the backbone's blocks, the backbone, and every other part that has trainable parameters.
+def data_parallel_mesh(mesh: DeviceMesh | None) -> DeviceMesh | None:
+    """The ``data_parallel`` dimension of a ModelParallelStrategy mesh (the whole mesh if it has no names)."""
+    if mesh is None:
+        return None
+    return mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
 
-    ``mesh`` is the ModelParallelStrategy mesh; only its ``data_parallel`` dimension shards parameters.
-    """
-    dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
-    backbone = module.backbone
-    for block in getattr(backbone, "blocks", []):
-        fully_shard(block, mesh=dp_mesh)
-    for block in getattr(backbone, "vace_blocks", None) or []:
-        fully_shard(block, mesh=dp_mesh)
-    fully_shard(backbone, mesh=dp_mesh)
+
+def shard_parts(module: nn.Module, mesh: DeviceMesh, skip: Sequence[str] = ()) -> None:
+    """``fully_shard`` every child of ``module`` not named in ``skip`` that has trainable parameters."""
     for name, child in module.named_children():
-        if name in ("backbone", "vae"):
-            continue
-        if any(p.requires_grad for p in child.parameters()):
-            fully_shard(child, mesh=dp_mesh)
+        if name not in skip and any(p.requires_grad for p in child.parameters()):
+            fully_shard(child, mesh=mesh)

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from itryon.data.datamodule import rng_states, set_rng_states
@@ -89,9 +89,9 @@ class ContinuingCSVLogger(CSVLogger):
     """A ``CSVLogger`` that a resumed run (``resume_step`` = the checkpoint's global step) continues in the
     same ``metrics.csv``, instead of starting over or in a ``csv_1`` folder."""
 
-    def __init__(self, *args: Any, resume_step: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, save_dir: str, *, resume_step: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("flush_logs_every_n_steps", 1)  # every logged row on disk before a possible kill
-        super().__init__(*args, **kwargs)
+        super().__init__(save_dir, **kwargs)
         self._resume_step = resume_step
 
     @property
@@ -100,3 +100,13 @@ class ContinuingCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ContinuingWriter(log_dir=self.log_dir, resume_step=self._resume_step)
         return self._experiment
+
+
+class ContinuingTensorBoardLogger(TensorBoardLogger):
+    """A ``TensorBoardLogger`` that a resumed run (``resume_step`` = the checkpoint's global step) continues: the
+    events logged after the checkpoint, before the kill, are hidden (TensorBoard's ``purge_step``)."""
+
+    def __init__(self, save_dir: str, *, resume_step: int | None = None, **kwargs: Any) -> None:
+        if resume_step is not None:
+            kwargs.setdefault("purge_step", resume_step)
+        super().__init__(save_dir, **kwargs)

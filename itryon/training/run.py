@@ -12,44 +12,75 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.final_validation import FinalValidation
 from callbacks.progress import StepProgressBar
-from itryon.config import ConfigError, instantiate, load_config, to_yaml, validate
+from itryon.config import (
+    ArgumentsOf,
+    ConfigError,
+    Entries,
+    import_target,
+    instantiate,
+    load_config,
+    origin_of,
+    to_yaml,
+    validate,
+)
+from itryon.config.validate import parameters
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, count_skipped
 from itryon.io_utils import remove_orphaned_temps, torch_load, write_text
+from itryon.models.backbone import DERIVED_ARGUMENTS
 from itryon.training.checkpoints import AtomicCheckpointIO, resume_checkpoint
-from itryon.training.resume import ContinuingCSVLogger, TrainingRNGState
+from itryon.training.resume import TrainingRNGState
 
 log = logging.getLogger(__name__)
 CONFIG_NAME = "config.yaml"
+WEIGHTS = Path("weights") / "model.safetensors"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
-LOGGERS = {"tensorboard", "csv"}
+# logger entries a config may name instead of writing them out: the run folder's own logs, continued on --resume
+LOGGER_PRESETS = {
+    "tensorboard": {
+        "_target_": "itryon.training.resume.ContinuingTensorBoardLogger",
+        "name": "logs",
+        "version": "tensorboard",
+    },
+    "csv": {"_target_": "itryon.training.resume.ContinuingCSVLogger", "name": "logs", "version": "csv"},
+}
+DEFAULT_LOGGERS = ("tensorboard", "csv")
 
 
 def root_schema() -> dict[str, Any]:
-    """Allowed top-level keys of a training config and how each is checked."""
+    """Allowed top-level keys of a training config and how each is checked (:mod:`itryon.config.validate`)."""
     return {
         "name": str,
         "seed": int,
         "output_dir": str,
         "paths": None,  # free-form local paths that other entries interpolate (${paths.x})
-        "float32_matmul_precision": str,
+        "float32_matmul_precision": Literal["highest", "high", "medium"] | None,
         "model": None,  # a _target_ node (TryOnModule)
         "data": None,  # a _target_ node (a LightningDataModule)
-        "trainer": L.Trainer,
-        "checkpoint": ModelCheckpoint,
-        "callbacks": None,  # mapping name -> _target_ node
-        "loggers": list,
+        "trainer": ArgumentsOf(
+            L.Trainer,
+            reserved={
+                "callbacks": "callbacks are the root 'callbacks' entries",
+                "logger": "loggers are the root 'loggers' list",
+                "default_root_dir": "the run folder is output_dir/name/<timestamp>",
+            },
+        ),  # fmt: skip
+        "checkpoint": ArgumentsOf(
+            ModelCheckpoint, reserved={"dirpath": "checkpoints go to the run folder's checkpoints/"}
+        ),
+        "callbacks": Entries(),  # name -> _target_ entry (null: left out)
+        "loggers": Entries(supplied=("save_dir",), presets=tuple(LOGGER_PRESETS)),  # filled in by build_loggers
     }
 
 
@@ -60,11 +91,26 @@ def prepare_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfi
     for key in ("model", "data"):
         if key not in cfg or not isinstance(cfg[key], DictConfig) or "_target_" not in cfg[key]:
             raise ConfigError(f"config {path} needs a '{key}' entry with a _target_")
-    loggers = cfg.get("loggers", ["tensorboard", "csv"])
-    unknown = sorted(set(loggers) - LOGGERS)
-    if unknown:
-        raise ConfigError(f"unknown logger(s) {unknown} in 'loggers'; choose from {sorted(LOGGERS)}")
+    _check_derived(cfg)
     return cfg
+
+
+def _check_derived(cfg: DictConfig) -> None:
+    """A ``_partial_`` backbone leaves the channel counts that follow from other parts to the module."""
+    backbone = cfg.model.get("backbone")
+    if not isinstance(backbone, DictConfig) or not backbone.get("_partial_", False):
+        return
+    for key in DERIVED_ARGUMENTS:
+        if key in backbone:
+            raise ConfigError(
+                f"'model.backbone.{key}'{_set_in(cfg, f'model.backbone.{key}')} follows from the VAE and the "
+                "conditioning and is derived when the model is built; remove it"
+            )
+
+
+def _set_in(cfg: DictConfig, key: str) -> str:
+    where = origin_of(cfg, key)
+    return f" (set in {where})" if where else ""
 
 
 def new_run_dir(cfg: DictConfig) -> Path:
@@ -121,14 +167,12 @@ def build_trainer(
 ) -> L.Trainer:
     """The Lightning trainer writing checkpoints, logs and callbacks' files into ``run_dir``.
 
-    A callback entry set to null (``callbacks.samples=null``) is left out. ``resume_step`` (the checkpoint's
-    global step) makes the loggers continue the run's logs from that step.
+    Callbacks, loggers, the checkpoint callback and the trainer's own entries (strategy, plugins, profiler) are
+    built from ``_target_`` entries; a callback entry set to null (``callbacks.samples=null``) is left out.
+    ``resume_step`` (the checkpoint's global step) makes the loggers continue the run's logs from that step.
     """
-    ckpt_args = OmegaConf.to_container(cfg.get("checkpoint", {}), resolve=True) or {}
-    ckpt_args.setdefault("save_last", True)
-    checkpoint = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ckpt_args)
     callbacks: list[L.Callback] = [
-        checkpoint,
+        build_checkpoint(cfg.get("checkpoint"), run_dir),
         TrainingRNGState(),
         SkipReport(run_dir),
         FinalValidation(),
@@ -136,20 +180,8 @@ def build_trainer(
     ]
     user_callbacks = instantiate(cfg.get("callbacks", {}) or {}, "callbacks")
     callbacks += [c for c in user_callbacks.values() if c is not None]
-    loggers = []
-    for name in cfg.get("loggers", ["tensorboard", "csv"]):
-        if name == "tensorboard":
-            extra = (
-                {"purge_step": resume_step} if resume_step is not None else {}
-            )  # hide events logged after the checkpoint
-            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard", **extra))
-        else:
-            loggers.append(
-                ContinuingCSVLogger(save_dir=str(run_dir), name="logs", version="csv", resume_step=resume_step)
-            )
-    trainer_args = OmegaConf.to_container(cfg.get("trainer", {}), resolve=True) or {}
-    if "strategy" in trainer_args and isinstance(trainer_args["strategy"], dict):
-        trainer_args["strategy"] = instantiate(cfg.trainer.strategy, "trainer.strategy")
+    loggers = build_loggers(cfg.get("loggers", DEFAULT_LOGGERS), run_dir, resume_step)
+    trainer_args = instantiate(cfg.get("trainer", {}) or {}, "trainer")  # nested _target_ entries: strategy, plugins
     if (
         trainer_args.get("enable_progress_bar", True)
         and _RICH_AVAILABLE
@@ -162,6 +194,37 @@ def build_trainer(
     return L.Trainer(
         default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, plugins=plugins, **trainer_args
     )
+
+
+def build_checkpoint(node: DictConfig | None, run_dir: Path) -> L.Callback:
+    """The checkpoint callback writing to ``run_dir/checkpoints``: a ``_target_`` entry, or a mapping of
+    ``ModelCheckpoint`` arguments (``save_last`` defaults to true)."""
+    dirpath = str(run_dir / "checkpoints")
+    if isinstance(node, DictConfig) and "_target_" in node:
+        takes_dirpath = "dirpath" in parameters(import_target(node["_target_"], key="checkpoint._target_"))
+        return instantiate(
+            node, "checkpoint", **({"dirpath": dirpath} if takes_dirpath and "dirpath" not in node else {})
+        )
+    args = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    args.setdefault("save_last", True)
+    return ModelCheckpoint(dirpath=dirpath, **args)
+
+
+def build_loggers(entries: Sequence[Any] | None, run_dir: Path, resume_step: int | None = None) -> list[Logger]:
+    """Loggers from preset names (:data:`LOGGER_PRESETS`) or ``_target_`` entries; the run folder fills ``save_dir``
+    and, on resume, ``resume_step`` of the loggers that take them and do not set them."""
+    loggers = []
+    for i, entry in enumerate(entries or ()):
+        if entry is None:
+            continue
+        node = OmegaConf.create(LOGGER_PRESETS[entry]) if isinstance(entry, str) else entry
+        params = parameters(import_target(node["_target_"], key=f"loggers.{i}._target_"))
+        run = {"save_dir": str(run_dir), "resume_step": resume_step}
+        extra = {
+            k: v for k, v in run.items() if k in params and k not in node and (k != "resume_step" or v is not None)
+        }
+        loggers.append(instantiate(node, f"loggers.{i}", **extra))
+    return loggers
 
 
 def checkpoint_step(ckpt_path: Path | None) -> int | None:
@@ -234,3 +297,14 @@ def train(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None = None) -> tupl
 
 def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
     return prepare_config(run_dir / CONFIG_NAME, overrides)
+
+
+def load_run_module(run_dir: Path, weights: Path | None = None) -> L.LightningModule:
+    """A run's module with its trained weights (``weights``, default the run's ``weights/model.safetensors``), in
+    eval mode; frozen VAE weights come from its own config."""
+    from itryon.training.weights import load_trained_weights
+
+    cfg = load_run_config(run_dir, ["model.init_from=null"])  # the run's own weights replace any starting point
+    module = instantiate(cfg.model, "model")
+    load_trained_weights(module, weights or run_dir / WEIGHTS)
+    return module.eval()

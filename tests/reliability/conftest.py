@@ -11,10 +11,10 @@ import pytest
 @pytest.fixture(scope="session")
 def split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four written synthetic clips of 5 frames (MP4 videos, PNG-folder masks); returns the manifest."""
-    from itryon.data.synthetic import write_split
+    from itryon.data.synthetic import ClipSpec, write_split
 
     out = tmp_path_factory.mktemp("split")
-    return write_split(out, "val", 4, seed=1, num_frames=5)
+    return write_split(out, "val", 4, 1, ClipSpec(num_frames=5))
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reliability_helpers import SYNTH, only_run, run_child
 
 from itryon.cli.train import main as train
 from itryon.io_utils import TEMP_TAG, atomic_path, remove_orphaned_temps, write_json, write_text
 from itryon.training.checkpoints import AtomicCheckpointIO
-from reliability_helpers import SYNTH, only_run, run_child
 
 SHM = Path("/dev/shm")
 

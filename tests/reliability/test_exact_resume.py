@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import SYNTH, only_run, run_child
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from itryon.cli.train import main as train
 from itryon.data.datamodule import SkipBadSamples
-from reliability_helpers import SYNTH, only_run, run_child
 
 # 8 clips in batches of 2: 4 steps per epoch; checkpoints every 2 steps, validation every 2 (at the checkpoints)
 RUN = [*SYNTH, "trainer.max_steps=4", "trainer.val_check_interval=2"]

@@ -6,11 +6,12 @@ import csv
 from pathlib import Path
 
 import pytest
+from reliability_helpers import REPO, TINY, only_run, run_child
 
 from itryon.cli.train import main as train
 from itryon.data.manifest import read_manifest, write_manifest
 from itryon.data.synthetic import write_split
-from reliability_helpers import REPO, TINY, only_run, run_child
+from itryon.data.synthetic.spec import ClipSpec
 
 OWN = str(REPO / "configs" / "experiment" / "own_videos.yaml")
 
@@ -19,8 +20,8 @@ OWN = str(REPO / "configs" / "experiment" / "own_videos.yaml")
 def mixed(tmp_path_factory) -> Path:
     """4 landscape clips of 9 frames and 4 portrait clips of 13: two buckets, 4 batches of 2 per epoch."""
     root = tmp_path_factory.mktemp("mixed")
-    write_split(root, "train", 4, seed=0, num_frames=9, height=48, width=64)
-    write_split(root, "val", 4, seed=0, num_frames=13, height=64, width=48)
+    write_split(root, "train", 4, seed=0, spec=ClipSpec(num_frames=9, height=48, width=64))
+    write_split(root, "val", 4, seed=0, spec=ClipSpec(num_frames=13, height=64, width=48))
     write_manifest(root / "all.jsonl", read_manifest(root / "train.jsonl") + read_manifest(root / "val.jsonl"))
     return root / "all.jsonl"
 

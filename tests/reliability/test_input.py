@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reliability_helpers import records, rewrite
 
 from itryon.data.manifest import InteractiveManifestDataset, ManifestError, read_manifest
 from itryon.data.video_io import VideoIOError, read_video, write_video
-from reliability_helpers import records, rewrite
 
 
 def _frames(n: int = 12) -> np.ndarray:
@@ -235,8 +235,9 @@ def test_an_empty_manifest_is_an_error_naming_it(tmp_path):
 
 
 def test_an_empty_manifest_in_a_training_config_stops_before_training(tmp_path, capsys):
-    from itryon.cli.train import main
     from reliability_helpers import DISK, disk_overrides, one_line_error
+
+    from itryon.cli.train import main
 
     empty = tmp_path / "train.jsonl"
     empty.write_text("")

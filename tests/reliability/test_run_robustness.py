@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from reliability_helpers import DISK, disk_overrides, one_line_error, only_run, records, rewrite
 from torch.utils.data import Dataset
 
 from itryon.cli.main import main as itryon
@@ -19,7 +20,6 @@ from itryon.data.contract import interaction_from_actions
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples, TryOnDataModule
 from itryon.data.manifest import InteractiveManifestDataset, ManifestError
 from itryon.data.video_io import read_video, write_video
-from reliability_helpers import DISK, disk_overrides, one_line_error, only_run, records, rewrite
 
 FIELDS = (
     "video",
@@ -53,9 +53,9 @@ def _shrink_garment(root: Path, record: dict) -> None:
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory) -> Path:
     """The 4-clip split with clip 1 undecodable, clip 2 at another resolution and clip 3's garment at another size."""
-    from itryon.data.synthetic import write_split
+    from itryon.data.synthetic import ClipSpec, write_split
 
-    manifest = write_split(tmp_path_factory.mktemp("damaged"), "val", 4, seed=1, num_frames=5)
+    manifest = write_split(tmp_path_factory.mktemp("damaged"), "val", 4, 1, ClipSpec(num_frames=5))
     rs, root = records(manifest), manifest.parent
     (root / rs[1]["video"]).write_bytes(b"not a video")
     _halve_clip(root, rs[2])

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import one_line_error
 
 from itryon.cli.main import main as itryon
 from itryon.cli.train import main as train
 from itryon.config import ConfigError, instantiate, load_config, trust_targets, validate
-
-from reliability_helpers import one_line_error
 
 
 def _marker_command(marker: Path) -> str:
@@ -156,8 +155,8 @@ def test_resume_of_a_checkpoint_holding_code_is_a_one_line_error(tmp_path, capsy
 
 
 def test_infer_weights_holding_code_are_a_one_line_error(tmp_path, capsys):
-    from itryon.training.weights import read_weights
     from itryon.io_utils import UnreadableFileError
+    from itryon.training.weights import read_weights
 
     marker = tmp_path / "marker"
     ckpt = _pickled_code_checkpoint(tmp_path / "evil.ckpt", marker)

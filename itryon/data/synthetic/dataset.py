@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from ..contract import validate_sample
 from ..manifest import sample_from_arrays
 from .families import family_mix, mixed_clip
+from .spec import ClipSpec
 from .splits import check_split
 from .world import generate_clip
 
@@ -22,7 +23,8 @@ class SyntheticTryOnDataset(Dataset):
     ``interaction_mask``; for passive clips, where the false interaction would have shown). Items convert
     exactly as :class:`itryon.data.manifest.InteractiveManifestDataset` reads a written split.
 
-    ``families`` (a family name or a list, see :mod:`.families`) serves benchmark-family clips instead: with
+    ``num_frames`` ... ``garment_size`` make the clips' :class:`.ClipSpec`. ``families`` (a family name or a list, see
+    :mod:`.families`) serves benchmark-family clips instead: with
     a list the families take turns (item ``i`` is clip ``i // len(families)`` of family
     ``families[i % len(families)]``; ``"standard"`` names the standard clips). None: the standard clips.
     """
@@ -48,12 +50,7 @@ class SyntheticTryOnDataset(Dataset):
         self.split = split
         self.num_clips = num_clips
         self.seed = seed
-        self.num_frames = num_frames
-        self.height = height
-        self.width = width
-        self.fps = fps
-        self.passive_fraction = passive_fraction
-        self.garment_size = tuple(garment_size) if garment_size is not None else None
+        self.spec = ClipSpec(num_frames, height, width, fps, passive_fraction, garment_size)
         self.validate = validate
 
     def __len__(self) -> int:
@@ -63,18 +60,7 @@ class SyntheticTryOnDataset(Dataset):
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} clips of split {self.split!r}")
         family, local = (None, index) if self.families is None else mixed_clip(index, self.families)
-        clip = generate_clip(
-            self.split,
-            local,
-            self.seed,
-            self.num_frames,
-            self.height,
-            self.width,
-            self.fps,
-            self.passive_fraction,
-            garment_size=self.garment_size,
-            family=family,
-        )
+        clip = generate_clip(self.split, local, self.seed, self.spec, family=family)
         arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
         sample = sample_from_arrays(arrays, clip["caption"], clip["actions"], clip["meta"])
         if self.validate:

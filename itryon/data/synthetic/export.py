@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from ..manifest import write_clip_files, write_manifest
 from .families import family_mix, mixed_clip
+from .spec import ClipSpec
 from .world import generate_clip
 
 
@@ -17,17 +18,14 @@ def write_split(
     split: str,
     num: int,
     seed: int = 0,
-    num_frames: int = 17,
-    height: int = 48,
-    width: int = 64,
-    fps: float = 8.0,
-    passive_fraction: float = 0.25,
+    spec: ClipSpec = ClipSpec(),
     video_format: str = "mp4",
     start_index: int = 0,
     progress: bool = False,
     families: str | Sequence[str] | None = None,
 ) -> Path:
-    """Generate clips ``start_index .. start_index + num - 1`` of ``split`` and write them; returns the manifest path.
+    """Generate clips ``start_index .. start_index + num - 1`` of ``split`` (each of size and timing ``spec``) and
+    write them; returns the manifest path.
 
     ``families`` mixes benchmark families as :class:`.SyntheticTryOnDataset` does (item ``i`` of the mix);
     their ``meta`` records ``family``. Files go to ``out_dir/<split>/<clip id>/``; the manifest is written
@@ -40,17 +38,17 @@ def write_split(
     records = []
     for index in tqdm(range(start_index, start_index + num), desc=f"synth {split}", unit="clip", disable=not progress):
         family, local = (None, index) if mix is None else mixed_clip(index, mix)
-        clip = generate_clip(split, local, seed, num_frames, height, width, fps, passive_fraction, family=family)
+        clip = generate_clip(split, local, seed, spec, family=family)
         meta = clip["meta"]
         arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
-        paths = write_clip_files(out, f"{split}/{meta['id']}", arrays, fps, video_format)
+        paths = write_clip_files(out, f"{split}/{meta['id']}", arrays, spec.fps, video_format)
         records.append(
             {
                 "id": meta["id"],
-                "fps": float(fps),
-                "num_frames": num_frames,
-                "height": height,
-                "width": width,
+                "fps": float(spec.fps),
+                "num_frames": spec.num_frames,
+                "height": spec.height,
+                "width": spec.width,
                 **paths,
                 "caption": clip["caption"],
                 "actions": clip["actions"],

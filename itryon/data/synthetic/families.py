@@ -31,6 +31,7 @@ from .actions import ACTION_KINDS, FAMILY_KINDS
 from .hands import build_tracks
 from .plan import ClipPlan, sample_scene
 from .seeding import clip_streams
+from .spec import ClipSpec
 from .splits import check_split, combination_allowed
 
 STANDARD = "standard"
@@ -60,25 +61,18 @@ def draw_span(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int]:
 
 
 def plan_family_clip(
-    split: str,
-    index: int,
-    seed: int,
-    family: str,
-    num_frames: int,
-    height: int,
-    width: int,
-    fps: float,
-    garment_class: str | None = None,
+    split: str, index: int, seed: int, family: str, spec: ClipSpec, garment_class: str | None = None
 ) -> ClipPlan:
     """The plan of clip ``index`` of ``family`` (side ``index % 2`` of pair ``index // 2``)."""
     check_split(split)
     if check_family(family) is None:
         raise ValueError(f"plan_family_clip needs a benchmark family ({list(BENCHMARK_FAMILIES)}), got {family!r}")
+    num_frames = spec.num_frames
     if num_frames < MIN_FRAMES[family]:
         raise ValueError(f"family {family!r} needs clips of at least {MIN_FRAMES[family]} frames, got {num_frames}")
     pair, side = divmod(int(index), 2)
     streams = clip_streams(split, pair, seed, family)
-    scene = sample_scene(streams, split, num_frames, fps, garment_class)
+    scene = sample_scene(streams, split, num_frames, spec.fps, garment_class)
     rng = streams["plan"]
     hand = int(rng.integers(2))
     passive, hover, counter = False, False, None
@@ -108,7 +102,7 @@ def plan_family_clip(
         )
     tracks = build_tracks(events, passive, scene.body, num_frames, scene.idle, scene.passive_depth, hover_grip=hover)
     return ClipPlan(
-        split, int(index), seed, num_frames, height, width, float(fps), scene.body, scene.motion, scene.appearance, scene.garment, scene.background,
+        split, int(index), seed, num_frames, spec.height, spec.width, float(spec.fps), scene.body, scene.motion, scene.appearance, scene.garment, scene.background,
         tuple(events), passive, tracks, family=family, variant=VARIANTS[family][side], counter_events=counter, hover_grip=hover,
     )  # fmt: skip
 

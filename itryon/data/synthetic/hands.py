@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..pixels import to_uint8
 from .actions import OPEN, Event, action_kind, envelope
-from .raster import F32, Box, coverage, over, to_uint8
+from .raster import F32, Box, coverage, over
 from .rig import BodyMotion, BodyShape
 
 REST_DEPTH = 0.07  # hanging beside the hip

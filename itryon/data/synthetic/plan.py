@@ -13,6 +13,7 @@ from .hands import HandTracks, build_tracks
 from .palette import HAIR_COLOURS, SKIN_TONES, TROUSERS, UNDERSHIRTS, jitter
 from .rig import BodyMotion, BodyShape, sample_body_shape, sample_motion
 from .seeding import clip_streams
+from .spec import ClipSpec
 from .splits import HELD_OUT_COMBINATION, check_split, combination_allowed
 
 EVENT_COUNT_P = (0.2, 0.5, 0.3)  # 0, 1 or 2 gestures per clip
@@ -122,16 +123,7 @@ def plan_events(
 
 
 def plan_clip(
-    split: str,
-    index: int,
-    seed: int,
-    num_frames: int,
-    height: int,
-    width: int,
-    fps: float,
-    passive_fraction: float = 0.25,
-    passive: bool | None = None,
-    garment_class: str | None = None,
+    split: str, index: int, seed: int, spec: ClipSpec, passive: bool | None = None, garment_class: str | None = None
 ) -> ClipPlan:
     """The plan of clip ``(split, index, seed)``; ``passive``/``garment_class`` override the drawn values.
 
@@ -139,31 +131,17 @@ def plan_clip(
     their body motion, garment and 2D hand paths.
     """
     check_split(split)
-    if not 0.0 <= passive_fraction <= 1.0:
-        raise ValueError(f"passive_fraction must be in [0, 1], got {passive_fraction}")
+    num_frames = spec.num_frames
     streams = clip_streams(split, index, seed)
-    scene = sample_scene(streams, split, num_frames, fps, garment_class)
+    scene = sample_scene(streams, split, num_frames, spec.fps, garment_class)
     body, garment = scene.body, scene.garment
-    is_passive = bool(streams["passive"].random() < passive_fraction) if passive is None else bool(passive)
+    is_passive = bool(streams["passive"].random() < spec.passive_fraction) if passive is None else bool(passive)
     events = plan_events(streams["plan"], split, garment, body, num_frames, at_least_one=is_passive)
     tracks = build_tracks(events, is_passive, body, num_frames, scene.idle, scene.passive_depth)
     return ClipPlan(
-        split,
-        index,
-        seed,
-        num_frames,
-        height,
-        width,
-        float(fps),
-        body,
-        scene.motion,
-        scene.appearance,
-        garment,
-        scene.background,
-        tuple(events),
-        is_passive,
-        tracks,
-    )
+        split, index, seed, num_frames, spec.height, spec.width, float(spec.fps), body, scene.motion, scene.appearance, garment,
+        scene.background, tuple(events), is_passive, tracks,
+    )  # fmt: skip
 
 
 def sample_scene(

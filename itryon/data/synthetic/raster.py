@@ -17,24 +17,6 @@ import numpy as np
 F32 = np.float32
 
 
-def to_uint8(x: np.ndarray, low: float = 0.0, in_place: bool = False) -> np.ndarray:
-    """[0, 1] (``low=0``) or [-1, 1] (``low=-1``) float -> uint8, rounding half up like ``video_io.to_uint8``.
-
-    ``in_place`` uses ``x`` as scratch space (its values are lost) instead of allocating a float copy.
-    """
-    scale = F32(255.0 / (1.0 - low))
-    if in_place:
-        y = x
-        if low:
-            y -= F32(low)
-        y *= scale
-    else:
-        y = (x - F32(low)) * scale if low else x * scale
-    y += F32(0.5)
-    np.clip(y, F32(0.0), F32(255.0), out=y)
-    return y.astype(np.uint8)  # truncation of non-negative values is the floor
-
-
 @functools.lru_cache(maxsize=16)
 def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel centres in frame units: x in about [-W/2H, W/2H] (0 = centre column), y in [0, 1] (top to bottom).
@@ -156,19 +138,19 @@ class Layer:
             image[...] = work
         return image
 
-    def view(self, box: "Box") -> "Layer":
+    def view(self, box: Box) -> Layer:
         """The part of a frame-sized layer inside ``box``, sharing its memory (painting it paints the layer)."""
         part = Layer.__new__(Layer)
         part.rgb, part.alpha = box.of(self.rgb), box.of(self.alpha)
         return part
 
-    def take(self, box: "Box") -> "Layer":
+    def take(self, box: Box) -> Layer:
         """A contiguous copy of the part inside ``box``: paint it, then :meth:`put` it back (faster than painting a view)."""
         part = Layer.__new__(Layer)
         part.rgb, part.alpha = box.of(self.rgb).copy(), box.of(self.alpha).copy()
         return part
 
-    def put(self, box: "Box", part: "Layer") -> None:
+    def put(self, box: Box, part: Layer) -> None:
         """Write a part taken with :meth:`take` back."""
         box.of(self.rgb)[...] = part.rgb
         box.of(self.alpha)[...] = part.alpha
@@ -191,7 +173,7 @@ class Box:
         self.px, self.py = grid_x[self.index], grid_y[self.index]  # (h, w) frame units
 
     @classmethod
-    def around(cls, points: np.ndarray, margin: float, height: int, width: int) -> "Box":
+    def around(cls, points: np.ndarray, margin: float, height: int, width: int) -> Box:
         """The box of all pixels within ``margin`` pixels of ``points`` ``(T, N, 2)`` (pixel x, y) in any frame."""
         x, y = points[..., 0], points[..., 1]
         return cls(  # the pixel holding coordinate c is floor(c); + 1 more for the exclusive end and + 1 of slack
@@ -203,7 +185,7 @@ class Box:
             width,
         )
 
-    def union(self, other: "Box") -> "Box":
+    def union(self, other: Box) -> Box:
         """The smallest box holding both (an empty box adds nothing)."""
         if self.empty:
             return other
@@ -230,6 +212,6 @@ class Box:
         """The view of ``full`` ``(..., H, W)`` inside the box ``(..., h, w)``."""
         return full[(..., *self.index)]
 
-    def within(self, outer: "Box") -> tuple[slice, slice]:
+    def within(self, outer: Box) -> tuple[slice, slice]:
         """This box's index relative to ``outer`` (which must contain it)."""
         return slice(self.y0 - outer.y0, self.y1 - outer.y0), slice(self.x0 - outer.x0, self.x1 - outer.x0)

@@ -16,20 +16,21 @@ import math
 
 import numpy as np
 
+from ..pixels import to_uint8
 from .actions import action_kind, envelope
 from .garments import GarmentSpec, paint_sleeve
 from .hands import NO_HAND, HandRender, prior_frames, render_hands  # noqa: F401 - NO_HAND re-exported
 from .plan import ClipPlan
-from .raster import F32, Box, Layer, capsule, coverage, ellipse_sdf, over, pixel_grid, to_uint8
-from .skeleton import POSE_COLOURS, POSE_LIMBS, POSE_PALETTE, draw_pose  # noqa: F401 - the palette re-exported
+from .raster import F32, Box, Layer, capsule, coverage, ellipse_sdf, over, pixel_grid
 from .rig import LEFT, RIGHT, BodyShape, solve_arm
+from .skeleton import POSE_COLOURS, POSE_LIMBS, POSE_PALETTE, draw_pose  # noqa: F401 - the palette re-exported
 
 AGNOSTIC_HALF_WIDTH = 0.3  # garment-agnostic box around the torso, body units
 AGNOSTIC_TOP = 0.265
 WRIST_OFFSET = 0.03  # hand centre -> wrist, along the fingers
 
 
-GREY = int(to_uint8(np.array([0.5], dtype=F32))[0])  # the agnostic fill
+GREY = int(to_uint8(np.array([0.5], dtype=F32), low=0.0)[0])  # the agnostic fill
 
 
 def _mask_uint8(mask: np.ndarray) -> np.ndarray:
@@ -290,9 +291,9 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
         counter += torso_box.of(front.rgb)[:, t0:t1]
     torso_box.of(image)[...] = torso
     front.view(front_box).composite(front_box.of(image))
-    video = to_uint8(image, in_place=True)
+    video = to_uint8(image, low=0.0, in_place=True)
     counterfactual = video.copy()
-    torso_box.of(counterfactual)[:, t0:t1] = to_uint8(counter, in_place=True)
+    torso_box.of(counterfactual)[:, t0:t1] = to_uint8(counter, low=0.0, in_place=True)
 
     # 4. garment-agnostic conditions
     agnostic_mask = np.zeros((t_count, h, w), dtype=bool)
@@ -313,6 +314,6 @@ def render_clip(plan: ClipPlan, garment_size: tuple[int, int] | None = None) -> 
         "hand_prior": prior_u8,
         "interaction_mask": _mask_uint8(interaction_mask),
         "counterfactual_mask": _mask_uint8(region),
-        "garment": to_uint8(garment, in_place=True),
+        "garment": to_uint8(garment, low=0.0, in_place=True),
         "garment_mask": _mask_uint8(garment_mask),
     }

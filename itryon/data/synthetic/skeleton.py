@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .raster import F32, disk_offsets, stamp, to_uint8
+from ..pixels import to_uint8
+from .raster import F32, disk_offsets, stamp
 
 JOINTS = (
     "head",
@@ -48,7 +49,7 @@ OFF_FRAME = -1.0e6  # where invisible joints go: every mark there falls outside 
 
 def palette(colours) -> np.ndarray:
     """uint8 ``(3, L + 2)`` colour of each label: 0 background, 1..L the limbs in drawing order, L + 1 the joints."""
-    return to_uint8(np.array(((0.0, 0.0, 0.0), *colours, (1.0, 1.0, 1.0)), dtype=F32).T.copy())
+    return to_uint8(np.array(((0.0, 0.0, 0.0), *colours, (1.0, 1.0, 1.0)), dtype=F32).T.copy(), low=0.0)
 
 
 POSE_PALETTE = palette(POSE_COLOURS)  # (3, 13)

@@ -10,23 +10,20 @@ from .captions import action_records, global_caption
 from .families import check_family, plan_family_clip
 from .plan import plan_clip
 from .render import render_clip
+from .spec import ClipSpec
 
 
 def generate_clip(
     split: str,
     index: int,
     seed: int = 0,
-    num_frames: int = 17,
-    height: int = 48,
-    width: int = 64,
-    fps: float = 8.0,
-    passive_fraction: float = 0.25,
+    spec: ClipSpec = ClipSpec(),
+    *,
     passive: bool | None = None,
     garment_class: str | None = None,
-    garment_size: tuple[int, int] | None = None,
     family: str | None = None,
 ) -> dict[str, Any]:
-    """Render clip ``(split, index, seed)``.
+    """Render clip ``(split, index, seed)`` of the size and timing ``spec``.
 
     Returns channels-first uint8 arrays ``[C, T, H, W]`` (video, counterfactual, agnostic, pose, hand_prior
     with C = 3; agnostic_mask, interaction_mask, counterfactual_mask with C = 1, values 0/255), the in-shop
@@ -41,20 +38,14 @@ def generate_clip(
     benchmark family instead, with ``meta`` recording ``family``, ``variant`` and ``pair``; ``None`` or
     ``"standard"`` gives the standard clips, unchanged. Families decide passivity themselves.
     """
-    if num_frames < 1 or height < 8 or width < 8:
-        raise ValueError(
-            f"a clip needs num_frames >= 1 and height, width >= 8; got {num_frames} frames of {height}x{width}"
-        )
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
     family = check_family(family)
     if family is None:
-        plan = plan_clip(split, index, seed, num_frames, height, width, fps, passive_fraction, passive, garment_class)
+        plan = plan_clip(split, index, seed, spec, passive, garment_class)
     elif passive is not None:
         raise ValueError(f"passive cannot be forced for family {family!r}: its pairs decide which clip is passive")
     else:
-        plan = plan_family_clip(split, index, seed, family, num_frames, height, width, fps, garment_class)
-    arrays = render_clip(plan, garment_size)
+        plan = plan_family_clip(split, index, seed, family, spec, garment_class)
+    arrays = render_clip(plan, spec.garment_size)
     actions = action_records(plan)
     tex = plan.garment.texture
     meta = {
@@ -63,10 +54,10 @@ def generate_clip(
         "split": split,
         "index": int(index),
         "seed": int(seed),
-        "fps": float(fps),
-        "num_frames": int(num_frames),
-        "height": int(height),
-        "width": int(width),
+        "fps": float(spec.fps),
+        "num_frames": int(spec.num_frames),
+        "height": int(spec.height),
+        "width": int(spec.width),
         "garment_class": plan.garment.garment_class,
         "passive": plan.passive,
         "texture_id": tex.texture_id,
