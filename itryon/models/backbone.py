@@ -93,8 +93,9 @@ class Backbone(nn.Module):
 
     ``latents`` ``(B, out_channels, F, h, w)`` are the noisy latents (the ``channels`` conditions are in
     ``inputs``), ``timestep`` ``(B,)`` the model timesteps in [0, 1000]. Subclasses set ``in_channels`` and
-    ``out_channels``, declare :attr:`accepts`, and may count their :meth:`flops` and give a :meth:`parallelize` plan
-    (the default compiles and shards the backbone as one unit).
+    ``out_channels``, declare :attr:`accepts`, and may count their :meth:`flops`, list their
+    :meth:`transformer_blocks` and give a :meth:`parallelize` plan (the default compiles and shards the backbone as
+    one unit).
     """
 
     accepts: frozenset[str] = frozenset({"context"})
@@ -118,6 +119,11 @@ class Backbone(nn.Module):
                 f"{type(self).__name__} does not accept {refused} inputs (BackboneInputs.{', '.join(fields)}); it "
                 f"accepts {sorted(self.accepts)}"
             )
+
+    def transformer_blocks(self) -> list[nn.Module]:
+        """The repeated blocks (their weight matrices are what a matrix optimiser such as Muon trains); none by
+        default."""
+        return []
 
     def flops(self, latent_shape: Sequence[int], inputs: BackboneInputs) -> int | None:
         """Forward FLOPs for noisy latents of ``latent_shape`` ``(B, C, F, h, w)`` and ``inputs``; None if unknown."""

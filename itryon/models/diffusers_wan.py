@@ -167,11 +167,13 @@ class DiffusersWanVACE(Backbone):
             shape, latent_shape, inputs.context.shape[1], reference_frames=reference, with_vace=True
         )
 
+    def transformer_blocks(self) -> list[nn.Module]:
+        return [*self.transformer.blocks, *self.transformer.vace_blocks]
+
     def parallelize(self, mesh=None, *, compile: bool = False) -> None:
         """Each (main and VACE) block compiled, then FSDP2 per block and the whole backbone last (torchtitan's
         order; activation checkpointing is diffusers' own, around each block)."""
-        blocks = [*self.transformer.blocks, *self.transformer.vace_blocks]
-        shard_blocks(self, blocks, mesh, compile=compile)
+        shard_blocks(self, self.transformer_blocks(), mesh, compile=compile)
 
 
 def _check_shape(folder: Path, config, shape: dict) -> None:

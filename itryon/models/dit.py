@@ -153,6 +153,9 @@ class WanDiT(Backbone):
     def _all_blocks(self) -> list[WanBlock]:
         return [*self.blocks, *(self.vace_blocks or ())]
 
+    def transformer_blocks(self) -> list[nn.Module]:
+        return list(self._all_blocks())
+
     # ------------------------------------------------------------------ construction helpers
     @torch.no_grad()
     def init_weights(self) -> None:

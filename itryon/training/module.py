@@ -17,6 +17,7 @@ from itryon.data.temporal import frames_to_latent, latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
 from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models.backbone import Backbone
+from itryon.training.optim import OPTIMIZERS, build_optimizer
 from itryon.training.schedule import warmup_cosine
 from itryon.training.weights import load_trained_weights
 from itryon.training.wiring import build_backbone
@@ -49,6 +50,9 @@ class TryOnModule(L.LightningModule):
     which the module builds with the channel counts that the VAE and the conditioning imply
     (:func:`itryon.training.wiring.build_backbone`); adapters whose kinds the backbone does not accept fail here.
 
+    ``optimizer="muon"`` trains the backbone blocks' weight matrices with torch's Muon and everything else with AdamW
+    (:mod:`itryon.training.optim`), at one learning rate and schedule; ``"adamw"`` trains everything with AdamW.
+
     ``init_from`` starts from the weights of an earlier run (``weights/model.safetensors`` or a checkpoint),
     as the paper's second stage starts from the first; parameters the file lacks keep their initialisation and
     are listed in ``initialised_fresh``.
@@ -69,6 +73,7 @@ class TryOnModule(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         betas: Sequence[float] = (0.9, 0.999),
+        optimizer: Literal["adamw", "muon"] = "adamw",
         warmup_steps: int = 0,
         min_lr_ratio: float = 1.0,
         num_sample_batches: int | None = None,
@@ -90,7 +95,9 @@ class TryOnModule(L.LightningModule):
         self.flow = flow or FlowMatching()
         self.loss_fn = loss or ActionConstraintLoss()
         self.sampler = sampler or EulerSampler()
-        self.lr, self.weight_decay, self.betas = lr, weight_decay, tuple(betas)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        self.lr, self.weight_decay, self.betas, self.optimizer_name = lr, weight_decay, tuple(betas), optimizer
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
         self.num_sample_batches = num_sample_batches
         self.sample_every_n_epochs = sample_every_n_epochs
@@ -301,14 +308,10 @@ class TryOnModule(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError("no trainable parameters: every part of the model is frozen")
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.lr,
-            betas=self.betas,
+        optimizer = build_optimizer(
+            self.optimizer_name, params, self.backbone.transformer_blocks(), self.lr, self.betas, self.weight_decay
         )
-        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 0
+        total = self._trainer.estimated_stepping_batches if self._trainer is not None else 0
         total = int(total) if math.isfinite(total) else 0
         scheduler = warmup_cosine(optimizer, self.warmup_steps, total, self.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
