@@ -29,23 +29,31 @@ from itryon.training.run import build, fit, new_run_dir, prepare_config  # noqa:
 
 
 class TrainClock(L.Callback):
-    """Training wall time without validation, and one record per validation epoch."""
+    """Training wall time (data loading, steps and checkpoints; validation excluded), and one record per
+    validation."""
 
     def __init__(self) -> None:
-        self.train_seconds = 0.0
-        self._batch_start: float | None = None
+        self._start: float | None = None
+        self._validation_start: float | None = None
+        self.validation_seconds = 0.0
         self.points: list[dict[str, Any]] = []
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._batch_start = time.perf_counter()
+    @property
+    def train_seconds(self) -> float:
+        if self._start is None:
+            return 0.0
+        now = self._validation_start if self._validation_start is not None else time.perf_counter()
+        return now - self._start - self.validation_seconds
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._batch_start is not None:
-            self.train_seconds += time.perf_counter() - self._batch_start
-            self._batch_start = None
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self._start is not None:
+            self._validation_start = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if self._validation_start is None or trainer.sanity_checking:
             return
         metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and "/reference/" not in k
@@ -53,6 +61,8 @@ class TrainClock(L.Callback):
         self.points.append(
             {"step": trainer.global_step, "train_minutes": self.train_seconds / 60.0, "metrics": metrics}
         )
+        self.validation_seconds += time.perf_counter() - self._validation_start
+        self._validation_start = None
 
 
 def references(trainer: L.Trainer) -> dict[str, dict[str, float]]:

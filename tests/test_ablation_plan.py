@@ -51,8 +51,10 @@ def test_base_config_becomes_leaf_overrides(tmp_path) -> None:
     cfg = load_config(EXPERIMENT_DIR / "no_arope.yaml", overrides)
     assert cfg.trainer.max_steps == 300 and cfg.data.train.num_clips == 64 and list(cfg.loggers) == ["csv"]
     assert cfg.model.conditioning.adapters.actions.positions == "none"  # the experiment's own keys stay
-    (tmp_path / "bad.yaml").write_text("defaults:\n  - /default\n")
-    with pytest.raises(ConfigError, match="defaults"):
+    (tmp_path / "on_default.yaml").write_text("defaults:\n  - /default\ntrainer:\n  max_steps: 7\n")
+    assert base_config_overrides(tmp_path / "on_default.yaml") == ["trainer.max_steps=7"]
+    (tmp_path / "bad.yaml").write_text("defaults:\n  - /experiment/baseline\n")
+    with pytest.raises(ConfigError, match="defaults list"):
         base_config_overrides(tmp_path / "bad.yaml")
 
 

@@ -59,16 +59,16 @@ def test_generate_returns_a_video_in_range(cfg, batch) -> None:
 
 def test_backbone_channels_are_derived_and_mismatches_name_the_key_and_the_value(cfg) -> None:
     module = instantiate(cfg.model, "model")
-    assert (module.backbone.in_channels, module.backbone.vace_in_channels) == (192, 192 + 192 + 16)
+    assert (module.backbone.in_channels, module.backbone.vace_in_channels) == (16, 16 + 16 + 16)
     node = cfg.model.copy()
-    node.backbone.in_channels = 192
+    node.backbone.in_channels = 16
     with pytest.raises(
-        Exception, match=r"model.backbone sets in_channels=192, which follow from the VAE and the conditioning"
+        Exception, match=r"model.backbone sets in_channels=16, which follow from the VAE and the conditioning"
     ):
         instantiate(node, "model")
-    built = instantiate(cfg.model.backbone, "model.backbone")(in_channels=193, vace_in_channels=400)
+    built = instantiate(cfg.model.backbone, "model.backbone")(in_channels=17, vace_in_channels=48)
     with pytest.raises(
-        Exception, match=r"model.backbone.in_channels is 193, but the VAE and the conditioning make it 192"
+        Exception, match=r"model.backbone.in_channels is 17, but the VAE and the conditioning make it 16"
     ):
         type(module)(built, module.conditioning, module.vae)
 

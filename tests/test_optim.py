@@ -91,10 +91,32 @@ def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
         o.step()
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, atol=0, rtol=0)
-    with pytest.raises(ValueError, match="'muon' and 'adamw' entries"):
+    with pytest.raises(ValueError, match="a MuonAdamW state has 3 parameter groups"):
         twin_opt.load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
     with pytest.raises(ValueError, match="optimizer must be one of"):
         build_optimizer("lion", list(model.parameters()), model.blocks, 1e-2, (0.9, 0.999), 0.0)
+
+
+def test_state_written_through_the_optimiser_stays_with_the_owner() -> None:
+    """What Lightning does when it moves a state to a device: read and write ``optimizer.state[p]`` for every
+    parameter; each entry must stay in the optimiser that trains the parameter, and ``state_dict`` must work."""
+    model = Tiny()
+    opt = build_optimizer("muon", list(model.parameters()), model.blocks, 1e-2, (0.9, 0.999), 0.0)
+    opt.zero_grad()
+    loss_of(model, 0).backward()
+    opt.step()
+    muon_ids = {id(p) for g in opt.muon.param_groups for p in g["params"]}
+    for p, value in list(opt.state.items()):
+        opt.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in value.items()}
+    fresh = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(KeyError, match="no inner optimiser trains"):
+        opt.state[fresh]
+    assert {id(p) for p in opt.muon.state} == muon_ids
+    assert not muon_ids & {id(p) for p in opt.adamw.state}
+    assert len(opt.muon.state) + len(opt.adamw.state) == sum(1 for _ in model.parameters())
+    saved = opt.state_dict()
+    assert len(saved["state"]) == sum(1 for _ in model.parameters())
+    assert [len(g["params"]) for g in saved["param_groups"]] == [len(g["params"]) for g in opt.param_groups]
 
 
 def test_the_module_trains_its_backbone_blocks_with_muon() -> None:

@@ -408,3 +408,23 @@ def test_contact_sheet_lays_out_clips_rows_and_frames():
         sheet[3 * 50 : 3 * 50 + 48, 66 : 66 + 64], clips[0]["counterfactual"][:, 0].transpose(1, 2, 0)
     )
     assert np.array_equal(sheet[0:48, 0:64], clips[0]["garment"].transpose(1, 2, 0))
+
+
+def test_cached_items_equal_generated_items_and_skip_generation(monkeypatch):
+    from itryon.data.synthetic import dataset as dataset_module
+
+    plain = SyntheticTryOnDataset("train", 3, 0, families=["standard", "contact"])
+    cached = SyntheticTryOnDataset("train", 3, 0, families=["standard", "contact"], cache=True)
+    first = [cached[i] for i in range(3)]
+    expected = [plain[i] for i in range(3)]
+    calls = []
+    real = dataset_module.generate_clip
+    monkeypatch.setattr(dataset_module, "generate_clip", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first[0]["video"].zero_()  # a consumer writing into its sample does not reach the cache
+    for i in range(3):
+        a, b = expected[i], cached[i]
+        assert calls == []  # served from memory
+        assert a.keys() == b.keys() and a["caption"] == b["caption"] and a["actions"] == b["actions"]
+        for key, value in a.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, b[key]), key

@@ -14,7 +14,15 @@ from itryon.ablation.cell import CellSpec, EvalSettings, read_json, write_json_a
 from itryon.config import CONFIG_ROOT, ConfigError
 
 EXPERIMENT_DIR = CONFIG_ROOT / "experiment"
-DEFAULT_EXPERIMENTS = ("itryon_full", "baseline", "no_hand_prior", "no_action_captions", "no_arope", "no_ac_loss")
+DEFAULT_EXPERIMENTS = (
+    "itryon_full",
+    "baseline",
+    "no_hand_prior",
+    "no_action_captions",
+    "no_arope",
+    "no_ac_loss",
+    "arope_literal",
+)
 SETTINGS = "settings.json"
 
 
@@ -57,7 +65,10 @@ def resolve_experiment(name: str, experiment_dir: str | Path = EXPERIMENT_DIR) -
 def base_config_overrides(path: str | Path) -> list[str]:
     """The leaves of a YAML file as ``key=value`` overrides (lists stay whole), to lay it over every experiment.
 
-    The file holds keys only; a ``defaults`` list is refused, since each experiment brings its own.
+    The file holds keys only. Its ``defaults`` list may name ``/default`` alone (an experiment built directly on
+    the default config, such as ``configs/experiment/study.yaml``): every experiment starts from the default
+    already, so the file's own keys are what it adds. Any other ``defaults`` list is refused, since each
+    experiment brings its own.
     """
     path = Path(path)
     if not path.is_file():
@@ -66,9 +77,13 @@ def base_config_overrides(path: str | Path) -> list[str]:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"--base-config {path}: expected a mapping at the top level")
     if "defaults" in cfg:
-        raise ConfigError(
-            f"--base-config {path}: has a 'defaults' list; it may only set keys, each experiment brings its own defaults"
-        )
+        defaults = OmegaConf.to_container(cfg.defaults)
+        if defaults not in (["/default"], ["default"]):
+            raise ConfigError(
+                f"--base-config {path}: has the defaults list {defaults}; it may only set keys (or name /default "
+                "alone), each experiment brings its own defaults"
+            )
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "defaults"])
     out: list[str] = []
 
     def walk(node: Any, prefix: str) -> None:

@@ -18,7 +18,7 @@ def tensor_key(x: torch.Tensor, salt: str = "") -> str:
     """Hash of a tensor's dtype, shape and values (on the CPU), under ``salt`` (the encoder's fingerprint)."""
     h = _digest()
     h.update(f"{salt}|{x.dtype}|{tuple(x.shape)}|".encode())
-    h.update(x.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes() if x.numel() else b"")
+    h.update(x.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes() if x.numel() else b"")
     return h.hexdigest()
 
 
@@ -43,5 +43,9 @@ def fingerprint(module: nn.Module) -> str:
         h.update(repr(sorted(settings.items())).encode())
     for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
         h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        h.update(tensor.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        h.update(
+            tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
+            if tensor.numel()
+            else b""
+        )
     return h.hexdigest()

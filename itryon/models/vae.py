@@ -14,6 +14,8 @@ temporal compression is 1) and give latents ``(B, latent_channels, 1 + k, H / s,
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 
 import torch
@@ -128,8 +130,13 @@ class LinearVAE(nn.Module):
         total = torch.zeros(fold.latent_channels, dtype=torch.float64)
         outer = torch.zeros(fold.latent_channels, fold.latent_channels, dtype=torch.float64)
         n = 0
+        skipped: list[str] = []
         for i in range(count):
-            sample = dataset[i]
+            try:
+                sample = dataset[i]
+            except Exception as exc:  # one unreadable clip must not stop the fit: it is left out and reported
+                skipped.append(f"{i}: {exc}")
+                continue
             parts = [sample["video"].unsqueeze(0)]
             if "garment" in sample:
                 parts.append(sample["garment"][None, :, None])
@@ -138,6 +145,14 @@ class LinearVAE(nn.Module):
                 total += x.sum(0)
                 outer += x.T @ x
                 n += x.shape[0]
+        if skipped:
+            warnings.warn(
+                f"LinearVAE.from_dataset left out {len(skipped)} of {count} samples that could not be loaded: "
+                + "; ".join(skipped[:3]),
+                stacklevel=2,
+            )
+        if n == 0:
+            raise ValueError(f"LinearVAE.from_dataset: none of the first {count} samples could be loaded")
         mean = total / n
         cov = outer / n - torch.outer(mean, mean)
         values, vectors = torch.linalg.eigh(cov)  # ascending

@@ -9,8 +9,7 @@ share one learning rate and one schedule.
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import torch
@@ -33,12 +32,44 @@ def block_matrices(blocks: Iterable[nn.Module]) -> list[nn.Parameter]:
     return out
 
 
+class _RoutedState(MutableMapping):
+    """The per-parameter state of several optimisers as one mapping: each key reads and writes the state of the
+    optimiser that owns the parameter (a ChainMap would create entries in the first one, whose ``state_dict``
+    then fails on a parameter it does not own)."""
+
+    def __init__(self, optimizers: Sequence[Optimizer]) -> None:
+        self._owner = {id(p): opt for opt in optimizers for group in opt.param_groups for p in group["params"]}
+        self._optimizers = list(optimizers)
+
+    def _state_of(self, key: Any) -> Any:
+        owner = self._owner.get(id(key))
+        if owner is None:
+            raise KeyError(f"a tensor of shape {tuple(getattr(key, 'shape', ()))} that no inner optimiser trains")
+        return owner.state
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._state_of(key)[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._state_of(key)[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._state_of(key)[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        for opt in self._optimizers:
+            yield from opt.state
+
+    def __len__(self) -> int:
+        return sum(len(opt.state) for opt in self._optimizers)
+
+
 class MuonAdamW(Optimizer):
     """One optimiser (Lightning's automatic optimisation steps one) made of ``torch.optim.Muon`` over ``matrices`` and
     ``torch.optim.AdamW`` over ``groups``.
 
     ``param_groups`` are the two optimisers' own groups, so learning-rate schedulers drive both; the state lives in
-    the two optimisers and ``state_dict`` holds both.
+    the two optimisers, seen through ``state`` as one mapping, and ``state_dict`` has torch's usual layout.
     """
 
     def __init__(
@@ -64,8 +95,8 @@ class MuonAdamW(Optimizer):
         self._inner = inner
 
     @property
-    def state(self) -> ChainMap:  # type: ignore[override]
-        return ChainMap(*(opt.state for opt in getattr(self, "_inner", ())))
+    def state(self) -> _RoutedState:  # type: ignore[override]
+        return _RoutedState(getattr(self, "_inner", ()))
 
     @state.setter
     def state(self, value: Any) -> None:
@@ -86,17 +117,30 @@ class MuonAdamW(Optimizer):
             opt.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict() if self.adamw is not None else None}
+        # torch's layout (parameters numbered over param_groups, Muon's groups first), which torch.distributed's
+        # checkpoint helpers and FSDP2 expect of any optimiser
+        return super().state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if set(state_dict) != {"muon", "adamw"}:
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        sizes = [len(g["params"]) for g in self.param_groups]
+        if groups is None or "state" not in state_dict or [len(g["params"]) for g in groups] != sizes:
+            got = [len(g["params"]) for g in groups] if groups is not None else None
             raise ValueError(
-                f"a MuonAdamW state holds 'muon' and 'adamw' entries, got {sorted(state_dict)} (a checkpoint of "
-                "another optimiser: resume with the optimizer it was trained with)"
+                f"a MuonAdamW state has {len(sizes)} parameter groups of {sizes} parameters (Muon's first), got "
+                f"{got} (a checkpoint of another optimiser or model: resume with the optimizer it was trained with)"
             )
-        self.muon.load_state_dict(state_dict["muon"])
-        if self.adamw is not None:
-            self.adamw.load_state_dict(state_dict["adamw"])
+        first = 0
+        for opt in self._inner:
+            own = groups[first : first + len(opt.param_groups)]
+            first += len(opt.param_groups)
+            index = {old: new for new, old in enumerate(i for g in own for i in g["params"])}
+            opt.load_state_dict(
+                {
+                    "state": {index[i]: v for i, v in state_dict["state"].items() if i in index},
+                    "param_groups": [{**g, "params": [index[i] for i in g["params"]]} for g in own],
+                }
+            )
         self.param_groups = [group for opt in self._inner for group in opt.param_groups]
 
 

@@ -27,6 +27,10 @@ class SyntheticTryOnDataset(Dataset):
     :mod:`.families`) serves benchmark-family clips instead: with
     a list the families take turns (item ``i`` is clip ``i // len(families)`` of family
     ``families[i % len(families)]``; ``"standard"`` names the standard clips). None: the standard clips.
+
+    ``cache=True`` keeps each generated clip's uint8 arrays in memory (about 1 MB per clip at 17 x 48 x 64), so
+    that later epochs only convert them (about 7x faster than generating); each data-loader worker holds its own.
+    Items are the same with and without it.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class SyntheticTryOnDataset(Dataset):
         garment_size: tuple[int, int] | None = None,
         validate: bool = True,
         families: str | Sequence[str] | None = None,
+        cache: bool = False,
     ):
         check_split(split)
         self.families = family_mix(families)
@@ -52,6 +57,7 @@ class SyntheticTryOnDataset(Dataset):
         self.seed = seed
         self.spec = ClipSpec(num_frames, height, width, fps, passive_fraction, garment_size)
         self.validate = validate
+        self.cache: dict[int, dict[str, Any]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return self.num_clips
@@ -59,8 +65,12 @@ class SyntheticTryOnDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} clips of split {self.split!r}")
-        family, local = (None, index) if self.families is None else mixed_clip(index, self.families)
-        clip = generate_clip(self.split, local, self.seed, self.spec, family=family)
+        clip = self.cache.get(index) if self.cache is not None else None
+        if clip is None:
+            family, local = (None, index) if self.families is None else mixed_clip(index, self.families)
+            clip = generate_clip(self.split, local, self.seed, self.spec, family=family)
+            if self.cache is not None:
+                self.cache[index] = clip
         arrays = {k: v for k, v in clip.items() if k not in ("caption", "actions", "meta")}
         sample = sample_from_arrays(arrays, clip["caption"], clip["actions"], clip["meta"])
         if self.validate:
