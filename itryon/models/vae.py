@@ -15,7 +15,6 @@ temporal compression is 1) and give latents ``(B, latent_channels, 1 + k, H / s,
 from __future__ import annotations
 
 import warnings
-
 from pathlib import Path
 
 import torch
