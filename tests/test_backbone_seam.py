@@ -105,7 +105,7 @@ def test_a_backbone_class_joins_through_config_only_and_trains(tmp_path, monkeyp
                 "_replace_": True,
                 "_target_": "conv_backbone.ConvBackbone",
                 "_partial_": True,
-                "out_channels": 192,
+                "out_channels": 16,
                 "text_dim": 64,
             },
             "conditioning": {
@@ -133,4 +133,4 @@ def test_a_backbone_class_joins_through_config_only_and_trains(tmp_path, monkeyp
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and "val/loss" in metrics["metrics"]
     weights = load_file(run / "weights" / "model.safetensors")
-    assert "backbone.input.weight" in weights and weights["backbone.input.weight"].shape[1] == 2 * 192 + 400
+    assert "backbone.input.weight" in weights and weights["backbone.input.weight"].shape[1] == 2 * 16 + 48

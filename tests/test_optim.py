@@ -93,6 +93,9 @@ def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
         torch.testing.assert_close(p, q, atol=0, rtol=0)
     with pytest.raises(ValueError, match="a MuonAdamW state has 3 parameter groups"):
         twin_opt.load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
+    with pytest.warns(UserWarning, match="lists no transformer block"):
+        fallback = build_optimizer("muon", list(model.parameters()), [], 1e-2, (0.9, 0.999), 0.0)
+    assert isinstance(fallback, torch.optim.AdamW)
     with pytest.raises(ValueError, match="optimizer must be one of"):
         build_optimizer("lion", list(model.parameters()), model.blocks, 1e-2, (0.9, 0.999), 0.0)
 

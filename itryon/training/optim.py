@@ -9,6 +9,7 @@ share one learning rate and one schedule.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
@@ -156,6 +157,13 @@ def build_optimizer(
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     matrices = block_matrices(blocks) if name == "muon" else []
+    if name == "muon" and not matrices:
+        warnings.warn(
+            "optimizer 'muon': the backbone lists no transformer block with weight matrices "
+            "(Backbone.transformer_blocks), so every parameter trains with AdamW",
+            stacklevel=2,
+        )
+        name = "adamw"
     taken = {id(p) for p in matrices}
     rest = [p for p in params if id(p) not in taken]
     groups = [
