@@ -28,6 +28,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from itryon.data.pixels import to_uint8
 from itryon.diffusion.sampler import SCHEDULER_SOLVERS, FlowSampler, flow_scheduler
 from itryon.inference.components import ITryOnConditioning, ITryOnTextEncoder, ITryOnTransformer, ITryOnVAE
 from itryon.inference.generate import generate
@@ -50,6 +51,7 @@ class ITryOnPipeline(DiffusionPipeline):
 
     The settings of the run it comes from travel in its config: how the backbone's output is read (``prediction``,
     ``residual``, ``min_sample_t``), the default steps and guidance, which adapters the overall guidance drops.
+    ``denoiser`` is a :class:`~itryon.training.TryOnModule` over the components (shared, not copied).
     """
 
     model_cpu_offload_seq = "text_encoder->conditioning->transformer->vae"
@@ -102,7 +104,7 @@ class ITryOnPipeline(DiffusionPipeline):
             stack.adapters[text_adapter].encoder = text_encoder.module
             for adapter in stack.adapters.values():
                 adapter.bind(dict(stack.adapters.items()))
-        self._model = _denoiser(self)
+        self.denoiser = _denoiser(self)
 
     # ------------------------------------------------------------------------------------------------
     # loading
@@ -201,7 +203,7 @@ class ITryOnPipeline(DiffusionPipeline):
             batch = _first_frames(batch, num_frames)
         if (height is None) != (width is None):
             raise ValueError("give both height and width, or neither")
-        model = self._model
+        model = self.denoiser
         model.eval()
         run_sampler = self.sampler(num_inference_steps, sampler)
         overall = self.config.guidance_scale if guidance_scale is None else guidance_scale
@@ -224,7 +226,7 @@ class ITryOnPipeline(DiffusionPipeline):
             paste_back=self.config.paste_back if paste_back is None else paste_back,
         )
         if output_type == "np":
-            frames = ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
+            frames = to_uint8(frames.float()).permute(0, 2, 3, 4, 1).cpu().numpy()  # as itryon writes video files
         elif output_type != "pt":
             raise ValueError(f"output_type must be 'pt' or 'np', got {output_type!r}")
         return ITryOnPipelineOutput(frames=frames) if return_dict else (frames,)
@@ -275,7 +277,7 @@ class ITryOnPipeline(DiffusionPipeline):
 
         batch["interaction"] = torch.stack([interaction_from_actions(a, t) for a in action_lists])
         missing = sorted(
-            {k for a in self._model.conditioning.adapters.values() for k in a.input_keys} - set(batch.keys())
+            {k for a in self.denoiser.conditioning.adapters.values() for k in a.input_keys} - set(batch.keys())
         )
         if missing:
             raise ValueError(f"the model's adapters read {missing}, which the call did not give")
