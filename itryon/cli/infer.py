@@ -28,9 +28,9 @@ from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples
 from itryon.data.manifest import InteractiveManifestDataset
 from itryon.data.video_io import to_frames, write_playable_video, write_video
 from itryon.diffusion.sampler import SOLVERS
+from itryon.io_utils import append_line, remove_orphaned_temps
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-from itryon.io_utils import append_line, remove_orphaned_temps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
