@@ -6,5 +6,6 @@ Layers: :mod:`.sampling` (one batch at the model's shape), :mod:`.guidance` (per
 """
 
 from itryon.inference.guidance import GROUP_KEYS, GuidanceGroup, guidance_groups
+from itryon.inference.pipeline import ITryOnPipeline, ITryOnPipelineOutput
 
-__all__ = ["GROUP_KEYS", "GuidanceGroup", "guidance_groups"]
+__all__ = ["GROUP_KEYS", "GuidanceGroup", "ITryOnPipeline", "ITryOnPipelineOutput", "guidance_groups"]
