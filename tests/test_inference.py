@@ -140,10 +140,8 @@ def test_blended_windows_are_continuous_and_colour_matched() -> None:
     torch.testing.assert_close(matched.result(), t, atol=1e-3, rtol=0)
 
 
-def test_fit_to_grid_pads_outside_the_mask_and_to_1_plus_4k() -> None:
-    from conftest import random_batch
-
-    batch = random_batch((1, 10, 13, 11))
+def test_fit_to_grid_pads_outside_the_mask_and_to_1_plus_4k(make_batch) -> None:
+    batch = make_batch((1, 10, 13, 11))
     fitted = fit_to_grid(batch, 8, 4)
     assert fitted["agnostic"].shape == (1, 3, 13, 16, 16)
     assert fitted["agnostic_mask"][..., 13:, :].abs().sum() == 0 and fitted["hand_prior"][..., :, 11:].abs().sum() == 0
