@@ -1,4 +1,4 @@
-"""The ``itryon`` command: ``itryon <train|synth|convert|preprocess|cache|infer|evaluate|ablate> ...``.
+"""The ``itryon`` command: ``itryon <train|synth|convert|preprocess|cache|infer|export|demo|evaluate|ablate> ...``.
 
 Only the chosen command's module is imported, so that ``itryon --help`` and light commands start fast.
 """
@@ -16,6 +16,8 @@ COMMANDS = {
     "preprocess": ("itryon.cli.preprocess", "turn person videos and garment images into a manifest split"),
     "cache": ("itryon.cli.cache", "precompute VAE latents and text embeddings of a split"),
     "infer": ("itryon.cli.infer", "generate videos for a manifest with a trained run"),
+    "export": ("itryon.cli.export", "write a run as a diffusers pipeline folder (ITryOnPipeline)"),
+    "demo": ("itryon.cli.demo", "try a run in the browser (Gradio)"),
     "evaluate": ("itryon.cli.evaluate", "compute metrics on folders of videos"),
     "ablate": ("itryon.cli.ablate", "train and score experiments x seeds, tabulate with confidence intervals"),
 }

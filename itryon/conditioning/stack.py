@@ -118,12 +118,21 @@ class ConditioningStack(nn.Module):
         vae: nn.Module,
         latent_shape: tuple[int, int, int, int, int],
         drop: str | Iterable[str] | None = None,
+        keep: Mapping[str, torch.Tensor] | None = None,
     ) -> Conditions:
+        """``keep`` (adapter name -> ``(B,)`` bool) drops conditions per sample on top of ``drop``: guidance
+        variants stacked in one batch (:mod:`itryon.inference.guidance`)."""
         latent_shape = tuple(int(s) for s in latent_shape)
         if len(latent_shape) != 5:
             raise ValueError(f"latent_shape must be (B, C, F, h, w), got {latent_shape}")
         env = ConditionEnv(vae=vae, latent_shape=latent_shape)
         keeps = self.keep_flags(latent_shape[0], drop, device=_batch_device(batch))
+        for name, flags in (keep or {}).items():
+            if name not in keeps:
+                raise KeyError(f"keep names unknown adapter {name!r}; valid: {sorted(self.adapters)}")
+            if tuple(flags.shape) != (latent_shape[0],):
+                raise ValueError(f"keep[{name!r}] must be ({latent_shape[0]},) bool, got {tuple(flags.shape)}")
+            keeps[name] = keeps[name] & flags.to(device=keeps[name].device, dtype=torch.bool)
         outputs: dict[str, AdapterOutput] = {}
         for name, adapter in self.adapters.items():
             for key in adapter.input_keys:

@@ -63,18 +63,26 @@ def _where(sample: Mapping[str, Any]) -> str:
     return f"sample {sid!r}"
 
 
-def validate_sample(sample: Mapping[str, Any]) -> None:
-    """Raise :class:`ContractError` naming the sample and key when ``sample`` breaks the contract."""
+def reference_video(sample: Mapping[str, Any]) -> Any:
+    """The video that sets a sample's length and size: ``video``, or ``agnostic`` for inference inputs without one."""
+    return sample["video"] if "video" in sample else sample["agnostic"]
+
+
+def validate_sample(sample: Mapping[str, Any], targets: bool = True) -> None:
+    """Raise :class:`ContractError` naming the sample and key when ``sample`` breaks the contract; ``targets=False``
+    (inference inputs) does not require the ground-truth ``video``."""
     where = _where(sample)
-    missing = [k for k in REQUIRED_KEYS if k not in sample]
+    required = REQUIRED_KEYS if targets else tuple(k for k in REQUIRED_KEYS if k != "video")
+    missing = [k for k in required if k not in sample]
     if missing:
-        raise ContractError(f"{where}: missing required key(s) {missing}; the contract requires {list(REQUIRED_KEYS)}")
-    video = sample["video"]
+        raise ContractError(f"{where}: missing required key(s) {missing}; the contract requires {list(required)}")
+    ref_key = "video" if "video" in sample else "agnostic"
+    video = sample[ref_key]
     if not (torch.is_tensor(video) and video.ndim == 4 and video.shape[0] == 3):
-        raise ContractError(f"{where}: 'video' must be a float tensor [3,T,H,W], got {_describe(video)}")
+        raise ContractError(f"{where}: '{ref_key}' must be a float tensor [3,T,H,W], got {_describe(video)}")
     _, t, h, w = video.shape
-    for key in VIDEO_KEYS[1:]:
-        if key in sample:
+    for key in VIDEO_KEYS:
+        if key in sample and key != ref_key:
             _expect_shape(sample[key], (3, t, h, w), key, where)
     for key in MASK_KEYS:
         if key in sample:

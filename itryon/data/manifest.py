@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from itryon.io_utils import atomic_open, atomic_path
 
-from .contract import IMAGE_KEYS, MASK_KEYS, VIDEO_KEYS, interaction_from_actions, validate_sample
+from .contract import IMAGE_KEYS, MASK_KEYS, VIDEO_KEYS, interaction_from_actions, reference_video, validate_sample
 from .contract import REQUIRED_KEYS as CONTRACT_KEYS
 from .video_io import read_video, write_video
 
@@ -57,7 +57,7 @@ def sample_from_arrays(
     RGB maps to [-1, 1] (``u / 127.5 - 1``), masks to {0, 1} (``u > 127``); in the hand prior, pixels equal to
     128 in every channel are exactly 0 (no hand). Fields absent from ``arrays`` stay absent.
     """
-    num_frames = int(_to_tensor(arrays["video"]).shape[1])
+    num_frames = int(_to_tensor(arrays["video"] if "video" in arrays else arrays["agnostic"]).shape[1])
     sample: dict[str, Any] = {}
     for key in VIDEO_KEYS + ("garment",):
         if key in arrays:
@@ -107,13 +107,16 @@ def _shown(x: Any) -> str:
     return f"{type(x).__name__} {x!r}" if x is not None else "null"
 
 
-def validate_record(record: Mapping[str, Any], root: Path, where: str, check_files: bool = True) -> None:
+def validate_record(
+    record: Mapping[str, Any], root: Path, where: str, check_files: bool = True, targets: bool = True
+) -> None:
     """Check one manifest record: known and required fields, their types, spans, and (``check_files``) that
-    every referenced file exists."""
+    every referenced file exists. ``targets=False`` (inference inputs) does not require the ground-truth ``video``."""
     clip = f"{where}: clip {record.get('id', '?')!r}"
-    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    required = REQUIRED_FIELDS if targets else tuple(k for k in REQUIRED_FIELDS if k != "video")
+    missing = [k for k in required if k not in record]
     if missing:
-        raise ManifestError(f"{clip}: missing field(s) {missing}; a record needs {list(REQUIRED_FIELDS)}")
+        raise ManifestError(f"{clip}: missing field(s) {missing}; a record needs {list(required)}")
     for key in record:
         if key not in KNOWN_FIELDS:
             close = difflib.get_close_matches(str(key), KNOWN_FIELDS, n=1, cutoff=0.6)
@@ -151,7 +154,7 @@ def validate_record(record: Mapping[str, Any], root: Path, where: str, check_fil
 
 
 def read_manifest(
-    path: str | Path, check_files: bool = True, rejected: list[dict[str, Any]] | None = None
+    path: str | Path, check_files: bool = True, rejected: list[dict[str, Any]] | None = None, targets: bool = True
 ) -> list[dict[str, Any]]:
     """Parse and validate every line of a JSON-lines manifest (blank lines are skipped).
 
@@ -176,7 +179,7 @@ def read_manifest(
                     raise ManifestError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
                 if not isinstance(record, dict):
                     raise ManifestError(f"{where}: a line must hold a JSON object, got {type(record).__name__}")
-                validate_record(record, path.parent, where, check_files)
+                validate_record(record, path.parent, where, check_files, targets)
                 if record["id"] in seen:
                     raise ManifestError(f"{where}: clip id {record['id']!r} repeats line {seen[record['id']]}")
             except ManifestError as exc:
@@ -268,6 +271,8 @@ class InteractiveManifestDataset(Dataset):
     and the first readable clip's garment size. A clip of another size raises :class:`ManifestError` naming it
     and both sizes (the data module skips and reports it) instead of failing the batch's collate.
     ``bad_records="skip"`` leaves out lines that do not validate, listed in ``rejected``, instead of raising.
+    ``targets=False`` serves inference inputs: a record needs no ground-truth ``video`` (sizes and lengths then come
+    from its ``agnostic`` video).
     An empty manifest is an error.
     """
 
@@ -280,6 +285,7 @@ class InteractiveManifestDataset(Dataset):
         transforms: Sequence[Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
         bad_records: str = "error",
         one_size: bool = True,
+        targets: bool = True,
     ):
         path = Path(manifest)
         if path.is_dir():
@@ -297,8 +303,9 @@ class InteractiveManifestDataset(Dataset):
         if bad_records not in ("error", "skip"):
             raise ManifestError(f"bad_records must be 'error' or 'skip', got {bad_records!r}")
         self.rejected: list[dict[str, Any]] = []
+        self.targets = targets
         self.records = read_manifest(
-            path, check_files=check_files, rejected=self.rejected if bad_records == "skip" else None
+            path, check_files=check_files, rejected=self.rejected if bad_records == "skip" else None, targets=targets
         )
         if not self.records:
             found = (
@@ -323,7 +330,9 @@ class InteractiveManifestDataset(Dataset):
 
     def provided_keys(self, record: Mapping[str, Any]) -> set[str]:
         """The sample keys a record yields: the contract's required keys and its optional files."""
-        return set(CONTRACT_KEYS) | {k for k in FILE_FIELDS if k in record}
+        return (set(CONTRACT_KEYS) - ({"video"} if "video" not in record else set())) | {
+            k for k in FILE_FIELDS if k in record
+        }
 
     def require_keys(self, needed: Mapping[str, Sequence[str]], skip: bool = False) -> list[dict[str, Any]]:
         """Check that every clip yields the keys each consumer needs (``{"adapter 'hands' (HandPriorAdapter)":
@@ -364,7 +373,7 @@ class InteractiveManifestDataset(Dataset):
             errors = []
             for record in self.records:  # the first clip whose headers read (a broken one is skipped on its own)
                 try:
-                    info = video_info(self.root / record["video"])
+                    info = video_info(self.root / record["video" if "video" in record else "agnostic"])
                     with Image.open(self.root / record["garment"]) as im:
                         garment = (im.height, im.width)
                 except Exception as exc:  # undecodable headers: PyAV, PIL and OS errors
@@ -395,7 +404,7 @@ class InteractiveManifestDataset(Dataset):
             return
         video, garment = self.expected_sizes()
         first = self._size_clip
-        got = tuple(sample["video"].shape[-2:])
+        got = tuple(reference_video(sample).shape[-2:])
         if got != video:
             raise ManifestError(
                 f"{clip}: frames are {got[0]}x{got[1]} (HxW), the dataset serves {video[0]}x{video[1]} (its Resize's, the "
@@ -439,11 +448,11 @@ class InteractiveManifestDataset(Dataset):
             "id": record["id"],
             "fps": fps,
             "manifest": str(self.path),
-            "video_path": str(self.root / record["video"]),
+            "video_path": str(self.root / record["video" if "video" in record else "agnostic"]),
         }
         sample = sample_from_arrays(arrays, record["caption"], actions, meta)
         for transform in self.transforms:
             sample = transform(sample)
-        validate_sample(sample)
+        validate_sample(sample, targets=self.targets)
         self._check_size(sample, record, clip)
         return sample

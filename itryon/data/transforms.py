@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from itryon.data.contract import MASK_KEYS, VIDEO_KEYS, interaction_from_actions
+from itryon.data.contract import MASK_KEYS, VIDEO_KEYS, interaction_from_actions, reference_video
 
 
 class Resize:
@@ -42,7 +42,7 @@ class Resize:
             if "garment_mask" in out:
                 out["garment_mask"] = _resize(out["garment_mask"][None], self.garment_size, nearest=True)[0]
         meta = dict(out.get("meta", {}))
-        meta.setdefault("original_size", tuple(sample["video"].shape[-2:]))
+        meta.setdefault("original_size", tuple(reference_video(sample).shape[-2:]))
         out["meta"] = meta
         return out
 
@@ -52,7 +52,7 @@ class ResizeCrop(Resize):
     the garment (with ``garment_height``/``garment_width``) is resized as by :class:`Resize`."""
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
-        h, w = sample["video"].shape[-2:]
+        h, w = reference_video(sample).shape[-2:]
         scale = max(self.size[0] / h, self.size[1] / w)
         cover = (max(self.size[0], round(h * scale)), max(self.size[1], round(w * scale)))
         out = Resize(*cover, *(self.garment_size or (None, None)))(sample)
@@ -85,7 +85,7 @@ class TemporalCrop:
         self.num_frames, self.stride, self.random = num_frames, stride, random
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
-        length = sample["video"].shape[1]
+        length = reference_video(sample).shape[1]
         span = 1 + (self.num_frames - 1) * self.stride
         if length < span:
             sid = sample.get("meta", {}).get("id", "?")

@@ -186,3 +186,31 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
 def to_frames(video: torch.Tensor) -> torch.Tensor:
     """``float [C, T, H, W]`` in [-1, 1] -> ``uint8 [T, H, W, C]`` on the CPU (values outside the range are clipped)."""
     return to_uint8(video).permute(1, 2, 3, 0).cpu()
+
+
+def write_playable_video(path: str | Path, frames: torch.Tensor | np.ndarray, fps: float = 8.0, crf: int = 18) -> Path:
+    """Write ``uint8 [T, H, W, C]`` frames as an MP4 that browsers play: H.264 in yuv420p with the index first.
+
+    yuv420p needs even sizes: an odd height or width gets one more row or column repeating the last one.
+    Videos meant as data stay lossless (:func:`write_video` with ``lossless`` or a PNG folder).
+    """
+    arr = frames.detach().cpu().numpy() if torch.is_tensor(frames) else np.asarray(frames)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise VideoIOError(f"{path}: expected uint8 frames [T, H, W, 1|3], got {arr.dtype} {tuple(arr.shape)}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    _, h, w, _ = arr.shape
+    arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    p = Path(path)
+    if p.suffix.lower() != ".mp4":
+        raise VideoIOError(f"{p}: a browser-playable video is an .mp4 file")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(p, suffix=p.suffix) as tmp, av.open(str(tmp), mode="w", options={"movflags": "+faststart"}) as box:
+        stream = box.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height = arr.shape[2], arr.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in arr:
+            box.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        box.mux(stream.encode())
+    return p

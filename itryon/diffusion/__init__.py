@@ -2,6 +2,6 @@
 
 from itryon.diffusion.flow import FlowMatching
 from itryon.diffusion.losses import ActionConstraintLoss
-from itryon.diffusion.sampler import EulerSampler
+from itryon.diffusion.sampler import SOLVERS, EulerSampler, FlowSampler, flow_scheduler
 
-__all__ = ["ActionConstraintLoss", "EulerSampler", "FlowMatching"]
+__all__ = ["SOLVERS", "ActionConstraintLoss", "EulerSampler", "FlowMatching", "FlowSampler", "flow_scheduler"]

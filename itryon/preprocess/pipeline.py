@@ -98,26 +98,36 @@ def load_keypoints(path: Path) -> tuple[BodyPose, HandPose]:
         )
 
 
-def process_clip(job: ClipJob, estimators: dict[str, Any], captioner: Any | None = None) -> dict[str, Any]:
-    """Estimate, render and write one clip; returns its manifest record (also written as ``folder/record.json``)."""
-    check_category(job.category)
-    frames, fps, changed = read_frames(job)
+def render_conditions(
+    frames: np.ndarray, estimators: dict[str, Any], category: str
+) -> tuple[dict[str, np.ndarray], BodyPose, HandPose]:
+    """The conditions of person frames ``(T, H, W, 3)`` uint8 as channels-first uint8 arrays (``agnostic``,
+    ``agnostic_mask``, ``pose``, ``hand_prior``), with the body and hand keypoints they come from."""
     t, h, w = frames.shape[:3]
-    for estimator in estimators.values():
-        if hasattr(estimator, "for_clip"):  # estimators reading per-clip files
-            estimator.for_clip(job.clip)
     segmentation = estimators["segmenter"].segment(frames).check((t, h, w), "the segmenter")
     pose = estimators["pose"].estimate(frames).check(t, "the pose estimator")
     hands = estimators["hands"].estimate(frames, pose).check(t, "the hand estimator")
-    mask = agnostic_mask(pose, segmentation, job.category, hands)
-    garment, alpha = read_garment(job.garment)
+    mask = agnostic_mask(pose, segmentation, category, hands)
     arrays = {
         "agnostic": agnostic_video(frames, mask).transpose(3, 0, 1, 2),
         "agnostic_mask": (mask.astype(np.uint8) * 255)[None],
         "pose": draw_pose(pose.points, h, w, LIMBS, COLOURS, visible=pose.visible),
         "hand_prior": render_hand_prior(hands, pose, h, w),
-        "garment_mask": (garment_mask(garment, alpha).astype(np.uint8) * 255)[None],
     }
+    return arrays, pose, hands
+
+
+def process_clip(job: ClipJob, estimators: dict[str, Any], captioner: Any | None = None) -> dict[str, Any]:
+    """Estimate, render and write one clip; returns its manifest record (also written as ``folder/record.json``)."""
+    check_category(job.category)
+    frames, fps, changed = read_frames(job)
+    for estimator in estimators.values():
+        if hasattr(estimator, "for_clip"):  # estimators reading per-clip files
+            estimator.for_clip(job.clip)
+    arrays, pose, hands = render_conditions(frames, estimators, job.category)
+    t, h, w = frames.shape[:3]
+    garment, alpha = read_garment(job.garment)
+    arrays["garment_mask"] = (garment_mask(garment, alpha).astype(np.uint8) * 255)[None]
     if changed:
         arrays["video"] = frames.transpose(3, 0, 1, 2)
     paths = write_clip_files(job.out, job.folder, arrays, fps)

@@ -14,7 +14,7 @@ from torch import nn
 
 from itryon.cache.lookup import cached_encode
 from itryon.data.temporal import frames_to_latent, latent_frame_count
-from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching
+from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching, FlowSampler
 from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models.backbone import Backbone
 from itryon.training.optim import OPTIMIZERS, build_optimizer
@@ -69,7 +69,7 @@ class TryOnModule(L.LightningModule):
         vae: nn.Module,
         flow: FlowMatching | None = None,
         loss: ActionConstraintLoss | None = None,
-        sampler: EulerSampler | None = None,
+        sampler: FlowSampler | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         betas: Sequence[float] = (0.9, 0.999),
@@ -267,37 +267,27 @@ class TryOnModule(L.LightningModule):
         num_steps: int | None = None,
         guidance_scale: float | None = None,
         seed: int = 0,
+        sampler: FlowSampler | None = None,
+        guidance: Mapping[str, float] | None = None,
+        paste_back: bool | None = None,
     ) -> torch.Tensor:
-        """Sample the try-on video ``(B, 3, T, H, W)`` in [-1, 1] for the conditions in ``batch``."""
-        sampler = self.sampler
-        if num_steps is not None or guidance_scale is not None:
-            sampler = EulerSampler(
-                num_steps or sampler.num_steps,
-                sampler.shift,
-                sampler.guidance_scale if guidance_scale is None else guidance_scale,
-                sampler.num_train_timesteps,
-            )
+        """Sample the try-on video ``(B, 3, T, H, W)`` in [-1, 1] for the conditions in ``batch``
+        (:func:`itryon.inference.sampling.sample_video`).
+
+        ``sampler`` replaces the module's; ``guidance`` gives per-condition scales (``garment``, ``text``, ``hands``,
+        :mod:`itryon.inference.guidance`) beside the overall ``guidance_scale`` over ``guidance_drop``.
+        """
+        from itryon.inference.guidance import guidance_groups
+        from itryon.inference.sampling import sample_video
+
+        sampler = (sampler or self.sampler).replace(num_steps=num_steps, guidance_scale=guidance_scale)
+        groups = guidance_groups(self.conditioning, guidance, sampler.guidance_scale, self.guidance_drop)
         was_training = self.training
         self.eval()
         try:
-            person = batch["agnostic"]  # (B, 3, T, H, W): the shapes come from the conditions, not from a target
-            shape = self.latent_shape(person)
-            cond = self.conditioning(batch, vae=self.vae, latent_shape=shape)
-            uncond = None
-            if sampler.guidance_scale != 1.0:
-                uncond = self.conditioning(batch, vae=self.vae, latent_shape=shape, drop=self.guidance_drop)
-            gen = torch.Generator(device=person.device).manual_seed(seed)
-            noise = torch.randn(shape, generator=gen, device=person.device, dtype=person.dtype)
-
-            def denoise(x: torch.Tensor, t: torch.Tensor, unconditional: bool) -> torch.Tensor:
-                return self.predict_velocity(x, t, uncond if unconditional else cond)
-
-            latents = sampler.sample(denoise, noise)
-            video = self.vae.decode(latents).clamp(-1.0, 1.0)
-            if self.paste_back:
-                keep = 1.0 - batch["agnostic_mask"].to(video.dtype)  # (B, 1, T, H, W): 1 outside the generated region
-                video = video * (1.0 - keep) + person.to(video.dtype) * keep
-            return video
+            return sample_video(
+                self, batch, sampler, groups, seed, self.paste_back if paste_back is None else paste_back
+            )
         finally:
             self.train(was_training)
 
