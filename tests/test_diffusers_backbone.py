@@ -126,10 +126,10 @@ def test_from_pretrained_widens_the_patch_embedding_with_zero_channels(pair, tmp
 def test_the_diffusers_experiment_counts_flops_like_wan_dit():
     cfg = prepare_config(CONFIG_ROOT / "experiment" / "diffusers_backbone.yaml")
     module = instantiate(cfg.model, "model")
-    assert isinstance(module.backbone, DiffusersWanVACE) and module.backbone.in_channels == 192
+    assert isinstance(module.backbone, DiffusersWanVACE) and module.backbone.in_channels == 16
     wan = WanDiT(
-        in_channels=192,
-        out_channels=192,
+        in_channels=16,
+        out_channels=16,
         dim=64,
         ffn_dim=128,
         num_layers=2,
@@ -137,7 +137,7 @@ def test_the_diffusers_experiment_counts_flops_like_wan_dit():
         text_dim=64,
         freq_dim=64,
         vace_layers=[0, 1],
-        vace_in_channels=400,
+        vace_in_channels=48,
     )
-    conditions = BackboneInputs(torch.zeros(1, 7, 64), vace_context=torch.zeros(1, 400, 5, 12, 16))
-    assert module.backbone.flops((1, 192, 5, 12, 16), conditions) == wan.flops((1, 192, 5, 12, 16), conditions) > 0
+    conditions = BackboneInputs(torch.zeros(1, 7, 64), vace_context=torch.zeros(1, 48, 5, 12, 16))
+    assert module.backbone.flops((1, 16, 5, 12, 16), conditions) == wan.flops((1, 16, 5, 12, 16), conditions) > 0

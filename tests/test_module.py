@@ -114,8 +114,8 @@ def test_backbone_flops_of_a_batch_are_counted(cfg, batch) -> None:
 
     module = instantiate(cfg.model, "model")
     module.training_step(batch, 0)
-    cond = module.conditioning(batch, vae=module.vae, latent_shape=(2, 192, 5, 12, 16))
-    forward = dit_forward_flops(module.backbone, (2, 192, 5, 12, 16), cond.inputs.context.shape[1], reference_frames=1)
+    cond = module.conditioning(batch, vae=module.vae, latent_shape=(2, 16, 5, 12, 16))
+    forward = dit_forward_flops(module.backbone, (2, 16, 5, 12, 16), cond.inputs.context.shape[1], reference_frames=1)
     assert module.flops_per_batch == 3 * forward > 0  # forward and backward
     module.validation_step(batch, 0)  # the loss and a sampled video: num_steps more forward passes
     assert module.flops_per_batch == (1 + module.sampler.num_steps) * forward

@@ -21,8 +21,8 @@ def save_tiny_vace(folder: Path) -> torch.nn.Module:
         patch_size=(1, 2, 2),
         num_attention_heads=4,
         attention_head_dim=16,
-        in_channels=192,
-        out_channels=192,
+        in_channels=16,
+        out_channels=16,
         text_dim=64,
         freq_dim=64,
         ffn_dim=128,
@@ -31,7 +31,7 @@ def save_tiny_vace(folder: Path) -> torch.nn.Module:
         eps=1e-6,
         rope_max_seq_len=1024,
         vace_layers=[0, 1],
-        vace_in_channels=400,
+        vace_in_channels=48,
     )
     for p in model.parameters():  # diffusers zero-initialises some projections; make every weight matter
         torch.nn.init.normal_(p, std=0.02)
@@ -56,8 +56,8 @@ def test_default_config_fine_tunes_a_diffusers_vace_checkpoint(tmp_path: Path) -
     backbone = module.backbone
 
     # 1. the loaded backbone computes what diffusers computes
-    latents, context = torch.randn(1, 192, 2, 6, 8), torch.randn(1, 7, 64)
-    vace = torch.randn(1, 400, 2, 6, 8)
+    latents, context = torch.randn(1, 16, 2, 6, 8), torch.randn(1, 7, 64)
+    vace = torch.randn(1, 48, 2, 6, 8)
     t = torch.tensor([400.0])
     with torch.no_grad():
         ours = backbone(latents, t, BackboneInputs(context, vace_context=vace))
