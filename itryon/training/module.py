@@ -19,6 +19,7 @@ from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models.backbone import Backbone
 from itryon.training.optim import OPTIMIZERS, build_optimizer
 from itryon.training.schedule import warmup_cosine
+from itryon.training.stream import stream_shape, video_frames, with_stream_references
 from itryon.training.weights import load_trained_weights
 from itryon.training.wiring import build_backbone
 
@@ -179,7 +180,7 @@ class TryOnModule(L.LightningModule):
                     "residual=True needs a clean-latent estimate from the conditioning (the PersonAdapter gives one); "
                     "no adapter gave it"
                 )
-            out = out + cond.estimate.to(out.dtype)
+            out = out + with_stream_references(cond.estimate, cond.inputs).to(out.dtype)
         return (x_t - out) / t_b.clamp_min(min_t), out
 
     def predict_velocity(self, x_t: torch.Tensor, timestep: torch.Tensor, cond: Any) -> torch.Tensor:
@@ -207,10 +208,12 @@ class TryOnModule(L.LightningModule):
         with torch.no_grad():
             x0 = cached_encode(self.vae, video)  # (B, C, F, h, w), from the latent cache when one is attached
         cond = self.conditioning(batch, vae=self.vae, latent_shape=tuple(x0.shape))
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        stream = with_stream_references(x0, cond.inputs)  # (B, C, R + F, h, w) with Wan-VACE's reference frames
+        noise = torch.randn(stream.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
-        x_t = self.flow.interpolate(x0, noise, t)
-        v_hat, x0_hat = self.predict(x_t, t, cond)
+        x_t = self.flow.interpolate(stream, noise, t)
+        v_hat, x0_hat = (video_frames(z, cond.inputs) for z in self.predict(x_t, t, cond))  # scored: video frames
+        noise = video_frames(noise, cond.inputs)
         mask = None
         if self.loss_fn.ac_weight > 0:
             mask = self.loss_fn.action_mask(
@@ -287,12 +290,14 @@ class TryOnModule(L.LightningModule):
             if sampler.guidance_scale != 1.0:
                 uncond = self.conditioning(batch, vae=self.vae, latent_shape=shape, drop=self.guidance_drop)
             gen = torch.Generator(device=person.device).manual_seed(seed)
-            noise = torch.randn(shape, generator=gen, device=person.device, dtype=person.dtype)
+            noise = torch.randn(
+                stream_shape(shape, cond.inputs), generator=gen, device=person.device, dtype=person.dtype
+            )
 
             def denoise(x: torch.Tensor, t: torch.Tensor, unconditional: bool) -> torch.Tensor:
                 return self.predict_velocity(x, t, uncond if unconditional else cond)
 
-            latents = sampler.sample(denoise, noise)
+            latents = video_frames(sampler.sample(denoise, noise), cond.inputs)
             video = self.vae.decode(latents).clamp(-1.0, 1.0)
             if self.paste_back:
                 keep = 1.0 - batch["agnostic_mask"].to(video.dtype)  # (B, 1, T, H, W): 1 outside the generated region
