@@ -115,7 +115,9 @@ def parameter_summary(module: nn.Module, depth: int = 3) -> str:
 class FrozenFromFiles:
     """LightningModule mixin: Lightning checkpoints without the frozen tensors loaded from files.
 
-    ``on_save_checkpoint`` removes them from ``state_dict`` and lists their files under ``frozen_sources``;
+    ``on_save_checkpoint`` removes them from ``state_dict`` and lists their files under ``frozen_sources`` (not in
+    the sharded checkpoints of ``ModelParallelStrategy(save_distributed_checkpoint=True)``, whose loader needs every
+    key);
     ``on_load_checkpoint`` accepts a checkpoint that lacks exactly such tensors (the module rebuilt from the run's
     config has loaded them again) and refuses one that lacks any other. The module sets ``strict_loading = False``
     and ``loaded_sources`` (key -> file of the tensors it loaded itself, e.g. from ``init_from``).
@@ -127,6 +129,9 @@ class FrozenFromFiles:
         return frozen_tensor_sources(self, getattr(self, "loaded_sources", None))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        strategy = getattr(getattr(self, "_trainer", None), "strategy", None)
+        if getattr(strategy, "_save_distributed_checkpoint", False):
+            return  # Lightning's sharded (DCP) load needs every key of the module: such checkpoints keep them all
         sources = self.frozen_sources()
         state = checkpoint.get("state_dict", {})
         for key in sources:
@@ -134,7 +139,9 @@ class FrozenFromFiles:
         checkpoint["frozen_sources"] = summarise_sources(sources)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("state_dict", {})
+        if "state_dict" not in checkpoint:
+            return  # a sharded checkpoint: the strategy has loaded it into the modules (every key) already
+        state = checkpoint["state_dict"]
         own = set(self.state_dict())
         missing = sorted(own - set(state) - set(self.frozen_sources()))
         unexpected = sorted(set(state) - own)
