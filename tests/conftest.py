@@ -73,3 +73,53 @@ def random_batch(
 def make_batch() -> Callable[..., dict[str, Any]]:
     """:func:`random_batch`, for tests that build their own condition batches."""
     return random_batch
+
+
+@pytest.fixture(scope="session")
+def wan_vae_folder(tmp_path_factory):
+    """A tiny random AutoencoderKLWan (16 latent channels, 8x spatial, 4x temporal) saved as a pipeline's vae/."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    model = AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=torch.linspace(-1, 1, 16).tolist(),
+        latents_std=torch.linspace(0.5, 2, 16).tolist(),
+    )
+    folder = tmp_path_factory.mktemp("wan") / "vae"
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def t5_folder(tmp_path_factory):
+    """A tiny random UMT5 encoder (width 16) and a word-level tokenizer, in Wan's text_encoder/ + tokenizer/ layout."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    words = "a person lifts the hem pulls zipper down red shirt".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    folder = tmp_path_factory.mktemp("wan_t5")
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(folder / "tokenizer")
+    torch.manual_seed(0)
+    config = UMT5Config(
+        vocab_size=16,
+        d_model=16,
+        d_kv=4,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+    )
+    UMT5EncoderModel(config).save_pretrained(folder / "text_encoder")
+    return folder

@@ -17,7 +17,10 @@ PRETRAINED = CONFIG_ROOT / "experiment" / "wan2.1_vace_1.3b_itryon.yaml"  # need
 STAGE1 = CONFIG_ROOT / "experiment" / "wan2.1_vace_1.3b_stage1.yaml"
 DISK = CONFIG_ROOT / "experiment" / "synthetic_disk.yaml"  # needs splits written by itryon synth
 OWN = CONFIG_ROOT / "experiment" / "own_videos.yaml"  # needs splits written by itryon preprocess
-EXPERIMENTS = sorted(p for p in (CONFIG_ROOT / "experiment").glob("*.yaml") if p not in (PRETRAINED, STAGE1, DISK, OWN))
+REAL_WEIGHTS = sorted((CONFIG_ROOT / "experiment").glob("wan2.1_*.yaml"))  # all need local Wan weights
+EXPERIMENTS = sorted(
+    p for p in (CONFIG_ROOT / "experiment").glob("*.yaml") if p not in (*REAL_WEIGHTS, PRETRAINED, STAGE1, DISK, OWN)
+)
 MODEL_PIECES = sorted((CONFIG_ROOT / "model").glob("*.yaml"))
 TRAINER_PIECES = sorted((CONFIG_ROOT / "trainer").glob("*.yaml"))
 DATA_PIECES = sorted((CONFIG_ROOT / "data").glob("*.yaml"))
@@ -54,6 +57,12 @@ def one_training_step(cfg) -> None:
     grads = [p.grad for p in module.parameters() if p.requires_grad and p.grad is not None]
     assert torch.isfinite(loss) and grads
     opt.step()
+
+
+@pytest.mark.parametrize("path", REAL_WEIGHTS, ids=lambda p: p.stem)
+def test_real_weight_experiments_validate_with_their_paths(path: Path, tmp_path: Path) -> None:
+    cfg = prepare_config(path, [f"paths.wan={tmp_path}/wan", f"paths.data={tmp_path}/data"])
+    assert cfg.model.vae.dtype == "bfloat16" and cfg.model.conditioning.adapters.garment.mode == "wan"
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

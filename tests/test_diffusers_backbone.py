@@ -73,6 +73,29 @@ def test_both_backbones_give_the_same_output_on_the_same_weights(pair, case):
     assert (expected - without_vace).abs().max() > 1e-2  # the VACE branch matters
 
 
+def test_wan_layout_references_give_the_same_output_on_both_backbones(pair):
+    """``vace_reference``: the stream's leading frame is the reference's position (noise), the reference latent is in
+    the VACE context only; both backbones return every frame of the stream."""
+    ours, theirs = pair
+    latents, timestep, conditions = inputs(frames=4, refs=0)  # 1 reference position + 3 video frames
+    g = torch.Generator().manual_seed(5)
+    conditions = conditions.replace(
+        vace_reference=torch.randn(2, C, 1, 6, 4, generator=g),
+        vace_context=conditions.vace_context[:, :, 1:],  # the VACE context and channels cover the video frames
+        channels=conditions.channels[:, :, 1:],
+    )
+    with torch.no_grad():
+        expected = ours(latents, timestep, conditions)
+        actual = theirs(latents, timestep, conditions)
+        moved = ours(latents, timestep, conditions.replace(vace_reference=conditions.vace_reference + 1))
+    assert actual.shape == expected.shape == latents.shape
+    torch.testing.assert_close(actual, expected, atol=TOL, rtol=TOL)
+    assert (moved - expected).abs().max() > 1e-3  # the reference reaches the output through the VACE context
+    assert ours.flops(latents.shape, conditions) == ours.flops(
+        (2, C, 3, 6, 4), conditions.replace(vace_reference=None, reference_latents=torch.zeros(2, C + EXTRA, 1, 6, 4))
+    )
+
+
 def test_without_a_vace_input_the_branch_adds_nothing(pair):
     ours, theirs = pair
     latents, timestep, conditions = inputs()
@@ -94,7 +117,7 @@ def test_weights_convert_both_ways(pair):
 
 def test_kinds_it_lacks_are_refused_at_build_and_call_time(pair, tmp_path):
     _, theirs = pair
-    assert theirs.accepts == {"context", "channels", "vace", "reference"}
+    assert theirs.accepts == {"context", "channels", "vace", "reference", "vace_reference"}
     latents, timestep, conditions = inputs()
     with pytest.raises(ValueError, match=r"DiffusersWanVACE does not accept \['residual'\] inputs"):
         theirs(latents, timestep, conditions.replace(token_residual=torch.zeros(2, 18, 24)))

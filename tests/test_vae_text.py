@@ -108,25 +108,6 @@ def test_linear_vae_fit_is_deterministic_and_checked():
 # ---------------------------------------------------------------- WanVAE
 
 
-@pytest.fixture(scope="module")
-def wan_vae_folder(tmp_path_factory):
-    from diffusers import AutoencoderKLWan
-
-    torch.manual_seed(0)
-    model = AutoencoderKLWan(
-        base_dim=3,
-        z_dim=16,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-        latents_mean=torch.linspace(-1, 1, 16).tolist(),
-        latents_std=torch.linspace(0.5, 2, 16).tolist(),
-    )
-    folder = tmp_path_factory.mktemp("wan") / "vae"
-    model.save_pretrained(folder)
-    return folder
-
-
 def test_wan_vae_normalises_latents_once(wan_vae_folder):
     vae = WanVAE(wan_vae_folder.parent)  # a pipeline folder with vae/
     assert (vae.latent_channels, vae.spatial_compression, vae.temporal_compression) == (16, 8, 4)
@@ -177,35 +158,6 @@ def test_byte_text_encoder_trains():
 
 
 # ---------------------------------------------------------------- T5TextEncoder
-
-
-@pytest.fixture(scope="module")
-def t5_folder(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
-
-    words = "a person lifts the hem pulls zipper down red shirt".split()
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    folder = tmp_path_factory.mktemp("wan_t5")
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    ).save_pretrained(folder / "tokenizer")
-    torch.manual_seed(0)
-    config = UMT5Config(
-        vocab_size=16,
-        d_model=16,
-        d_kv=4,
-        d_ff=32,
-        num_layers=1,
-        num_heads=2,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-    )
-    UMT5EncoderModel(config).save_pretrained(folder / "text_encoder")
-    return folder
 
 
 def test_t5_encoder_wan_style_padding(t5_folder):

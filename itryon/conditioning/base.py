@@ -8,6 +8,8 @@ kind       value                           goes to
 channels   ``(B, C_a, F, h, w)``           concatenated to the noisy latents (patch-embedding input channels)
 vace       ``(B, C_a, F, h, w)``           concatenated into the VACE context of the context branch
 reference  ``(B, C, R, h, w)``             latent frames prepended in time (dropped from the output)
+vace_ref   ``(B, C, R, h, w)``             kind ``vace_reference``: reference frames of the VACE context only, the
+                                           main stream holding noise at their positions (Wan-VACE's layout)
 tokens     ``(B, M, dim)`` + ``(M, 3)``    tokens appended to the video sequence with their own (t, h, w) RoPE
 residual   ``(B, N, dim)``                 added to the patch-embedded video tokens (``N = F' * H' * W'``)
 context    ``(B, L, D)`` (+ positions,     keys/values of the text cross-attention; positions ``(B, L)`` float
@@ -38,8 +40,8 @@ from torch import nn
 
 from itryon.cache.lookup import cached_encode
 
-OUTPUT_KINDS = ("channels", "vace", "reference", "tokens", "residual", "context")
-LATENT_KINDS = ("channels", "vace", "reference")
+OUTPUT_KINDS = ("channels", "vace", "reference", "vace_reference", "tokens", "residual", "context")
+LATENT_KINDS = ("channels", "vace", "reference", "vace_reference")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ class PersonAdapter(ConditioningAdapter):
     The output's ``estimate`` is the latent of the agnostic video with the region to generate greyed out (the kept
     region), the clean-latent guess a residual-predicting module starts from: copy-the-input.
 
+    ``mask_threshold`` (Wan-VACE: 0.5) binarises the mask (``m > threshold``) before it masks the video, as
+    diffusers' ``WanVACEPipeline`` does; the folded mask channels keep the mask's own values. None (default) masks
+    with the mask as it is.
+
     Null condition (CFG dropout): a grey video with the mask everywhere (generate everything), VACE's
     text-to-video input. The output paths are zero-initialised in the backbone (VACE projections, or the extra
     patch-embedding channels loaded as zeros), so adding this adapter leaves a pretrained backbone unchanged.
@@ -44,6 +48,7 @@ class PersonAdapter(ConditioningAdapter):
         spatial_compression: int = 8,
         pose_in_mask: bool = False,
         drop_prob: float = 0.0,
+        mask_threshold: float | None = None,
     ) -> None:
         if mode not in ("vace", "channels"):
             raise ValueError(f"PersonAdapter mode must be 'vace' or 'channels', got {mode!r}")
@@ -55,6 +60,7 @@ class PersonAdapter(ConditioningAdapter):
         super().__init__(keys, mode, trainable=False, drop_prob=drop_prob)
         self.mode = mode
         self.pose_in_mask = pose_in_mask
+        self.mask_threshold = mask_threshold
         self.latent_channels = latent_channels
         self.spatial_compression = spatial_compression
         fold = spatial_compression * spatial_compression
@@ -70,6 +76,8 @@ class PersonAdapter(ConditioningAdapter):
         mask = where_keep(batch["agnostic_mask"].to(agnostic.dtype), keep, 1.0)  # (B, 1, T, H, W)
         frames = env.latent_shape[2]
         folded = fold_mask(mask, frames, self.spatial_compression)  # (B, s*s, F, h, w)
+        if self.mask_threshold is not None:
+            mask = (mask > self.mask_threshold).to(mask.dtype)
         if self.mode == "vace":
             inside = where_keep(batch["pose"], keep, 0.0) if self.pose_in_mask else agnostic
             both = torch.cat([agnostic * (1 - mask), inside * mask], dim=0)  # (2B, 3, T, H, W): one VAE call

@@ -26,7 +26,7 @@ class ConditioningStack(nn.Module):
     """Builds the backbone inputs from a batch with a dictionary of named adapters.
 
     * Outputs are routed by kind into one :class:`~itryon.models.backbone.BackboneInputs`: channels and VACE contexts
-      concatenate along channels (in adapter order), reference frames along time, tokens along the sequence,
+      concatenate along channels (in adapter order), reference frames (and VACE-context reference frames) along time, tokens along the sequence,
       residuals add, contexts concatenate along ``L``; the context tokens of adapters declared ``gated`` are marked
       in ``BackboneInputs.context_gated``.
     * Classifier-free guidance dropout while training: each adapter's samples are dropped independently with its
@@ -59,6 +59,12 @@ class ConditioningStack(nn.Module):
                 f"cross-attention; got adapters {[f'{n} ({a.output_kind})' for n, a in adapters.items()]}"
             )
         _check_collisions(adapters)
+        kinds = {a.output_kind for a in adapters.values()}
+        if "vace_reference" in kinds and "vace" not in kinds:
+            raise ValueError(
+                "a 'vace_reference' adapter (GarmentAdapter(mode='wan')) puts its frames in front of the VACE context, "
+                "which needs a 'vace' adapter (e.g. PersonAdapter(mode='vace')); none is configured"
+            )
         self.adapters = nn.ModuleDict(adapters)
         self.drop_all_prob = float(drop_all_prob)
         for adapter in self.adapters.values():
@@ -183,11 +189,11 @@ class ConditioningStack(nn.Module):
         by_kind: dict[str, list[tuple[str, AdapterOutput]]] = {}
         for name, out in outputs.items():
             if out.kind in LATENT_KINDS:
-                expected = (b, None, None if out.kind == "reference" else f, h, w)
+                expected = (b, None, None if out.kind in ("reference", "vace_reference") else f, h, w)
                 if out.value.ndim != 5 or any(e is not None and e != s for e, s in zip(expected, out.value.shape)):
                     raise ValueError(
                         f"adapter '{name}' ({out.kind}) returned shape {tuple(out.value.shape)}; expected "
-                        f"(B, C, {'R' if out.kind == 'reference' else f}, {h}, {w}) for latents {latent_shape}"
+                        f"(B, C, {'R' if out.kind in ('reference', 'vace_reference') else f}, {h}, {w}) for latents {latent_shape}"
                     )
             by_kind.setdefault(out.kind, []).append((name, out))
 
@@ -208,6 +214,7 @@ class ConditioningStack(nn.Module):
         channels = cat("channels", 1)
         vace = cat("vace", 1)
         reference = cat("reference", 2)
+        vace_reference = cat("vace_reference", 2)
         if reference is not None and self.extra_in_channels:
             # reference frames carry no channel conditions: zeros in the concatenated channels
             reference = F.pad(reference, (0, 0, 0, 0, 0, 0, 0, self.extra_in_channels))
@@ -258,6 +265,7 @@ class ConditioningStack(nn.Module):
             channels=channels,
             vace_context=vace,
             reference_latents=reference,
+            vace_reference=vace_reference,
             token_residual=residual,
             extra_tokens=tokens,
             extra_token_positions=token_positions,

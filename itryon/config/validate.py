@@ -223,6 +223,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, str)
     if hint is Path:
         return isinstance(value, str)
+    if getattr(hint, "__module__", None) == "torch" and getattr(hint, "__name__", None) == "dtype":
+        return False  # a config holds dtype names (a Literal beside it in the annotation), never a torch.dtype
     container = origin or hint
     if container in (list, tuple, Sequence, typing.Sequence) or container is getattr(typing, "Sequence", None):
         if not isinstance(value, (ListConfig, list, tuple)):

@@ -13,6 +13,7 @@ import torch
 
 from itryon.diffusion.sampler import FlowSampler
 from itryon.inference.guidance import GuidanceGroup, combine, repeat_batch, variant_keeps
+from itryon.training.stream import stream_shape, video_frames
 
 
 @torch.no_grad()
@@ -38,7 +39,8 @@ def sample_video(
     keep = variant_keeps(model.conditioning, groups, shape[0], person.device) if groups else None
     cond = model.conditioning(stacked, vae=model.vae, latent_shape=(variants * shape[0], *shape[1:]), keep=keep)
     gen = torch.Generator(device=person.device).manual_seed(seed)
-    noise = torch.randn(shape, generator=gen, device=person.device, dtype=person.dtype)
+    # Wan-VACE's reference layout puts reference frames in front of the video in the main stream, started from noise
+    noise = torch.randn(stream_shape(shape, cond.inputs), generator=gen, device=person.device, dtype=person.dtype)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if variants == 1:
@@ -46,7 +48,7 @@ def sample_video(
         v = model.predict_velocity(torch.cat([x] * variants), torch.cat([t] * variants), cond)  # (V*B, C, F, h, w)
         return combine(v, groups)
 
-    latents = sampler.integrate(velocity, noise)
+    latents = video_frames(sampler.integrate(velocity, noise), cond.inputs)
     video = model.vae.decode(latents).clamp(-1.0, 1.0)
     if paste_back:
         keep_px = 1.0 - batch["agnostic_mask"].to(video.dtype)  # (B, 1, T, H, W): 1 outside the generated region

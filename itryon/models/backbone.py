@@ -16,6 +16,9 @@ gated_context      ``context_gated``              ``(B, L)`` bool: context token
 channels           ``channels``                   ``(B, C_extra, F, h, w)`` concatenated to the noisy latents
 vace               ``vace_context`` (+ scale)     ``(B, C_vace, F, h, w)`` input of a VACE context branch
 reference          ``reference_latents``          ``(B, C_in, R, h, w)`` frames prepended in time, not returned
+vace_reference     ``vace_reference``             ``(B, C, R, h, w)`` reference latents of the VACE context only;
+                                                  the latents' leading ``R`` frames are their main-stream
+                                                  positions (Wan-VACE: noise there), returned with the output
 tokens             ``extra_tokens`` (+ positions) ``(B, M, dim)`` tokens appended to the sequence, ``(M, 3)`` RoPE
 residual           ``token_residual``             ``(B, N, dim)`` added to the patch-embedded video tokens
 =================  =============================  =============================================================
@@ -40,7 +43,7 @@ from torch import nn
 
 KINDS = (
     "context", "context_positions", "context_mask", "gated_context",
-    "channels", "vace", "reference", "tokens", "residual",
+    "channels", "vace", "reference", "vace_reference", "tokens", "residual",
 )  # fmt: skip
 # kind -> the BackboneInputs field whose presence means an input of that kind
 KIND_FIELDS = {
@@ -50,6 +53,7 @@ KIND_FIELDS = {
     "channels": "channels",
     "vace": "vace_context",
     "reference": "reference_latents",
+    "vace_reference": "vace_reference",
     "tokens": "extra_tokens",
     "residual": "token_residual",
 }
@@ -69,6 +73,7 @@ class BackboneInputs:
     vace_context: torch.Tensor | None = None  # (B, C_vace, F or R + F, h, w)
     vace_context_scale: float | torch.Tensor = 1.0  # scalar or one per VACE layer
     reference_latents: torch.Tensor | None = None  # (B, C_in, R, h, w)
+    vace_reference: torch.Tensor | None = None  # (B, C, R, h, w), the latents' first R frames are their positions
     token_residual: torch.Tensor | None = None  # (B, N_video, dim)
     extra_tokens: torch.Tensor | None = None  # (B, M, dim)
     extra_token_positions: torch.Tensor | None = None  # (M, 3) long (t, h, w)
@@ -83,6 +88,11 @@ class BackboneInputs:
         if self.channels is None:
             return latents
         return torch.cat([latents, self.channels.to(latents.dtype)], dim=1)
+
+    @property
+    def stream_reference_frames(self) -> int:
+        """``R``: leading latent frames of the main stream that hold the ``vace_reference`` frames (0 without)."""
+        return 0 if self.vace_reference is None else int(self.vace_reference.shape[2])
 
     def replace(self, **changes) -> BackboneInputs:
         return dataclasses.replace(self, **changes)

@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from itryon.models.backbone import Backbone, BackboneInputs, shard_blocks
 from itryon.models.flops import dit_forward_flops
+from itryon.models.precision import DTypeName, as_dtype
 from itryon.models.vace import with_reference_context
 
 # the shape arguments, in WanDiT's names, and diffusers' config key of each
@@ -42,7 +44,7 @@ class DiffusersWanVACE(Backbone):
     its default, torch's SDPA); ``gradient_checkpointing`` is diffusers' own.
     """
 
-    accepts = frozenset({"context", "channels", "vace", "reference"})
+    accepts = frozenset({"context", "channels", "vace", "reference", "vace_reference"})
 
     def __init__(
         self,
@@ -94,7 +96,7 @@ class DiffusersWanVACE(Backbone):
         path: str | Path,
         *,
         in_channels: int | None = None,
-        dtype: torch.dtype | None = torch.float32,
+        dtype: DTypeName | torch.dtype | None = "float32",
         gradient_checkpointing: bool = False,
         attention_backend: str | None = None,
         **shape,
@@ -107,6 +109,7 @@ class DiffusersWanVACE(Backbone):
         from itryon.models.loading import resolve_folder
 
         folder = resolve_folder(Path(path))
+        dtype = None if dtype is None else as_dtype(dtype, "DiffusersWanVACE.from_pretrained dtype")
         transformer = WanVACETransformer3DModel.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
         _check_shape(folder, transformer.config, shape)
         extra = 0 if in_channels is None else int(in_channels) - int(transformer.config.in_channels)
@@ -119,16 +122,36 @@ class DiffusersWanVACE(Backbone):
         model = cls.__new__(cls)
         Backbone.__init__(model)
         model._adopt(transformer, gradient_checkpointing, attention_backend)
+        model.source = str(folder)  # where its weights come from (the export lists it for the tensors that stay frozen)
         return model
 
     def forward(self, latents: torch.Tensor, timestep: torch.Tensor, inputs: BackboneInputs) -> torch.Tensor:
         """``(B, out_channels, F, H, W)`` for noisy latents of the same shape (see :class:`Backbone`)."""
         self.check_inputs(inputs)
+        weights = self.transformer.patch_embedding.weight.dtype
+        if inputs.context.dtype != weights and weights.is_floating_point:  # e.g. a bf16 text encoder, fp32 weights
+            inputs = inputs.replace(context=inputs.context.to(weights))
+        r = inputs.stream_reference_frames
+        if r:  # Wan-VACE's layout, as diffusers' pipeline feeds it: the stream's first R frames are the references'
+            if inputs.reference_latents is not None or inputs.vace_context is None:
+                raise ValueError("vace_reference needs a vace_context and excludes reference_latents")
+            video = inputs.with_channels(latents[:, :, r:])
+            x = torch.cat(
+                [F.pad(latents[:, :, :r], (0, 0, 0, 0, 0, 0, 0, video.shape[1] - latents.shape[1])), video], 2
+            )
+            control = with_reference_context(
+                inputs.vace_context, inputs.vace_reference, video.shape[2], self.out_channels
+            )
+            return self._call(x, timestep, inputs.replace(vace_context=control, vace_reference=None), x.shape[2])
         x = inputs.with_channels(latents)  # (B, in_channels, F, H, W)
         frames = x.shape[2]
         reference = inputs.reference_latents
         if reference is not None:
             x = torch.cat([reference.to(x.dtype), x], dim=2)  # (B, in_channels, R + F, H, W)
+        return self._call(x, timestep, inputs, frames)
+
+    def _call(self, x: torch.Tensor, timestep: torch.Tensor, inputs: BackboneInputs, frames: int) -> torch.Tensor:
+        """The transformer on the whole stream ``x`` ``(B, in_channels, R + F, H, W)``; its last ``frames`` frames."""
         control, scale = self._control(inputs, x, frames)
         out = self.transformer(
             x,
@@ -163,6 +186,8 @@ class DiffusersWanVACE(Backbone):
         shape = {ours: config[theirs] for ours, theirs in _CONFIG_KEYS.items()}
         shape["dim"] = self.dim
         reference = inputs.reference_latents.shape[2] if inputs.reference_latents is not None else 0
+        reference += inputs.stream_reference_frames
+        latent_shape = (*latent_shape[:2], latent_shape[2] - inputs.stream_reference_frames, *latent_shape[3:])
         return dit_forward_flops(
             shape, latent_shape, inputs.context.shape[1], reference_frames=reference, with_vace=True
         )

@@ -29,6 +29,7 @@ from itryon.models.blocks import VaceBlock, WanBlock
 from itryon.models.embeddings import WanHead, timestep_sinusoid
 from itryon.models.flops import dit_forward_flops
 from itryon.models.gated_attention import GatedWanAttention
+from itryon.models.precision import DTypeName
 from itryon.models.rope import RotaryEmbedding3D, grid_positions
 from itryon.models.vace import with_reference_context
 
@@ -134,7 +135,7 @@ class WanDiT(Backbone):
     def accepts(self) -> frozenset[str]:  # type: ignore[override]
         kinds = {"context", "context_mask", "gated_context", "channels", "reference", "tokens", "residual"}
         if self.vace_blocks is not None:
-            kinds.add("vace")
+            kinds.update(("vace", "vace_reference"))
         if self.cross_attention_rope is not None:
             kinds.add("context_positions")
         return frozenset(kinds)
@@ -199,6 +200,8 @@ class WanDiT(Backbone):
 
     def flops(self, latent_shape: Sequence[int], inputs: BackboneInputs) -> int:
         reference = inputs.reference_latents.shape[2] if inputs.reference_latents is not None else 0
+        reference += inputs.stream_reference_frames
+        latent_shape = (*latent_shape[:2], latent_shape[2] - inputs.stream_reference_frames, *latent_shape[3:])
         extra = inputs.extra_tokens.shape[1] if inputs.extra_tokens is not None else 0
         return dit_forward_flops(
             self,
@@ -211,7 +214,12 @@ class WanDiT(Backbone):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides
+        cls,
+        path: str | Path,
+        *,
+        in_channels: int | None = None,
+        dtype: DTypeName | torch.dtype | None = "float32",
+        **overrides,
     ) -> WanDiT:
         """Load a local diffusers-format or original-Wan-format checkpoint folder (see ``itryon.models.loading``).
 
@@ -248,12 +256,22 @@ class WanDiT(Backbone):
         ``cross_attention_rope``. ``context_mask[b, f]`` says which text tokens queries of latent frame ``f`` may
         attend; reference and extra tokens attend every text token.
 
+        ``vace_reference`` (Wan-VACE's layout): the leading ``R`` frames of ``latents`` are the reference frames'
+        positions in the main stream (noise while sampling) and enter as reference frames; the reference latents enter
+        the VACE context only; the output covers all ``R + F`` frames, as the sampler integrates them all.
+
         With ``zero_init_gates``: reference and extra tokens reach the video tokens only through the gated
         self-attention branch, and the context tokens marked by ``context_gated`` only through the gated
         cross-attention branch (with their mask and positions). Without ``zero_init_gates`` every token joins one
         softmax, as in Wan / Wan-VACE.
         """
         self.check_inputs(inputs)
+        weights = self.patch_embedding.weight.dtype
+        if inputs.context.dtype != weights and weights.is_floating_point:  # e.g. a bf16 text encoder, fp32 weights
+            inputs = inputs.replace(context=inputs.context.to(weights))
+        stream_refs = inputs.stream_reference_frames
+        if stream_refs:
+            latents, inputs = self._stream_references(latents, inputs)
         x = inputs.with_channels(latents)  # (B, in_channels, F, H, W)
         layout = self._layout(x, timestep, inputs)
         tokens, positions, query_frames = self._embed_tokens(x, inputs, layout)  # 1. patch embedding
@@ -266,7 +284,20 @@ class WanDiT(Backbone):
             tokens = block(tokens, time_modulation, self_inputs, cross_inputs)
             if index in hints:
                 tokens = tokens + hints[index]
+        if stream_refs:  # 6. head, over the reference positions too
+            return self._unpatchify(self.head(tokens[:, : layout.video.stop], time_embedding), layout, stream_refs)
         return self._unpatchify(self.head(tokens[:, layout.video], time_embedding), layout)  # 6. head
+
+    def _stream_references(self, latents: torch.Tensor, inputs: BackboneInputs) -> tuple[torch.Tensor, BackboneInputs]:
+        """Wan-VACE's references: ``latents`` ``(B, C, R + F, H, W)`` -> the video frames, with the leading ``R``
+        frames as reference frames of the main stream and ``vace_reference`` in front of the VACE context."""
+        r = inputs.stream_reference_frames
+        if inputs.reference_latents is not None or inputs.vace_context is None:
+            raise ValueError("vace_reference needs a vace_context and excludes reference_latents")
+        refs = F.pad(latents[:, :, :r], (0, 0, 0, 0, 0, 0, 0, self.in_channels - latents.shape[1]))  # (B, C_in, R, ..)
+        video = latents[:, :, r:]
+        context = with_reference_context(inputs.vace_context, inputs.vace_reference, video.shape[2], self.out_channels)
+        return video, inputs.replace(reference_latents=refs, vace_reference=None, vace_context=context)
 
     def _layout(self, x: torch.Tensor, timestep: torch.Tensor, inputs: BackboneInputs) -> TokenLayout:
         batch, _, frames, height, width = x.shape
@@ -434,14 +465,14 @@ class WanDiT(Backbone):
         )
         return with_reference_context(inputs.vace_context, inputs.reference_latents, layout.frames, self.out_channels)
 
-    def _unpatchify(self, out: torch.Tensor, layout: TokenLayout) -> torch.Tensor:
-        """Head output ``(B, N_video, C_out * pt ph pw)`` -> ``(B, out_channels, F, H, W)``."""
+    def _unpatchify(self, out: torch.Tensor, layout: TokenLayout, ref_frames: int = 0) -> torch.Tensor:
+        """Head output ``(B, N, C_out * pt ph pw)`` of the video tokens (and ``ref_frames`` reference latent frames
+        before them) -> ``(B, out_channels, R + F, H, W)``."""
         pt, ph, pw = self.patch_size
-        out = out.reshape(
-            layout.batch, layout.video_frames, layout.grid_h, layout.grid_w, pt, ph, pw, self.out_channels
-        )
+        frames = layout.video_frames + ref_frames // pt
+        out = out.reshape(layout.batch, frames, layout.grid_h, layout.grid_w, pt, ph, pw, self.out_channels)
         out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, F', pt, h, ph, w, pw)
-        return out.reshape(layout.batch, self.out_channels, layout.frames, layout.height, layout.width)
+        return out.reshape(layout.batch, self.out_channels, layout.frames + ref_frames, layout.height, layout.width)
 
 
 @dataclass(frozen=True)

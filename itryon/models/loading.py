@@ -256,7 +256,12 @@ def _normalise(value: Any) -> Any:
 
 
 def load_wan_dit(
-    cls, path: str | Path, *, in_channels: int | None = None, dtype: torch.dtype | None = torch.float32, **overrides
+    cls,
+    path: str | Path,
+    *,
+    in_channels: int | None = None,
+    dtype: str | torch.dtype | None = torch.float32,
+    **overrides,
 ):
     """Build ``cls`` from a checkpoint folder's config (plus ``overrides``) and load its weights.
 
@@ -264,6 +269,9 @@ def load_wan_dit(
     built on the meta device and takes the loaded tensors (no random initialisation of billions of parameters that
     are overwritten anyway).
     """
+    from itryon.models.precision import as_dtype
+
+    dtype = None if dtype is None else as_dtype(dtype, "WanDiT.from_pretrained dtype")
     config, layout = read_checkpoint_config(path)
     # rope_max_seq_len only bounds positions; every other architecture key must agree with the weights
     changed = sorted(
@@ -285,4 +293,5 @@ def load_wan_dit(
     with torch.device("meta"):
         model = cls(**config)
     load_native_state(model, state, extra_in_channels=extra_in_channels, dtype=dtype)
+    model.source = str(path)  # where its weights come from (the export lists it for the tensors that stay frozen)
     return model

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from itryon.models.precision import DTypeName, as_dtype
+
 _PAD = 0
 _EOS = 1
 _BYTE_OFFSET = 2  # byte b -> token id b + 2
@@ -84,9 +86,11 @@ class T5TextEncoder(nn.Module):
     """Frozen (U)MT5/T5 encoder + tokenizer from a local folder (a Wan pipeline folder or a plain model folder).
 
     The folder holds ``text_encoder/`` and ``tokenizer/`` subfolders (diffusers Wan layout) or both directly.
+    ``dtype`` (a name such as ``bfloat16`` or a ``torch.dtype``) is the precision of the frozen weights; embeddings
+    come back in it.
     """
 
-    def __init__(self, path: str | Path, max_length: int = 512, *, dtype: torch.dtype = torch.float32):
+    def __init__(self, path: str | Path, max_length: int = 512, *, dtype: DTypeName | torch.dtype = "float32"):
         super().__init__()
         from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
@@ -100,7 +104,10 @@ class T5TextEncoder(nn.Module):
         model_cls = {"umt5": UMT5EncoderModel, "t5": T5EncoderModel, "mt5": T5EncoderModel}.get(model_type)
         if model_cls is None:
             raise ValueError(f"{model_dir / 'config.json'}: model_type {model_type!r} is not one of umt5, t5, mt5")
-        self.encoder = model_cls.from_pretrained(str(model_dir), torch_dtype=dtype, local_files_only=True)
+        self.encoder = model_cls.from_pretrained(
+            str(model_dir), torch_dtype=as_dtype(dtype, "T5TextEncoder dtype"), local_files_only=True
+        )
+        self.source = str(path)  # where the frozen weights come from (listed by the weights export)
         self.encoder.eval().requires_grad_(False)
         self.max_length = max_length
         self.dim = int(self.encoder.config.d_model)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from itryon.data.temporal import latent_frame_count
+from itryon.models.precision import DTypeName, as_dtype
 
 
 class PixelVAE(nn.Module):
@@ -188,14 +189,16 @@ class WanVAE(nn.Module):
     """Frozen Wan2.1 VAE (diffusers ``AutoencoderKLWan``) from a local folder, returning normalised latents.
 
     Latents are ``(z - latents_mean) / latents_std`` with the per-channel statistics from the VAE config.
-    ``sample=False`` encodes to the posterior mode (deterministic), ``True`` samples it.
+    ``sample=False`` encodes to the posterior mode (deterministic), ``True`` samples it. ``dtype`` (a name such as
+    ``bfloat16`` or a ``torch.dtype``) is the precision of the frozen weights and of the encoder's compute; latents
+    come back in the input's dtype.
     """
 
     def __init__(
         self,
         path: str | Path,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: DTypeName | torch.dtype = "float32",
         sample: bool = False,
         spatial_compression: int | None = None,
         temporal_compression: int | None = None,
@@ -206,7 +209,9 @@ class WanVAE(nn.Module):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Wan VAE folder {path} does not exist")
+        dtype = as_dtype(dtype, "WanVAE dtype")
         self.vae = AutoencoderKLWan.from_pretrained(str(_vae_folder(path)), torch_dtype=dtype, local_files_only=True)
+        self.source = str(path)  # where the frozen weights come from (listed by the weights export)
         self.vae.eval().requires_grad_(False)
         config = self.vae.config
         self.latent_channels = int(config.z_dim)

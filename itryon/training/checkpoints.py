@@ -123,7 +123,8 @@ def check_resumable(ckpt_path: Path, module: nn.Module, built_from: str) -> None
                 f"cannot resume from {ckpt_path}: tensor '{key}' has shape {tuple(value.shape)} in the checkpoint but "
                 f"{tuple(own[key].shape)} in the model built from {built_from}; {advice}"
             )
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    sourced = set(module.frozen_sources()) if hasattr(module, "frozen_sources") else set()  # left out on purpose
+    missing, unexpected = sorted(set(own) - set(state) - sourced), sorted(set(state) - set(own))
     if missing:
         raise CheckpointError(
             f"cannot resume from {ckpt_path}: the model built from {built_from} has tensor '{missing[0]}' ({len(missing)} in all) that the checkpoint lacks; {advice}"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from itryon.cache.lookup import cached_encode
@@ -17,13 +17,19 @@ from itryon.data.temporal import frames_to_latent, latent_frame_count
 from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching, FlowSampler
 from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models.backbone import Backbone
+from itryon.models.lora import add_lora, after_lora
+from itryon.training.freezing import FrozenFromFiles, parameter_summary, select_trainable
 from itryon.training.optim import OPTIMIZERS, build_optimizer
 from itryon.training.schedule import warmup_cosine
+from itryon.training.stream import video_frames, with_stream_references
 from itryon.training.weights import load_trained_weights
 from itryon.training.wiring import build_backbone
 
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
-class TryOnModule(L.LightningModule):
+
+class TryOnModule(FrozenFromFiles, L.LightningModule):
     """Trains a video DiT to predict flow velocities of the try-on video given the conditioning stack.
 
     The VAE is frozen; which other parameters train is decided by each part (``requires_grad``), e.g. a
@@ -57,6 +63,12 @@ class TryOnModule(L.LightningModule):
     as the paper's second stage starts from the first; parameters the file lacks keep their initialisation and
     are listed in ``initialised_fresh``.
 
+    ``lora`` (a ``peft.LoraConfig``) injects LoRA layers into the backbone; its base weights then freeze and the
+    LoRA weights train with everything outside the backbone. ``trainable`` (``fnmatch`` patterns over parameter names,
+    e.g. ``[backbone.vace_*, conditioning.*]``) trains exactly the parameters it matches, among those their part does
+    not freeze (:mod:`itryon.training.freezing`). Frozen tensors loaded from files stay out of checkpoints and
+    exports.
+
     With classifier-free guidance (``sampler.guidance_scale != 1``) the unconditional
     pass drops the adapters named in ``guidance_drop`` (``"all"``, or e.g. ``[garment, caption, actions]`` to
     keep the person).
@@ -86,6 +98,8 @@ class TryOnModule(L.LightningModule):
         paste_back: bool = False,
         min_sample_t: float = 0.05,
         init_from: str | None = None,
+        lora: LoraConfig | None = None,
+        trainable: list[str] | None = None,
     ) -> None:
         super().__init__()
         vae = vae.requires_grad_(False).eval()
@@ -125,6 +139,16 @@ class TryOnModule(L.LightningModule):
         self.conditioning.check_backbone(self.backbone)
         # weights of an earlier run (e.g. training stage 1); parts it lacks, such as new adapters, stay as built
         self.initialised_fresh = load_trained_weights(self, init_from, allow_missing=True) if init_from else []
+        fresh = set(self.initialised_fresh)
+        self.loaded_sources = {k: str(init_from) for k in self.state_dict() if init_from and k not in fresh}
+        if lora is not None:
+            add_lora(self.backbone, lora)
+            self.loaded_sources = {
+                new: self.loaded_sources[old]
+                for old, new in after_lora(self.loaded_sources, self.backbone, "backbone.").items()
+            }
+        select_trainable(self, trainable, lora=lora is not None)
+        self.strict_loading = False  # checkpoints leave out frozen tensors loaded from files (FrozenFromFiles)
 
     # ------------------------------------------------------------------------------------------------
     # wiring
@@ -134,6 +158,7 @@ class TryOnModule(L.LightningModule):
         ModelParallelStrategy), then FSDP2 for the other trainable parts."""
         from itryon.training.parallel import data_parallel_mesh, shard_parts
 
+        rank_zero_info("trained and frozen parameters:\n" + parameter_summary(self))
         mesh = data_parallel_mesh(self.device_mesh)
         self.backbone.parallelize(mesh, compile=self.compile_blocks)
         if mesh is not None:
@@ -179,7 +204,7 @@ class TryOnModule(L.LightningModule):
                     "residual=True needs a clean-latent estimate from the conditioning (the PersonAdapter gives one); "
                     "no adapter gave it"
                 )
-            out = out + cond.estimate.to(out.dtype)
+            out = out + with_stream_references(cond.estimate, cond.inputs).to(out.dtype)
         return (x_t - out) / t_b.clamp_min(min_t), out
 
     def predict_velocity(self, x_t: torch.Tensor, timestep: torch.Tensor, cond: Any) -> torch.Tensor:
@@ -207,10 +232,12 @@ class TryOnModule(L.LightningModule):
         with torch.no_grad():
             x0 = cached_encode(self.vae, video)  # (B, C, F, h, w), from the latent cache when one is attached
         cond = self.conditioning(batch, vae=self.vae, latent_shape=tuple(x0.shape))
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        stream = with_stream_references(x0, cond.inputs)  # (B, C, R + F, h, w) with Wan-VACE's reference frames
+        noise = torch.randn(stream.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
-        x_t = self.flow.interpolate(x0, noise, t)
-        v_hat, x0_hat = self.predict(x_t, t, cond)
+        x_t = self.flow.interpolate(stream, noise, t)
+        v_hat, x0_hat = (video_frames(z, cond.inputs) for z in self.predict(x_t, t, cond))  # scored: video frames
+        noise = video_frames(noise, cond.inputs)
         mask = None
         if self.loss_fn.ac_weight > 0:
             mask = self.loss_fn.action_mask(

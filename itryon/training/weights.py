@@ -41,7 +41,8 @@ def load_trained_weights(
 
     Every tensor of the file must exist in the module with the same shape (errors name it). Parameters the file
     lacks (e.g. adapters added for a second training stage) keep their initialisation when ``allow_missing``,
-    and are an error otherwise. Keys starting with ``ignore`` (the frozen VAE) are never required.
+    and are an error otherwise. Keys starting with ``ignore`` (the frozen VAE) and the frozen tensors the module
+    loaded from their own files (``module.frozen_sources()``, left out of exports) are never required.
     """
     state = read_weights(path)
     own = module.state_dict()
@@ -53,7 +54,8 @@ def load_trained_weights(
             raise ValueError(
                 f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the model's is {tuple(own[key].shape)}"
             )
-    missing = sorted(k for k in set(own) - set(state) if not k.startswith(ignore))
+    sourced = set(module.frozen_sources()) if hasattr(module, "frozen_sources") else set()
+    missing = sorted(k for k in set(own) - set(state) - sourced if not k.startswith(ignore))
     if missing and not allow_missing:
         raise ValueError(f"{path} lacks tensors of the model: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
     module.load_state_dict(state, strict=False)
