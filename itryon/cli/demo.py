@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from itryon.cli.options import add_trust_config
 from itryon.diffusion.sampler import SOLVERS
 
 ACTION_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?)(s?)\s*-\s*(\d+(?:\.\d+)?)(s?)\s*:\s*(.+?)\s*$")
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--trust-config", action="store_true", help="let the run's config.yaml build any _target_")
+    add_trust_config(parser)
 
 
 def parse_actions(text: str, fps: float, num_frames: int) -> list[dict[str, Any]]:

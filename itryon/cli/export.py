@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from itryon.cli.options import add_trust_config
 from itryon.config import ConfigError, trust_targets
 from itryon.diffusion.sampler import SOLVERS
 
@@ -24,11 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sampler", choices=SOLVERS, help="the folder's scheduler (default: the run's sampler)")
     parser.add_argument("--steps", type=int, help="default sampling steps (default: the run's sampler)")
-    parser.add_argument(
-        "--trust-config",
-        action="store_true",
-        help="let the run's config.yaml build any _target_ (also: ITRYON_TRUST_CONFIG=1)",
-    )
+    add_trust_config(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from itryon.cli.options import add_trust_config
 from itryon.config import ConfigError, trust_targets
 from itryon.data.contract import SkippedSample, collate
 from itryon.data.datamodule import SKIPPED_FILE, SkipBadSamples
@@ -66,11 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument(
-        "--trust-config",
-        action="store_true",
-        help="let the run's config.yaml build any _target_ (also: ITRYON_TRUST_CONFIG=1)",
-    )
+    add_trust_config(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from itryon.cli.options import add_trust_config
 from itryon.config import CONFIG_ROOT, ConfigError, to_yaml, trust_targets
 from itryon.io_utils import UnreadableFileError
 
@@ -25,11 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR_OR_CKPT",
         help="continue a run from its folder (its newest complete checkpoint) or a checkpoint",
     )
-    parser.add_argument(
-        "--trust-config",
-        action="store_true",
-        help="let the config build any _target_, not only classes of itryon and the libraries it builds on (also: ITRYON_TRUST_CONFIG=1)",
-    )
+    add_trust_config(parser, "the config")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
 
 
