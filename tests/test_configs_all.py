@@ -143,7 +143,7 @@ def test_pretrained_experiment_validates_and_names_missing_weights(tmp_path: Pat
         prepare_config(PRETRAINED)
     cfg = prepare_config(PRETRAINED, [f"paths.wan={tmp_path}/wan", f"paths.data={tmp_path}/data"])
     assert cfg.model.backbone._target_ == "itryon.models.WanDiT.from_pretrained"
-    assert set(cfg.model.vae.keys()) == {"_target_", "path", "spatial_compression", "temporal_compression"}
+    assert set(cfg.model.vae.keys()) == {"_target_", "path", "spatial_compression", "temporal_compression", "dtype"}
     assert cfg.model.conditioning.adapters.caption.encoder._target_ == "itryon.models.T5TextEncoder"
     assert cfg.data.train.transforms[0].num_frames == 81
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/wan/transformer"):
