@@ -105,6 +105,10 @@ def test_state_written_through_the_optimiser_stays_with_the_owner() -> None:
     parameter; each entry must stay in the optimiser that trains the parameter, and ``state_dict`` must work."""
     model = Tiny()
     opt = build_optimizer("muon", list(model.parameters()), model.blocks, 1e-2, (0.9, 0.999), 0.0)
+    first = next(model.parameters())
+    opt.state[first] = {"seen": 1}  # written before any step: lands in its owner
+    assert opt.state[first] == {"seen": 1} and len(opt.state) == 1
+    del opt.state[first]
     opt.zero_grad()
     loss_of(model, 0).backward()
     opt.step()

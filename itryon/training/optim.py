@@ -94,10 +94,12 @@ class MuonAdamW(Optimizer):
         super().__init__(params, {"lr": lr})
         self.param_groups = [group for opt in inner for group in opt.param_groups]  # the same dicts: one schedule
         self._inner = inner
+        self._state = _RoutedState(inner)  # built once: the parameters and their owners do not change
 
     @property
     def state(self) -> _RoutedState:  # type: ignore[override]
-        return _RoutedState(getattr(self, "_inner", ()))
+        routed = getattr(self, "_state", None)  # None only inside Optimizer.__init__
+        return routed if routed is not None else _RoutedState(())
 
     @state.setter
     def state(self, value: Any) -> None:
