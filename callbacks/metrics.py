@@ -113,6 +113,8 @@ class ValidationMetrics(L.Callback):
     ) -> None:
         if not self._active(trainer) or not isinstance(outputs, Mapping) or outputs.get("pred") is None:
             return
+        if not getattr(pl_module, "scores_its_batches", True):  # a context-parallel rank whose group's first scores
+            return
         pred = outputs["pred"].detach()
         for log_name, metric in self.metrics.items():
             try:

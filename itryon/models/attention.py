@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from itryon.models.rope import apply_rotary
+
+if TYPE_CHECKING:
+    from itryon.models.context_parallel import ContextParallel
 
 ATTENTION_BACKENDS = ("sdpa", "xformers", "math")
 
@@ -58,6 +61,8 @@ class SelfAttentionInputs:
     rope_cos: torch.Tensor  # (N, head_dim/2) 3D RoPE tables of the sequence
     rope_sin: torch.Tensor  # (N, head_dim/2)
     video_span: tuple[int, int] | None = None  # gated self-attention: [start, end) of the video tokens
+    # context parallelism: the tokens are this rank's slice of the sequence; attention crosses the group
+    parallel: ContextParallel | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,7 @@ class WanAttention(nn.Module):
         cross_rope: CrossAttentionRope | None = None,
         query_frames: torch.Tensor | None = None,  # (N,) long
         key_positions: torch.Tensor | None = None,  # (B, L) float, NaN = not rotated
+        parallel: ContextParallel | None = None,  # self-attention over a context-parallel group's sequence
     ) -> torch.Tensor:
         source = x if context is None else context
         q = self._queries(x)  # (B, N, H, D)
@@ -220,14 +226,19 @@ class WanAttention(nn.Module):
         # (B, H, N, D) views of token-major memory: the kernel's output then flattens back without a copy
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = self._rotate_cross(q, k, cross_rope, query_frames, key_positions)
-        out = attention(q, k, v, mask, self.backend)  # (B, H, N, D)
+        if parallel is not None:
+            if context is not None or mask is not None:
+                raise ValueError("context-parallel attention is the unmasked self-attention")
+            out = parallel.attention(q, k, v)
+        else:
+            out = attention(q, k, v, mask, self.backend)  # (B, H, N, D)
         return self.o(out.transpose(1, 2).flatten(2).to(x.dtype))
 
     def self_attention(self, x: torch.Tensor, inputs: SelfAttentionInputs) -> torch.Tensor:
         """``(B, N, dim)`` -> ``(B, N, dim)`` self-attention of a block."""
         if inputs.video_span is not None:
             raise ValueError("video_span selects the gated self-attention branch: it needs a GatedWanAttention")
-        return self(x, rope=(inputs.rope_cos, inputs.rope_sin))
+        return self(x, rope=(inputs.rope_cos, inputs.rope_sin), parallel=inputs.parallel)
 
     def cross_attention(self, x: torch.Tensor, inputs: CrossAttentionInputs) -> torch.Tensor:
         """``(B, N, dim)`` -> ``(B, N, dim)`` text cross-attention of a block."""

@@ -139,21 +139,30 @@ class Backbone(nn.Module):
         """Forward FLOPs for noisy latents of ``latent_shape`` ``(B, C, F, h, w)`` and ``inputs``; None if unknown."""
         return None
 
-    def parallelize(self, mesh=None, *, compile: bool = False) -> None:
-        """Apply the parallelisation plan: ``torch.compile`` (``compile``), then FSDP2 over ``mesh`` (a 1-D data-parallel
-        ``DeviceMesh``; None: one process). The default treats the whole backbone as one unit."""
+    def parallelize(self, mesh=None, *, compile: bool = False, **fsdp) -> None:
+        """Apply the parallelisation plan: ``torch.compile`` (``compile``), then FSDP2 over ``mesh`` (a data-parallel
+        ``DeviceMesh``, 2-D for HSDP; None: one process) with ``fsdp`` as further ``fully_shard`` arguments
+        (``mp_policy``, ``reshard_after_forward``). The default treats the whole backbone as one unit."""
         if compile:
             self.compile()
         if mesh is not None:
             from torch.distributed.fsdp import fully_shard
 
-            fully_shard(self, mesh=mesh)
+            fully_shard(self, mesh=mesh, **fsdp)
+
+    def enable_context_parallel(self, parallel) -> None:
+        """Split every forward's token sequence over ``parallel``'s group
+        (:class:`~itryon.models.context_parallel.ContextParallel`); a backbone without a plan for it refuses."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no context-parallel plan (WanDiT has one); set "
+            "model.parallel.context_parallel to 1"
+        )
 
 
-def shard_blocks(root: nn.Module, blocks: Sequence[nn.Module], mesh, *, compile: bool = False) -> None:
+def shard_blocks(root: nn.Module, blocks: Sequence[nn.Module], mesh, *, compile: bool = False, **fsdp) -> None:
     """torchtitan's plan for a stack of blocks: each block compiled (``compile``), then FSDP2 ``fully_shard`` per
-    block and the root last, over ``mesh`` (None: no sharding). Activation checkpointing is the block's own switch,
-    applied inside the compiled call."""
+    block and the root last, over ``mesh`` (None: no sharding; 2-D: HSDP) with the ``fully_shard`` arguments
+    ``fsdp``. Activation checkpointing is the block's own switch, applied inside the compiled call."""
     if compile:
         for block in blocks:
             block.compile()
@@ -162,5 +171,5 @@ def shard_blocks(root: nn.Module, blocks: Sequence[nn.Module], mesh, *, compile:
     from torch.distributed.fsdp import fully_shard
 
     for block in blocks:
-        fully_shard(block, mesh=mesh)
-    fully_shard(root, mesh=mesh)
+        fully_shard(block, mesh=mesh, **fsdp)
+    fully_shard(root, mesh=mesh, **fsdp)

@@ -195,10 +195,10 @@ class DiffusersWanVACE(Backbone):
     def transformer_blocks(self) -> list[nn.Module]:
         return [*self.transformer.blocks, *self.transformer.vace_blocks]
 
-    def parallelize(self, mesh=None, *, compile: bool = False) -> None:
+    def parallelize(self, mesh=None, *, compile: bool = False, **fsdp) -> None:
         """Each (main and VACE) block compiled, then FSDP2 per block and the whole backbone last (torchtitan's
         order; activation checkpointing is diffusers' own, around each block)."""
-        shard_blocks(self, self.transformer_blocks(), mesh, compile=compile)
+        shard_blocks(self, self.transformer_blocks(), mesh, compile=compile, **fsdp)
 
 
 def _check_shape(folder: Path, config, shape: dict) -> None:

@@ -14,6 +14,7 @@ pretrained backbone.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from torch import nn
 from itryon.models.attention import CrossAttentionInputs, GatedContext, SelfAttentionInputs, check_backend
 from itryon.models.backbone import Backbone, BackboneInputs, shard_blocks
 from itryon.models.blocks import VaceBlock, WanBlock
+from itryon.models.context_parallel import ContextParallel, SequenceSlices
 from itryon.models.embeddings import WanHead, timestep_sinusoid
 from itryon.models.flops import dit_forward_flops
 from itryon.models.gated_attention import GatedWanAttention
@@ -116,6 +118,7 @@ class WanDiT(Backbone):
 
         self.cross_attention_rope = self._cross_attention_rope(cross_attention_rope)
         self.gradient_checkpointing = gradient_checkpointing
+        self.context_parallel: ContextParallel | None = None  # enable_context_parallel
         self.init_weights()
 
     def _cross_attention_rope(self, rope: nn.Module | Callable[..., nn.Module] | None) -> nn.Module | None:
@@ -192,11 +195,11 @@ class WanDiT(Backbone):
             block.self_attn.backend = backend
             block.cross_attn.backend = backend
 
-    def parallelize(self, mesh=None, *, compile: bool = False) -> None:
+    def parallelize(self, mesh=None, *, compile: bool = False, **fsdp) -> None:
         """torchtitan's order: activation checkpointing inside each block (``gradient_checkpointing``), each
         (main and VACE) block compiled, then FSDP2 ``fully_shard`` per block and the whole model last; embeddings
         and head stay eager."""
-        shard_blocks(self, self._all_blocks(), mesh, compile=compile)
+        shard_blocks(self, self._all_blocks(), mesh, compile=compile, **fsdp)
 
     def flops(self, latent_shape: Sequence[int], inputs: BackboneInputs) -> int:
         reference = inputs.reference_latents.shape[2] if inputs.reference_latents is not None else 0
@@ -279,14 +282,60 @@ class WanDiT(Backbone):
         time_embedding, time_modulation = self._embed_time(timestep, inputs.context.dtype)  # 2. time embedding
         self_inputs = SelfAttentionInputs(rope_cos, rope_sin, self._video_span(tokens, layout))
         cross_inputs = self._cross_inputs(inputs, query_frames, tokens.shape[1], layout)  # 3. text embedding
-        hints = self._vace_hints(inputs, tokens, layout, time_modulation, self_inputs, cross_inputs)  # 4. VACE
+        slices = None
+        if self.context_parallel is not None:  # this rank's slice of the sequence
+            slices, tokens, self_inputs, cross_inputs = self._slice_sequence(tokens, layout, self_inputs, cross_inputs)
+        hints = self._vace_hints(inputs, tokens, layout, time_modulation, self_inputs, cross_inputs, slices)  # 4.
         for index, block in enumerate(self.blocks):  # 5. main blocks
             tokens = block(tokens, time_modulation, self_inputs, cross_inputs)
             if index in hints:
                 tokens = tokens + hints[index]
-        if stream_refs:  # 6. head, over the reference positions too
-            return self._unpatchify(self.head(tokens[:, : layout.video.stop], time_embedding), layout, stream_refs)
-        return self._unpatchify(self.head(tokens[:, layout.video], time_embedding), layout)  # 6. head
+        groups = (0, 1) if stream_refs else (1,)  # 6. head: the video tokens (and the reference positions)
+        if slices is None:
+            span = slice(0 if stream_refs else layout.num_ref, layout.video.stop)
+            return self._unpatchify(self.head(tokens[:, span], time_embedding), layout, stream_refs)
+        start, stop = slices.local_span(groups[0])[0], slices.local_span(1)[1]
+        out = self.head(tokens[:, start:stop], time_embedding)
+        out = slices.gather(out, groups, dim=1, group=self.context_parallel.group)
+        return self._unpatchify(out, layout, stream_refs)
+
+    def enable_context_parallel(self, parallel: ContextParallel) -> None:
+        """Run every forward over ``parallel``'s group (:mod:`itryon.models.context_parallel`): reference frames,
+        video tokens and appended tokens each need a multiple of the group's size, the heads one of its Ulysses
+        degree."""
+        parallel.check_heads(self.num_heads, type(self).__name__)
+        self.context_parallel = parallel
+
+    def _slice_sequence(
+        self,
+        tokens: torch.Tensor,  # (B, N, dim) the whole sequence
+        layout: TokenLayout,
+        self_inputs: SelfAttentionInputs,
+        cross_inputs: CrossAttentionInputs,
+    ) -> tuple[SequenceSlices, torch.Tensor, SelfAttentionInputs, CrossAttentionInputs]:
+        """This rank's slice of the tokens and of every per-token input."""
+        extra = tokens.shape[1] - layout.num_ref - layout.num_video
+        slices = SequenceSlices.of(
+            (layout.num_ref, layout.num_video, extra),
+            self.context_parallel,
+            ("the reference frames", "the video", "the appended tokens"),
+        )
+        self_inputs = SelfAttentionInputs(
+            slices.split(self_inputs.rope_cos, 0),
+            slices.split(self_inputs.rope_sin, 0),
+            None if self_inputs.video_span is None else slices.local_span(1),
+            self.context_parallel,
+        )
+        gated = cross_inputs.gated
+        if gated is not None and gated.mask is not None:
+            gated = dataclasses.replace(gated, mask=slices.split(gated.mask, 1))
+        cross_inputs = dataclasses.replace(
+            cross_inputs,
+            query_frames=slices.split(cross_inputs.query_frames, 0),
+            mask=None if cross_inputs.mask is None else slices.split(cross_inputs.mask, 1),
+            gated=gated,
+        )
+        return slices, slices.split(tokens, 1), self_inputs, cross_inputs
 
     def _stream_references(self, latents: torch.Tensor, inputs: BackboneInputs) -> tuple[torch.Tensor, BackboneInputs]:
         """Wan-VACE's references: ``latents`` ``(B, C, R + F, H, W)`` -> the video frames, with the leading ``R``
@@ -435,13 +484,18 @@ class WanDiT(Backbone):
         time_modulation: torch.Tensor,
         self_inputs: SelfAttentionInputs,
         cross_inputs: CrossAttentionInputs,
+        slices: SequenceSlices | None = None,
     ) -> dict[int, torch.Tensor]:
-        """One hint ``(B, N, dim)`` per main block in ``vace_layers`` from the VACE context branch."""
+        """One hint ``(B, N, dim)`` per main block in ``vace_layers`` from the VACE context branch (this rank's
+        slice of the sequence under context parallelism)."""
         if inputs.vace_context is None:
             return {}
         vace_context = self._reference_context(inputs, layout)  # (B, vace_in_channels, R + F, H, W)
         control = self.vace_patch_embedding(vace_context.to(tokens.dtype)).flatten(2).transpose(1, 2)  # (B, n, dim)
-        control = F.pad(control, (0, 0, 0, tokens.shape[1] - control.shape[1]))  # zeros for extra tokens
+        whole = tokens.shape[1] if slices is None else sum(slices.sizes)
+        control = F.pad(control, (0, 0, 0, whole - control.shape[1]))  # zeros for extra tokens
+        if slices is not None:
+            control = slices.split(control, 1)
         scales = torch.as_tensor(inputs.vace_context_scale, dtype=torch.float32, device=tokens.device)
         if scales.ndim == 0:
             scales = scales.expand(len(self.vace_layers))

@@ -39,7 +39,9 @@ class GatedWanAttention(WanAttention):
         k, v = self._keys_values(x)
         cos, sin = inputs.rope_cos.unsqueeze(-2), inputs.rope_sin.unsqueeze(-2)  # (N, 1, D/2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        out = self.gated_self_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), inputs.video_span)
+        out = self.gated_self_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), inputs.video_span, inputs
+        )
         return self.o(out.flatten(2).to(x.dtype))
 
     def cross_attention(self, x: torch.Tensor, inputs: CrossAttentionInputs) -> torch.Tensor:
@@ -53,9 +55,24 @@ class GatedWanAttention(WanAttention):
         return self.o(out.transpose(1, 2).flatten(2).to(x.dtype))
 
     def gated_self_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, video_span: tuple[int, int]
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        video_span: tuple[int, int],
+        inputs: SelfAttentionInputs | None = None,
     ) -> torch.Tensor:
-        """``(B, H, N, D)`` q, k, v -> token-major ``(B, N, H, D)`` output of the gated self-attention."""
+        """``(B, H, N, D)`` q, k, v -> token-major ``(B, N, H, D)`` output of the gated self-attention.
+
+        Under context parallelism (``inputs.parallel``) the tokens are this rank's slices of each token group and
+        ``video_span`` is the video slice's place among them; each softmax then runs over its groups' whole sequence.
+        """
+        if inputs is not None and inputs.parallel is not None:
+            return self._parallel_gated_self_attention(q, k, v, video_span, inputs.parallel)
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return attention(q, k, v, None, self.backend)
+
         start, end = video_span
         n = q.shape[2]
         if not 0 <= start <= end <= n:
@@ -65,12 +82,28 @@ class GatedWanAttention(WanAttention):
             return torch.cat([t[:, :, :start], t[:, :, end:]], dim=2)  # (B, H, N - (end - start), D)
 
         q_video, k_video, v_video = q[:, :, start:end], k[:, :, start:end], v[:, :, start:end]
-        video = attention(q_video, k_video, v_video, None, self.backend)  # (B, H, N_video, D)
+        video = attend(q_video, k_video, v_video)  # (B, H, N_video, D)
         if end - start < n:
-            gated = attention(q_video, others(k), others(v), None, self.backend)
+            gated = attend(q_video, others(k), others(v))
             video = video + self._tanh_gate(video.dtype) * gated
-        rest = attention(others(q), k, v, None, self.backend).transpose(1, 2)  # (B, N - N_video, H, D)
+        rest = attend(others(q), k, v).transpose(1, 2)  # (B, N - N_video, H, D)
         return torch.cat([rest[:, :start], video.transpose(1, 2), rest[:, start:]], dim=1)  # (B, N, H, D)
+
+    def _parallel_gated_self_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, video_span: tuple[int, int], parallel
+    ) -> torch.Tensor:
+        """The same two softmaxes over a context-parallel group, as two whole-sequence attentions with masks (every
+        rank holds the same layout of slices): the base one (video queries -> video keys, other queries -> all keys)
+        plus the gated one (video queries -> the other keys), kept on the video rows."""
+        start, end = video_span
+        local = torch.zeros(q.shape[2], dtype=torch.bool, device=q.device)
+        local[start:end] = True  # this rank's video rows
+        video = local.repeat(parallel.degree)  # (N,) the whole sequence, in the group's order
+        base = (video[:, None] & video[None, :]) | ~video[:, None]
+        others = ~video[None, :] | ~video[:, None]  # rows that are not video attend everything, then are dropped
+        out = parallel.attention(q, k, v, base)  # (B, H, n, D)
+        gated = parallel.attention(q, k, v, others) * local[:, None].to(out.dtype)
+        return (out + self._tanh_gate(out.dtype) * gated).transpose(1, 2)  # (B, n, H, D)
 
     def gated_cross_attention(self, q: torch.Tensor, gated: GatedContext, inputs: CrossAttentionInputs) -> torch.Tensor:
         """``(B, H, N, D)`` queries (before any rotary hook) -> ``(B, H, N, D)`` attention over the gated tokens."""

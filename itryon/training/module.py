@@ -20,6 +20,7 @@ from itryon.models.backbone import Backbone
 from itryon.models.lora import add_lora, after_lora
 from itryon.training.freezing import FrozenFromFiles, parameter_summary, select_trainable
 from itryon.training.optim import OPTIMIZERS, build_optimizer
+from itryon.training.parallel import ParallelPlan, check_same_across
 from itryon.training.schedule import warmup_cosine
 from itryon.training.stream import video_frames, with_stream_references
 from itryon.training.weights import load_trained_weights
@@ -69,6 +70,9 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
     not freeze (:mod:`itryon.training.freezing`). Frozen tensors loaded from files stay out of checkpoints and
     exports.
 
+    ``parallel`` (:class:`~itryon.training.parallel.ParallelPlan`) says how a ModelParallelStrategy run shards the
+    model: FSDP2's mixed-precision policy, HSDP replica groups, context parallelism.
+
     With classifier-free guidance (``sampler.guidance_scale != 1``) the unconditional
     pass drops the adapters named in ``guidance_drop`` (``"all"``, or e.g. ``[garment, caption, actions]`` to
     keep the person).
@@ -100,6 +104,7 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
         init_from: str | None = None,
         lora: LoraConfig | None = None,
         trainable: list[str] | None = None,
+        parallel: ParallelPlan | None = None,
     ) -> None:
         super().__init__()
         vae = vae.requires_grad_(False).eval()
@@ -148,21 +153,33 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
                 for old, new in after_lora(self.loaded_sources, self.backbone, "backbone.").items()
             }
         select_trainable(self, trainable, lora=lora is not None)
+        self.parallel = parallel or ParallelPlan()
+        self._context_parallel = None  # set by configure_model under context parallelism
         self.strict_loading = False  # checkpoints leave out frozen tensors loaded from files (FrozenFromFiles)
 
     # ------------------------------------------------------------------------------------------------
     # wiring
 
     def configure_model(self) -> None:
-        """The backbone's parallelisation plan (compiled blocks with ``compile_blocks``; FSDP2 under a
-        ModelParallelStrategy), then FSDP2 for the other trainable parts."""
-        from itryon.training.parallel import data_parallel_mesh, shard_parts
+        """The backbone's parallelisation plan (compiled blocks with ``compile_blocks``; under a ModelParallelStrategy
+        context parallelism and FSDP2 as ``parallel`` says), then FSDP2 for the other trainable parts."""
+        from itryon.training.parallel import shard_parts
 
         rank_zero_info("trained and frozen parameters:\n" + parameter_summary(self))
-        mesh = data_parallel_mesh(self.device_mesh)
-        self.backbone.parallelize(mesh, compile=self.compile_blocks)
+        mesh, context = self.parallel.meshes(self.device_mesh)
+        if context is not None:
+            self.backbone.enable_context_parallel(context)
+            self._context_parallel = context
+        fsdp = self.parallel.fsdp_kwargs() if mesh is not None else {}
+        self.backbone.parallelize(mesh, compile=self.compile_blocks, **fsdp)
         if mesh is not None:
-            shard_parts(self, mesh, skip=("backbone", "vae"))
+            shard_parts(self, mesh, skip=("backbone", "vae"), **fsdp)
+
+    @property
+    def scores_its_batches(self) -> bool:
+        """Whether metrics count this rank's batches: the ranks of a context-parallel group share each batch, so
+        only the group's first counts it (validation never counts a clip twice)."""
+        return self._context_parallel is None or self._context_parallel.rank == 0
 
     def generation_region(self, batch: Mapping[str, Any], latent_shape: tuple[int, ...]) -> torch.Tensor:
         """``agnostic_mask`` ``(B, 1, T, H, W)`` max-pooled onto the latent grid ``(B, 1, F, h, w)``: latent pixels
@@ -236,6 +253,8 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
         noise = torch.randn(stream.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
         x_t = self.flow.interpolate(stream, noise, t)
+        if self._context_parallel is not None and self.training and self.global_step == 0:
+            check_same_across(x_t, self._context_parallel, "noisy latents")
         v_hat, x0_hat = (video_frames(z, cond.inputs) for z in self.predict(x_t, t, cond))  # scored: video frames
         noise = video_frames(noise, cond.inputs)
         mask = None

@@ -1,12 +1,119 @@
-"""FSDP2 for the parts of a TryOnModule that are not the backbone (the backbone applies its own plan)."""
+"""How a ModelParallelStrategy run places the model on its ranks: FSDP2 (with a mixed-precision policy, or HSDP
+over replica groups) and context parallelism over the strategy's second mesh dimension.
+
+The strategy's mesh is ``data_parallel x tensor_parallel``; its sampler serves one batch per data-parallel group.
+With ``context_parallel > 1`` the ``tensor_parallel`` dimension is the context-parallel group: its ranks share a
+batch and each holds a slice of the token sequence (:mod:`itryon.models.context_parallel`), and FSDP2 shards over
+every rank. Tensor parallelism proper is not offered.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
+import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
+
+from itryon.models.precision import DTypeName, as_dtype
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """``model.parallel``: the sharding of a ModelParallelStrategy run (ignored in a one-process run).
+
+    * ``param_dtype`` / ``reduce_dtype``: FSDP2's ``MixedPrecisionPolicy``: the dtype the sharded fp32 parameters are
+      all-gathered and computed in (e.g. ``bfloat16``), and the dtype gradients are reduced in (None: the
+      parameters' own). The sharded parameters and the optimizer state stay float32.
+    * ``replicate``: HSDP: the ranks form ``replicate`` groups, parameters are sharded within a group and
+      replicated across groups (1: plain FSDP over every rank).
+    * ``reshard_after_forward``: free each block's gathered parameters after its forward (ZeRO-3, less memory) or
+      keep them until the backward (ZeRO-2, less communication).
+    * ``context_parallel``: ranks per context-parallel group, equal to ``trainer.strategy.tensor_parallel_size``
+      (1: none); ``ring_degree`` of them form rings (ring attention), the rest Ulysses groups; ``attention_backend``
+      is diffusers' kernel under it (``native`` runs anywhere; ring attention needs ``flash`` or ``_native_cudnn``).
+    """
+
+    param_dtype: DTypeName | None = None
+    reduce_dtype: DTypeName | None = "float32"
+    replicate: int = 1
+    reshard_after_forward: bool = True
+    context_parallel: int = 1
+    ring_degree: int = 1
+    attention_backend: Literal["native", "flash", "_native_cudnn", "_native_flash"] = "native"
+
+    def __post_init__(self) -> None:
+        for key in ("replicate", "context_parallel", "ring_degree"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"model.parallel.{key} must be >= 1, got {getattr(self, key)}")
+        if self.context_parallel % self.ring_degree:
+            raise ValueError(
+                f"model.parallel.ring_degree ({self.ring_degree}) must divide context_parallel ({self.context_parallel})"
+            )
+
+    def fsdp_kwargs(self) -> dict:
+        """``fully_shard`` arguments besides the mesh."""
+        kwargs: dict = {"reshard_after_forward": self.reshard_after_forward}
+        if self.param_dtype is not None or self.reduce_dtype is not None:
+            from torch.distributed.fsdp import MixedPrecisionPolicy
+
+            kwargs["mp_policy"] = MixedPrecisionPolicy(
+                param_dtype=None
+                if self.param_dtype is None
+                else as_dtype(self.param_dtype, "model.parallel.param_dtype"),
+                reduce_dtype=None
+                if self.reduce_dtype is None
+                else as_dtype(self.reduce_dtype, "model.parallel.reduce_dtype"),
+            )
+        return kwargs
+
+    def meshes(self, mesh: DeviceMesh | None):
+        """``(fsdp_mesh, context_parallel)`` for the strategy's mesh (None, None in one process)."""
+        if mesh is None:
+            if self.replicate > 1 or self.context_parallel > 1:
+                raise ValueError(
+                    "model.parallel.replicate and context_parallel need a ModelParallelStrategy run over several "
+                    "processes (configs/trainer/fsdp2_gpu.yaml, fsdp2_cpu.yaml)"
+                )
+            return None, None
+        names = mesh.mesh_dim_names or ()
+        data = mesh["data_parallel"].size() if "data_parallel" in names else mesh.size()
+        second = mesh["tensor_parallel"].size() if "tensor_parallel" in names else 1
+        if second != self.context_parallel:
+            raise ValueError(
+                f"trainer.strategy.tensor_parallel_size is {second} and model.parallel.context_parallel is "
+                f"{self.context_parallel}: the strategy's second mesh dimension carries context parallelism, so the "
+                "two must be equal (tensor parallelism proper is not offered)"
+            )
+        world = data * second
+        if world % self.replicate:
+            raise ValueError(f"model.parallel.replicate ({self.replicate}) must divide the number of ranks ({world})")
+        from torch.distributed.device_mesh import init_device_mesh
+
+        device = mesh.device_type
+        if self.replicate > 1:
+            fsdp_mesh = init_device_mesh(
+                device, (self.replicate, world // self.replicate), mesh_dim_names=("replicate", "shard")
+            )
+        elif second > 1:
+            fsdp_mesh = init_device_mesh(device, (world,), mesh_dim_names=("shard",))
+        else:
+            fsdp_mesh = data_parallel_mesh(mesh)
+        context = None
+        if self.context_parallel > 1:
+            from itryon.models.context_parallel import context_parallel_config
+
+            context = context_parallel_config(
+                device,
+                data,
+                ulysses_degree=self.context_parallel // self.ring_degree,
+                ring_degree=self.ring_degree,
+                backend=self.attention_backend,
+            )
+        return fsdp_mesh, context
 
 
 def data_parallel_mesh(mesh: DeviceMesh | None) -> DeviceMesh | None:
@@ -16,8 +123,23 @@ def data_parallel_mesh(mesh: DeviceMesh | None) -> DeviceMesh | None:
     return mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
 
 
-def shard_parts(module: nn.Module, mesh: DeviceMesh, skip: Sequence[str] = ()) -> None:
+def shard_parts(module: nn.Module, mesh: DeviceMesh, skip: Sequence[str] = (), **fsdp) -> None:
     """``fully_shard`` every child of ``module`` not named in ``skip`` that has trainable parameters."""
     for name, child in module.named_children():
         if name not in skip and any(p.requires_grad for p in child.parameters()):
-            fully_shard(child, mesh=mesh)
+            fully_shard(child, mesh=mesh, **fsdp)
+
+
+def check_same_across(tensor: torch.Tensor, parallel, what: str) -> None:
+    """Raise unless ``tensor`` is equal on every rank of ``parallel``'s context-parallel group (its ranks must draw
+    the same noise and times: they split one sample's sequence)."""
+    import torch.distributed as dist
+
+    first = parallel.mesh.mesh.flatten()[0].item()
+    reference = tensor.detach().clone()
+    dist.broadcast(reference, src=int(first), group=parallel.group)
+    if not torch.equal(reference, tensor.detach()):
+        raise RuntimeError(
+            f"context-parallel ranks drew different {what}: they must share a batch and their random state "
+            "(seed every rank alike; a per-rank seed offset breaks context parallelism)"
+        )
