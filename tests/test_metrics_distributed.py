@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from distributed_helpers import spawn_two
 
 from itryon.metrics.paired import VideoSSIM
 from itryon.metrics.protocols import VFIDProtocol
@@ -49,16 +47,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.distributed
 def test_two_gloo_processes_match_one(tmp_path):
     single = _compute(*_data())
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_two(_worker, str(tmp_path))
     ranks = {r: torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)}
     for rank in (0, 1):
         assert ranks[rank][0] == pytest.approx(single[0], rel=1e-9)

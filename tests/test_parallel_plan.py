@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from distributed_helpers import spawn_two
 
 from itryon.models import BackboneInputs, WanDiT
 from itryon.models.action_rope import ActionRoPE
@@ -24,16 +23,22 @@ from itryon.training.parallel import ParallelPlan
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _on_two_processes(worker, out: Path) -> dict:
+    """Rank 0's results of ``worker(rank, port, out)`` run on two processes."""
+    spawn_two(worker, str(out))
+    return torch.load(out)
 
 
 def _init(rank: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
+
+
+def _finish(rank: int, result: dict, out: str) -> None:
+    if rank == 0:
+        torch.save(result, out)
+    dist.destroy_process_group()
 
 
 def _backbone(gates: bool) -> WanDiT:
@@ -114,16 +119,12 @@ def _context_parallel_worker(rank: int, port: int, out: str) -> None:
                 grad_error,
                 tuple(output.shape),
             )
-    if rank == 0:
-        torch.save(results, out)
-    dist.destroy_process_group()
+    _finish(rank, results, out)
 
 
 @pytest.mark.distributed
 def test_context_parallel_backbone_equals_one_process_for_every_input_kind(tmp_path: Path) -> None:
-    out = tmp_path / "results.pt"
-    mp.spawn(_context_parallel_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
-    results = torch.load(out)
+    results = _on_two_processes(_context_parallel_worker, tmp_path / "results.pt")
     assert set(results) == {(False, False), (False, True), (True, False), (True, True)}
     for (gates, stream), (error, grad_error, shape) in results.items():
         assert shape == ((2, 4, 3, 4, 4) if stream else (2, 4, 2, 4, 4)), (gates, stream)
@@ -166,16 +167,12 @@ def _plan_worker(rank: int, port: int, out: str) -> None:
         "grad_dtype": grad.dtype,
         "grad": grad.full_tensor(),
     }
-    if rank == 0:
-        torch.save(result, out)
-    dist.destroy_process_group()
+    _finish(rank, result, out)
 
 
 @pytest.mark.distributed
 def test_hsdp_and_the_mixed_precision_policy_take_effect(tmp_path: Path) -> None:
-    out = tmp_path / "plan.pt"
-    mp.spawn(_plan_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
-    result = torch.load(out)
+    result = _on_two_processes(_plan_worker, tmp_path / "plan.pt")
     assert result["is_dtensor"]
     assert result["mesh"] == ("replicate", "shard")  # HSDP: replicated over 2 groups, sharded within each
     assert result["placements"] == ["Replicate", "Shard"]
