@@ -24,3 +24,8 @@ class Throughput(ThroughputMonitor):
         if window < 2:
             raise ValueError(f"window must be >= 2 batches (a rate needs two timestamps), got {window}")
         super().__init__(batch_size_fn=clips_in, window_size=window)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # ranks of a context-parallel group share each batch: each counts its share (the module's batch_share)
+        self.batch_size_fn = lambda batch: clips_in(batch) * getattr(pl_module, "batch_share", 1.0)

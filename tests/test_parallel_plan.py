@@ -18,7 +18,7 @@ from distributed_helpers import spawn_two
 
 from itryon.models import BackboneInputs, WanDiT
 from itryon.models.action_rope import ActionRoPE
-from itryon.training.parallel import ParallelPlan
+from itryon.training.parallel import ParallelPlan, check_same_across
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -119,12 +119,19 @@ def _context_parallel_worker(rank: int, port: int, out: str) -> None:
                 grad_error,
                 tuple(output.shape),
             )
+    try:  # ranks that drew different noise: every rank of the group raises, not only the odd one
+        check_same_across((torch.full((3,), float(rank)),), parallel, "noise")
+        results["mismatch"] = "not raised"
+    except RuntimeError as err:
+        results["mismatch"] = str(err)
+    check_same_across((torch.ones(3),), parallel, "noise")  # equal tensors pass
     _finish(rank, results, out)
 
 
 @pytest.mark.distributed
 def test_context_parallel_backbone_equals_one_process_for_every_input_kind(tmp_path: Path) -> None:
     results = _on_two_processes(_context_parallel_worker, tmp_path / "results.pt")
+    assert "context-parallel ranks have different noise" in results.pop("mismatch")
     assert set(results) == {(False, False), (False, True), (True, False), (True, True)}
     for (gates, stream), (error, grad_error, shape) in results.items():
         assert shape == ((2, 4, 3, 4, 4) if stream else (2, 4, 2, 4, 4)), (gates, stream)
@@ -150,13 +157,17 @@ def _plan_worker(rank: int, port: int, out: str) -> None:
     module.backbone.blocks[0].self_attn.q.register_forward_hook(
         lambda layer, args, output: seen.update(weight=layer.weight.dtype, output=output.dtype)
     )
+    module.backbone.register_forward_pre_hook(lambda root, args: seen.update(timestep=args[1].dtype))
+    module.backbone.blocks[0].register_forward_pre_hook(lambda block, args: seen.update(rope=args[2].rope_cos.dtype))
     from itryon.data.contract import collate
     from itryon.data.synthetic import SyntheticTryOnDataset
 
     clips = SyntheticTryOnDataset(split="train", num_clips=4, seed=0)
     batch = collate([clips[2 * rank + i] for i in range(2)])  # each replica its own clips
     torch.manual_seed(0)
-    module.diffusion_loss(batch)["loss"].backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the policy gathers bf16 weights; autocast picks op dtypes
+        loss = module.diffusion_loss(batch)["loss"]
+    loss.backward()
     grad = module.backbone.head.proj.weight.grad  # the zero-initialised head: the one non-zero gradient at init
     result = {
         "is_dtensor": isinstance(weight, DTensor),
@@ -164,6 +175,7 @@ def _plan_worker(rank: int, port: int, out: str) -> None:
         "placements": [type(p).__name__ for p in weight.placements],
         "sharded_dtype": weight.dtype,
         "compute_dtype": seen["weight"],
+        "inputs": (seen["timestep"], seen["rope"]),
         "grad_dtype": grad.dtype,
         "grad": grad.full_tensor(),
     }
@@ -178,6 +190,7 @@ def test_hsdp_and_the_mixed_precision_policy_take_effect(tmp_path: Path) -> None
     assert result["placements"] == ["Replicate", "Shard"]
     assert result["sharded_dtype"] == torch.float32  # fp32 master weights (and so fp32 optimizer state)
     assert result["compute_dtype"] == torch.bfloat16  # all-gathered and computed in bf16
+    assert result["inputs"] == (torch.float32, torch.float32)  # timesteps and rotary tables are not cast to bf16
     assert result["grad_dtype"] == torch.float32
     assert torch.isfinite(result["grad"]).all() and result["grad"].abs().sum() > 0
 
@@ -194,6 +207,32 @@ def test_plan_errors_name_the_keys() -> None:
     assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
     with pytest.raises(ValueError, match="model.parallel.param_dtype must be one of"):
         ParallelPlan(param_dtype="int8").fsdp_kwargs()
+    assert policy.cast_forward_inputs is False
+    with pytest.raises(ValueError, match="needs autocast, trainer.precision=bf16-mixed \\(got '32-true'\\)"):
+        ParallelPlan(param_dtype="bfloat16").check_precision("32-true")
+    ParallelPlan(param_dtype="bfloat16").check_precision("bf16-mixed")
+    with pytest.raises(ValueError, match="set model.parallel.attention_backend to flash"):
+        ParallelPlan(context_parallel=4, ring_degree=2)
+
+
+def test_data_loader_workers_are_seeded_by_the_rank_of_the_data_they_serve(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from itryon.data.datamodule import TryOnDataModule
+
+    monkeypatch.setenv("PL_SEED_WORKERS", "1")
+    from itryon.data.synthetic import SyntheticTryOnDataset
+
+    data = TryOnDataModule(train=SyntheticTryOnDataset(split="train", num_clips=2), num_workers=2)
+    # rank 3 of a run whose sampler serves data-parallel rank 1 (groups of two context-parallel ranks)
+    data.trainer = SimpleNamespace(
+        global_rank=3, strategy=SimpleNamespace(distributed_sampler_kwargs={"num_replicas": 2, "rank": 1})
+    )
+    assert data._worker_init_fn().keywords == {"rank": 1}
+    data.trainer = SimpleNamespace(global_rank=3, strategy=SimpleNamespace())  # no sampler: the global rank
+    assert data._worker_init_fn().keywords == {"rank": 3}
+    monkeypatch.setenv("PL_SEED_WORKERS", "0")
+    assert data._worker_init_fn() is None  # unseeded workers: Lightning's own behaviour
 
 
 def test_a_backbone_without_a_context_parallel_plan_refuses_it() -> None:
@@ -238,3 +277,11 @@ def test_a_context_parallel_run_has_the_losses_of_one_process(tmp_path: Path) ->
     pair, one_process = _losses(tmp_path / "pair"), _losses(tmp_path / "one")
     assert len(pair) == len(one_process) == 4
     assert pair == pytest.approx(one_process, rel=1e-4, abs=1e-6)
+    # the gathered export of the pair holds the one-process weights (up to float rounding through 4 updates)
+    from safetensors.torch import load_file
+
+    (pair_weights,) = (tmp_path / "pair").glob("*/*/weights/model.safetensors")
+    (one_weights,) = (tmp_path / "one").glob("*/*/weights/model.safetensors")
+    split, whole = load_file(pair_weights), load_file(one_weights)
+    assert split.keys() == whole.keys()
+    assert max(float((split[k] - whole[k]).abs().max()) for k in whole) < 1e-3

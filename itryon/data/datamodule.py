@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +268,7 @@ class TryOnDataModule(L.LightningDataModule):
                 collate_fn=collate,
                 pin_memory=self.pin_memory,
                 persistent_workers=self.num_workers > 0,
+                worker_init_fn=self._worker_init_fn(),
             )
             if name == "train":
                 return StatefulDataLoader(dataset, batch_sampler=sampler, **common)
@@ -278,10 +281,27 @@ class TryOnDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             drop_last=shuffle and len(dataset) >= batch_size,  # type: ignore[arg-type]
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=self._worker_init_fn(),
         )
         if name == "train":
             return StatefulDataLoader(dataset, **args)
         return DataLoader(dataset, generator=torch.Generator().manual_seed(0), **args)
+
+    def _worker_init_fn(self) -> Callable[[int], None] | None:
+        """Lightning's worker seeding (``seed_everything(workers=True)``) by the rank of the data a process serves.
+
+        Lightning seeds workers by global rank; the ranks of a context-parallel group serve the same batches, so
+        their workers (random crops, flips) must draw alike: the data-parallel rank of the strategy's sampler.
+        """
+        if self.num_workers == 0 or os.environ.get("PL_SEED_WORKERS", "0") != "1":
+            return None
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        trainer = getattr(self, "trainer", None)
+        rank = 0 if trainer is None else trainer.global_rank
+        if trainer is not None:
+            rank = int((getattr(trainer.strategy, "distributed_sampler_kwargs", None) or {}).get("rank", rank))
+        return functools.partial(pl_worker_init_function, rank=rank)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "train", self.batch_size, shuffle=True)

@@ -5,8 +5,9 @@ token sequence, and self-attention runs on the whole sequence through diffusers'
 Every rank of a group runs the same batch with the same noise (a ModelParallelStrategy serves one batch to each
 group, and the ranks draw the same random numbers). The backbone computes its embeddings on the whole sequence,
 keeps its rank's slice of each token group (reference frames, video tokens, appended tokens: each group is cut into
-equal slices, so that attention over one group alone is again a context-parallel attention), and gathers the head's
-output back to the whole sequence, so the loss and everything outside the backbone see full tensors.
+equal slices, so that every rank holds the same layout and a key mask over one group is the same on every rank),
+and gathers the head's output back to the whole sequence, so the loss and everything outside the backbone see full
+tensors.
 
 Gradients: the gather's backward sums the loss gradient of every rank (each holds the same loss), so a rank's
 parameter gradients are ``degree`` times its slice's share; FSDP2 over the flattened data-parallel x context-parallel
@@ -83,15 +84,15 @@ class ContextParallel:
         return self.mesh.get_group()
 
     def attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Self-attention over the group's whole sequence: ``(B, H, n, D)`` slices of q, k, v (``n`` tokens per rank)
-        -> ``(B, H, n, D)`` this rank's slice of the output. ``mask`` ``(N, N)`` bool (True: may attend) is over the
-        whole sequence in the group's order (rank 0's tokens, then rank 1's, ...)."""
+        -> ``(B, H, n, D)`` this rank's slice of the output. ``key_mask`` ``(N,)`` bool (True: may be attended) is over
+        the whole sequence in the group's order (rank 0's tokens, then rank 1's, ...); a masked attention needs a
+        kernel that takes masks (``native``)."""
         from diffusers.models.attention_dispatch import dispatch_attention_fn
 
-        if mask is not None:
-            mask = mask[None, None]  # (1, 1, N, N)
+        mask = None if key_mask is None else key_mask[None, None, None]  # (1, 1, 1, N)
         out = dispatch_attention_fn(
             q.transpose(1, 2),
             k.transpose(1, 2),
@@ -106,8 +107,8 @@ class ContextParallel:
         ulysses = self.config.context_parallel_config.ulysses_degree
         if num_heads % ulysses:
             raise ValueError(
-                f"{owner} has {num_heads} attention heads: Ulysses context parallelism over {ulysses} ranks needs a "
-                "number of heads divisible by it"
+                f"{owner} has {num_heads} attention heads: Ulysses context parallelism over {ulysses} ranks "
+                "(model.parallel.context_parallel / ring_degree) needs a number of heads divisible by it"
             )
 
 

@@ -92,18 +92,19 @@ class GatedWanAttention(WanAttention):
     def _parallel_gated_self_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, video_span: tuple[int, int], parallel
     ) -> torch.Tensor:
-        """The same two softmaxes over a context-parallel group, as two whole-sequence attentions with masks (every
-        rank holds the same layout of slices): the base one (video queries -> video keys, other queries -> all keys)
-        plus the gated one (video queries -> the other keys), kept on the video rows."""
+        """The same softmaxes over a context-parallel group (every rank holds the same layout of slices), each as a
+        whole-sequence attention of every query with a key mask ``(N,)`` (diffusers' Ulysses backward needs queries
+        and keys of one length): video keys (the video rows' base softmax), every key (the other rows'), the other
+        keys (the video rows' gated softmax)."""
         start, end = video_span
         local = torch.zeros(q.shape[2], dtype=torch.bool, device=q.device)
         local[start:end] = True  # this rank's video rows
-        video = local.repeat(parallel.degree)  # (N,) the whole sequence, in the group's order
-        base = (video[:, None] & video[None, :]) | ~video[:, None]
-        others = ~video[None, :] | ~video[:, None]  # rows that are not video attend everything, then are dropped
-        out = parallel.attention(q, k, v, base)  # (B, H, n, D)
-        gated = parallel.attention(q, k, v, others) * local[:, None].to(out.dtype)
-        return (out + self._tanh_gate(out.dtype) * gated).transpose(1, 2)  # (B, n, H, D)
+        video = local.repeat(parallel.degree)  # (N,) video keys of the whole sequence, in the group's order
+        base = torch.where(
+            local[:, None], parallel.attention(q, k, v, video), parallel.attention(q, k, v)
+        )  # (B, H, n, D)
+        gated = parallel.attention(q, k, v, ~video) * local[:, None].to(base.dtype)
+        return (base + self._tanh_gate(base.dtype) * gated).transpose(1, 2)  # (B, n, H, D)
 
     def gated_cross_attention(self, q: torch.Tensor, gated: GatedContext, inputs: CrossAttentionInputs) -> torch.Tensor:
         """``(B, H, N, D)`` queries (before any rotary hook) -> ``(B, H, N, D)`` attention over the gated tokens."""

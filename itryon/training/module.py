@@ -167,6 +167,8 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
 
         rank_zero_info("trained and frozen parameters:\n" + parameter_summary(self))
         mesh, context = self.parallel.meshes(self.device_mesh)
+        if mesh is not None and self._trainer is not None:
+            self.parallel.check_precision(self._trainer.precision)
         if context is not None:
             self.backbone.enable_context_parallel(context)
             self._context_parallel = context
@@ -230,8 +232,14 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
         t = timestep / self.flow.num_train_timesteps
         return self.predict(x_t, t, cond, min_t=self.min_sample_t)[0]
 
+    @property
+    def batch_share(self) -> float:
+        """This rank's share of each batch's work: ``1 / degree`` in a context-parallel group, else 1."""
+        return 1.0 if self._context_parallel is None else 1.0 / self._context_parallel.degree
+
     def _count_flops(self, latent_shape: torch.Size, cond: Any) -> None:
         flops = self.backbone.flops(latent_shape, cond.inputs)
+        flops = None if flops is None else flops * self.batch_share  # this rank's slice of the sequence
         self._forward_flops = None if flops is None or self._forward_flops is None else self._forward_flops + int(flops)
 
     def _batch_flops(self, factor: int) -> None:
@@ -253,8 +261,8 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
         noise = torch.randn(stream.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         t = self.flow.sample_t(x0.shape[0], device=x0.device, generator=generator)
         x_t = self.flow.interpolate(stream, noise, t)
-        if self._context_parallel is not None and self.training and self.global_step == 0:
-            check_same_across(x_t, self._context_parallel, "noisy latents")
+        if self._context_parallel is not None and self.training:
+            check_same_across((x_t, t), self._context_parallel, "noisy latents or times")
         v_hat, x0_hat = (video_frames(z, cond.inputs) for z in self.predict(x_t, t, cond))  # scored: video frames
         noise = video_frames(noise, cond.inputs)
         mask = None

@@ -26,15 +26,19 @@ class ParallelPlan:
     """``model.parallel``: the sharding of a ModelParallelStrategy run (ignored in a one-process run).
 
     * ``param_dtype`` / ``reduce_dtype``: FSDP2's ``MixedPrecisionPolicy``: the dtype the sharded fp32 parameters are
-      all-gathered and computed in (e.g. ``bfloat16``), and the dtype gradients are reduced in (None: the
-      parameters' own). The sharded parameters and the optimizer state stay float32.
+      all-gathered in (e.g. ``bfloat16``), and the dtype gradients are reduced in (None: the parameters' own). The
+      sharded parameters and the optimizer state stay float32. Forward inputs are not cast (timesteps, rotary
+      tables and modulation keep float32), so a ``param_dtype`` needs autocast (``trainer.precision: bf16-mixed``)
+      to choose each op's dtype.
     * ``replicate``: HSDP: the ranks form ``replicate`` groups, parameters are sharded within a group and
       replicated across groups (1: plain FSDP over every rank).
     * ``reshard_after_forward``: free each block's gathered parameters after its forward (ZeRO-3, less memory) or
       keep them until the backward (ZeRO-2, less communication).
     * ``context_parallel``: ranks per context-parallel group, equal to ``trainer.strategy.tensor_parallel_size``
-      (1: none); ``ring_degree`` of them form rings (ring attention), the rest Ulysses groups; ``attention_backend``
-      is diffusers' kernel under it (``native`` runs anywhere; ring attention needs ``flash`` or ``_native_cudnn``).
+      (1: none), laid out as ``ring_degree`` rings (ring attention) of ``context_parallel / ring_degree`` Ulysses
+      ranks; ``attention_backend`` is diffusers' kernel under it: ``native`` (SDPA: any device, masks, Ulysses only)
+      or, on CUDA, ``flash`` / ``_native_cudnn`` / ``_native_flash``, which ring attention needs and which take no
+      masks (so no ``zero_init_gates`` side tokens).
     """
 
     param_dtype: DTypeName | None = None
@@ -53,6 +57,11 @@ class ParallelPlan:
             raise ValueError(
                 f"model.parallel.ring_degree ({self.ring_degree}) must divide context_parallel ({self.context_parallel})"
             )
+        if self.ring_degree > 1 and self.attention_backend == "native":
+            raise ValueError(
+                "model.parallel.ring_degree > 1 needs a kernel that returns the log-sum-exp: set "
+                "model.parallel.attention_backend to flash, _native_cudnn or _native_flash (CUDA)"
+            )
 
     def fsdp_kwargs(self) -> dict:
         """``fully_shard`` arguments besides the mesh."""
@@ -67,8 +76,17 @@ class ParallelPlan:
                 reduce_dtype=None
                 if self.reduce_dtype is None
                 else as_dtype(self.reduce_dtype, "model.parallel.reduce_dtype"),
+                cast_forward_inputs=False,  # float32 timesteps, rotary tables and positions; autocast picks op dtypes
             )
         return kwargs
+
+    def check_precision(self, precision: str | None) -> None:
+        """A ``param_dtype`` needs autocast (``trainer.precision`` ``bf16-mixed`` or ``16-mixed``)."""
+        if self.param_dtype is not None and not str(precision).endswith("-mixed"):
+            raise ValueError(
+                f"model.parallel.param_dtype={self.param_dtype} gathers the weights in that dtype but leaves the "
+                f"activations as they are: it needs autocast, trainer.precision=bf16-mixed (got {precision!r})"
+            )
 
     def meshes(self, mesh: DeviceMesh | None):
         """``(fsdp_mesh, context_parallel)`` for the strategy's mesh (None, None in one process)."""
@@ -130,16 +148,17 @@ def shard_parts(module: nn.Module, mesh: DeviceMesh, skip: Sequence[str] = (), *
             fully_shard(child, mesh=mesh, **fsdp)
 
 
-def check_same_across(tensor: torch.Tensor, parallel, what: str) -> None:
-    """Raise unless ``tensor`` is equal on every rank of ``parallel``'s context-parallel group (its ranks must draw
-    the same noise and times: they split one sample's sequence)."""
+def check_same_across(tensors: Sequence[torch.Tensor], parallel, what: str) -> None:
+    """Raise, on every rank of ``parallel``'s context-parallel group, unless ``tensors`` are equal on all of them (the
+    ranks split one sample's sequence, so they must share its batch, noise and times). Two small all-reduces."""
     import torch.distributed as dist
 
-    first = parallel.mesh.mesh.flatten()[0].item()
-    reference = tensor.detach().clone()
-    dist.broadcast(reference, src=int(first), group=parallel.group)
-    if not torch.equal(reference, tensor.detach()):
+    stats = torch.stack([s for t in tensors for s in (t.detach().double().sum(), t.detach().double().square().sum())])
+    low, high = stats.clone(), stats.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=parallel.group)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=parallel.group)
+    if not torch.equal(low, high):
         raise RuntimeError(
-            f"context-parallel ranks drew different {what}: they must share a batch and their random state "
-            "(seed every rank alike; a per-rank seed offset breaks context parallelism)"
+            f"context-parallel ranks have different {what}: the ranks of a group must share each batch and their "
+            "random state (seed every rank and its data-loader workers by data-parallel rank)"
         )
