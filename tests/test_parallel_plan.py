@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _on_two_processes(worker, out: Path) -> dict:
     """Rank 0's results of ``worker(rank, port, out)`` run on two processes."""
     spawn_two(worker, str(out))
-    return torch.load(out)
+    return torch.load(out, weights_only=True)
 
 
 def _init(rank: int, port: int) -> None:
