@@ -109,6 +109,26 @@ def test_unknown_key_fails_before_training(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # nothing was built or written
 
 
+def test_runs_started_together_get_their_own_folders(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from omegaconf import OmegaConf
+
+    from itryon.training.run import new_run_dir
+
+    cfg = OmegaConf.create({"output_dir": str(tmp_path), "name": "same"})
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: new_run_dir(cfg), range(16)))
+    assert len(set(folders)) == 16  # each claimed with an exclusive mkdir, even within one second
+    assert all(f.is_dir() and f.parent == tmp_path / "same" for f in folders)
+
+
+def test_a_run_that_fails_to_build_leaves_no_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"dim \(64\) must be divisible by num_heads \(5\)"):
+        main([f"output_dir={tmp_path}", "model.backbone.num_heads=5"])
+    assert not any(tmp_path.iterdir())
+
+
 def test_wrong_type_names_expected_and_given(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["model.lr=fast"]) == 2
     assert "'model.lr' expects float, got str 'fast'" in capsys.readouterr().err

@@ -77,7 +77,12 @@ def _run(args: argparse.Namespace) -> int:
             if ckpt is not None:
                 overrides = f" with the overrides {' '.join(args.overrides)}" if args.overrides else ""
                 check_resumable(Path(ckpt), module, f"{Path(run_dir) / CONFIG_NAME}{overrides}")
-        except build_errors as exc:
+        except BaseException as exc:
+            if ckpt is None and not inherited:
+                for folder in (Path(run_dir), Path(run_dir).parent):  # a run that never started leaves no folder
+                    _remove_if_empty(folder)
+            if not isinstance(exc, build_errors):
+                raise
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         try:
@@ -89,6 +94,13 @@ def _run(args: argparse.Namespace) -> int:
         os.environ.pop(RUN_DIR_ENV, None)
     print(f"run folder: {run_dir}")
     return 0
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:  # not empty (or already gone): leave it
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

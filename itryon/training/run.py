@@ -114,15 +114,19 @@ def _set_in(cfg: DictConfig, key: str) -> str:
 
 
 def new_run_dir(cfg: DictConfig) -> Path:
-    """``<output_dir>/<name>/<timestamp>``, unique even for runs started in the same second."""
+    """``<output_dir>/<name>/<timestamp>``, created here, unique even for runs started in the same second (by
+    other processes too: the folder is claimed with an exclusive ``mkdir``)."""
     base = Path(cfg.get("output_dir", "runs")) / str(cfg.get("name", "run"))
+    base.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = base / stamp
-    n = 1
-    while run_dir.exists():
-        run_dir = base / f"{stamp}-{n}"
-        n += 1
-    return run_dir
+    run_dir, n = base / stamp, 1
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            run_dir = base / f"{stamp}-{n}"
+            n += 1
 
 
 def resume_target(path: str | Path) -> tuple[Path, Path]:
