@@ -136,3 +136,26 @@ def test_the_module_trains_its_backbone_blocks_with_muon() -> None:
     adamw_params = {id(p) for g in optimizer.adamw.param_groups for p in g["params"]}
     trainable = {id(p) for p in module.parameters() if p.requires_grad}
     assert muon_params | adamw_params == trainable and not muon_params & adamw_params
+
+
+@pytest.mark.parametrize("adjust_lr_fn", ["match_rms_adamw", "original", "spectral_unclamped", None])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_stacked_muon_steps_bit_exactly_as_torch_muon(adjust_lr_fn, nesterov) -> None:
+    from itryon.training.optim import StackedMuon
+
+    torch.manual_seed(0)
+    shapes = [(8, 8), (8, 8), (16, 8), (8, 16), (8, 8), (16, 8)]  # several of one shape: one batched product each
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    kwargs = dict(lr=3e-2, weight_decay=0.1, momentum=0.9, nesterov=nesterov, adjust_lr_fn=adjust_lr_fn)
+    a, b = StackedMuon(ours, **kwargs), torch.optim.Muon(theirs, **kwargs)
+    for step in range(4):
+        for params, opt in ((ours, a), (theirs, b)):
+            opt.zero_grad()
+            sum((p.sin() * (i + step + 1)).sum() for i, p in enumerate(params)).backward()
+            opt.step()
+    for p, q in zip(ours, theirs):
+        torch.testing.assert_close(p, q, atol=0, rtol=0)
+        assert not torch.equal(p, p.new_zeros(p.shape))
+    for p, q in zip(ours, theirs):
+        torch.testing.assert_close(a.state[p]["momentum_buffer"], b.state[q]["momentum_buffer"], atol=0, rtol=0)
