@@ -168,6 +168,35 @@ def test_person_pose_in_mask_draws_the_pose_in_the_generated_region(batch):
     torch.testing.assert_close(out.value[:, C : 2 * C], VAE.encode(batch["pose"] * batch["agnostic_mask"]))
 
 
+def test_person_control_fold_carries_the_pose_exactly_beside_a_small_latent(batch):
+    from itryon.models import LinearVAE
+
+    k = 8  # a latent space too small to hold the pose render
+    g = torch.Generator().manual_seed(0)
+    components = torch.linalg.qr(torch.randn(C, k, generator=g)).Q
+    small = LinearVAE(torch.zeros(C), components, 1.0, S, TC)
+    env = ConditionEnv(small, (B, k, 3, 4, 4))
+    adapter = PersonAdapter("vace", k, S, pose_in_mask=True, control_encoding="fold", temporal_compression=TC)
+    out = adapter(batch, env, torch.ones(B, dtype=torch.bool))
+    a, m, pose = batch["agnostic"], batch["agnostic_mask"], batch["pose"]
+    assert adapter.out_channels == k + 3 * TC * S * S + S * S and out.value.shape == (B, adapter.out_channels, 3, 4, 4)
+    torch.testing.assert_close(out.value[:, :k], small.encode(a * (1 - m)))
+    torch.testing.assert_close(out.estimate, small.encode(a * (1 - m)))
+    reactive = out.value[:, k : k + 3 * TC * S * S]
+    assert torch.equal(reactive, VAE.encode(pose * m))
+    torch.testing.assert_close(VAE.decode(reactive), pose * m)  # the fold loses nothing (the VAE would)
+    assert (small.decode(small.encode(pose * m)) - pose * m).abs().max() > 0.1
+    assert torch.equal(out.value[:, -S * S :], fold_mask(m, 3, S))
+    with pytest.raises(ValueError, match="built for temporal_compression=2; the VAE has 4"):
+        PersonAdapter("vace", k, S, control_encoding="fold", temporal_compression=2)(
+            batch, env, torch.ones(B, dtype=torch.bool)
+        )
+    with pytest.raises(ValueError, match="control_encoding='fold'.*needs mode='vace'"):
+        PersonAdapter("channels", k, S, control_encoding="fold")
+    with pytest.raises(ValueError, match="control_encoding must be 'vae' or 'fold', got 'pixels'"):
+        PersonAdapter("vace", k, S, control_encoding="pixels")
+
+
 def test_hand_prior_is_exactly_zero_where_no_hand_and_when_dropped(batch):
     adapter = HandPriorAdapter(DIM, (1, 2, 2), S, TC, hidden_dim=16, num_heads=2)
     torch.nn.init.normal_(adapter.guider.proj.weight)  # as after training
