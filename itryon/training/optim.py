@@ -66,6 +66,14 @@ class _RoutedState(MutableMapping):
         return sum(len(opt.state) for opt in self._optimizers)
 
 
+def _closure_loss(closure: Callable[[], Any] | None) -> Any:
+    """The loss of an optimiser step's ``closure`` (evaluated with gradients on), or None without one."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def _newton_schulz(
     updates: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float
 ) -> torch.Tensor:
@@ -100,10 +108,7 @@ class StackedMuon(torch.optim.Muon):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             params: list[torch.Tensor] = []
             grads: list[torch.Tensor] = []
@@ -176,10 +181,7 @@ class MuonAdamW(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for opt in self._inner:
             opt.step()
         return loss
