@@ -117,11 +117,9 @@ class StackedMuon(torch.optim.Muon):
             if not params:
                 continue
             lr, momentum, decay = float(group["lr"]), group["momentum"], group["weight_decay"]
-            for grad in grads:
-                if grad.ndim != 2:
-                    raise ValueError(f"Muon trains 2-D matrices; got a gradient of shape {tuple(grad.shape)}")
+            # torch.optim.Muon refuses non-2-D parameters at construction
             torch._foreach_lerp_(buffers, grads, 1 - momentum)
-            updates = [g.lerp(buf, momentum) for g, buf in zip(grads, buffers)] if group["nesterov"] else buffers
+            updates = torch._foreach_lerp(grads, buffers, momentum) if group["nesterov"] else buffers
             same_shape: dict[tuple, list[int]] = {}
             for i, p in enumerate(params):
                 same_shape.setdefault((tuple(p.shape), p.dtype, p.device), []).append(i)
