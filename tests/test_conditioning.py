@@ -338,6 +338,21 @@ def test_routing_concatenates_by_kind_and_pads_reference_channels(batch):
     assert not cond.inputs.context_gated[:, :global_len].any() and cond.inputs.context_gated[:, global_len:].all()
 
 
+def test_guidance_dropout_off_keeps_every_condition_in_training_but_honours_forced_drops():
+    stack = ConditioningStack(
+        {
+            "caption": GlobalCaptionAdapter(encoder(), drop_prob=0.3),
+            "garment": GarmentAdapter("reference", C, drop_prob=0.5),
+        },
+        drop_all_prob=0.1,
+        guidance_dropout=False,
+    ).train()
+    keeps = stack.keep_flags(5000, None, torch.device("cpu"))
+    assert all(bool(k.all()) for k in keeps.values())
+    keeps = stack.keep_flags(4, ["garment"], torch.device("cpu"))  # sampling-time CFG still drops on request
+    assert keeps["caption"].all() and not keeps["garment"].any()
+
+
 def test_cfg_dropout_rates_independence_drop_all_and_eval(batch):
     torch.manual_seed(0)
     stack = ConditioningStack(

@@ -10,8 +10,9 @@ import torch
 from itryon.config import CONFIG_ROOT, instantiate
 from itryon.data.contract import collate
 from itryon.data.synthetic import SyntheticTryOnDataset
-from itryon.diffusion import ActionConstraintLoss, FlowMatching
-from itryon.diffusion.losses import effective_x0_weight, high_noise_weight_ratio, output_error_weight
+from itryon.diffusion import ActionConstraintLoss, DecodedLoss, FlowMatching
+from itryon.diffusion.losses import effective_x0_weight, high_noise_weight_ratio, output_error_weight, ssim_valid
+from itryon.metrics.paired import VideoSSIM
 from itryon.training.run import prepare_config
 
 TIMES = (0.1, 0.3, 0.5, 0.9)
@@ -126,3 +127,64 @@ def test_default_objective_trains_the_high_noise_end() -> None:
     cfg = prepare_config(CONFIG_ROOT / "default.yaml")
     module = instantiate(cfg.model, "model")
     assert high_noise_weight_ratio(module.flow, module.loss_fn, module.prediction) >= 1.0
+
+
+def test_ssim_valid_is_the_evaluation_ssim_and_differentiable() -> None:
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(6, 3, 24, 32, generator=gen)
+    pred = (target + 0.2 * torch.randn(target.shape, generator=gen)).clamp(0, 1).requires_grad_(True)
+    got = ssim_valid(pred, target)
+    expected = VideoSSIM(border="valid").frame_scores(pred.detach() * 2 - 1, target * 2 - 1, None)
+    torch.testing.assert_close(got.detach(), expected, atol=1e-6, rtol=0)
+    assert ssim_valid(target, target).tolist() == pytest.approx([1.0] * 6, abs=1e-6)
+    got.sum().backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="at least 11x11 pixels, got 8x32"):
+        ssim_valid(pred[..., :8, :], target[..., :8, :])
+
+
+def test_decoded_loss_scores_the_pasted_back_composite() -> None:
+    """1 - SSIM of the composite generation returns (prediction inside the mask, the video outside) plus L1: pixels
+    outside the mask cost nothing."""
+    gen = torch.Generator().manual_seed(1)
+    video = torch.rand(2, 3, 5, 24, 32, generator=gen) * 2 - 1
+    mask = torch.zeros(2, 1, 5, 24, 32)
+    mask[..., 6:18, 8:24] = 1.0
+    pred = video + 0.5 * torch.randn(video.shape, generator=gen)
+    loss = DecodedLoss(ssim_weight=1.0, l1_weight=2.0)
+    composite = pred * mask + video * (1 - mask)
+    frames = lambda v: v.transpose(1, 2).flatten(0, 1).add(1).div(2)  # noqa: E731
+    expected = 1 - ssim_valid(frames(composite), frames(video)).mean() + 2.0 * (composite - video).abs().mean()
+    assert loss(pred, video, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    outside_changed = pred + 3.0 * (1 - mask)
+    assert loss(outside_changed, video, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss(video, video, mask).item() == pytest.approx(0.0, abs=1e-6)
+    whole = DecodedLoss(ssim_weight=0.0, l1_weight=1.0, paste_back=False)
+    assert whole(pred, video).item() == pytest.approx((pred - video).abs().mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="needs the generation mask"):
+        loss(pred, video)
+    with pytest.raises(ValueError, match="needs ssim_weight > 0 or l1_weight > 0"):
+        DecodedLoss(ssim_weight=0.0, l1_weight=0.0)
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        DecodedLoss(ssim_weight=-1.0)
+
+
+def test_module_adds_the_decoded_term_to_the_latent_loss(module_and_batch) -> None:
+    module, batch = module_and_batch
+    module.prediction, module.residual = "sample", True
+    module.loss_fn = ActionConstraintLoss(ac_weight=0.5, space="x0")
+    try:
+        plain = module.diffusion_loss(batch, generator=torch.Generator().manual_seed(0))
+        module.decoded_loss = DecodedLoss(ssim_weight=1.0)
+        out = module.diffusion_loss(batch, generator=torch.Generator().manual_seed(0))
+        assert out["flow"].item() == pytest.approx(plain["flow"].item(), rel=1e-6)
+        assert 0.0 < out["decoded"].item() < 1.0
+        assert out["loss"].item() == pytest.approx((plain["loss"] + out["decoded"]).item(), rel=1e-6)
+        real_decode = module.vae.decode
+        module.vae.decode = torch.no_grad()(real_decode)  # a VAE that decodes without gradients (WanVAE)
+        with pytest.raises(ValueError, match="decoded_loss needs a VAE whose decode passes gradients"):
+            module.diffusion_loss(batch, generator=torch.Generator().manual_seed(0))
+    finally:
+        module.decoded_loss = None
+        module.__dict__.pop("decode", None)
+        module.vae.__dict__.pop("decode", None)

@@ -31,7 +31,9 @@ class ConditioningStack(nn.Module):
       in ``BackboneInputs.context_gated``.
     * Classifier-free guidance dropout while training: each adapter's samples are dropped independently with its
       ``drop_prob``, and all adapters together with ``drop_all_prob``. ``drop="all"`` or a list of adapter names
-      forces conditions off (sampling-time CFG), in training and evaluation alike.
+      forces conditions off (sampling-time CFG), in training and evaluation alike. ``guidance_dropout=False``
+      keeps every condition in training whatever the drop probabilities say: for a model sampled without guidance
+      (``guidance_scale`` 1), whose dropped samples would teach it nothing it uses.
     * Adapters with ``trainable=False`` are frozen (no gradients, kept in eval mode).
 
     An adapter given as None is left out, so that a config override ``model.conditioning.adapters.<name>: null``
@@ -40,7 +42,12 @@ class ConditioningStack(nn.Module):
     backbone does not accept, and at call time on a missing batch key, naming the adapter and the key.
     """
 
-    def __init__(self, adapters: dict[str, ConditioningAdapter | None], drop_all_prob: float = 0.0) -> None:
+    def __init__(
+        self,
+        adapters: dict[str, ConditioningAdapter | None],
+        drop_all_prob: float = 0.0,
+        guidance_dropout: bool = True,
+    ) -> None:
         super().__init__()
         # an adapter set to None is switched off: an ablation is the one-line override `adapters.<name>: null`
         adapters = {name: a for name, a in adapters.items() if a is not None}
@@ -67,6 +74,7 @@ class ConditioningStack(nn.Module):
             )
         self.adapters = nn.ModuleDict(adapters)
         self.drop_all_prob = float(drop_all_prob)
+        self.guidance_dropout = bool(guidance_dropout)
         for adapter in self.adapters.values():
             adapter.bind(dict(self.adapters.items()))
         for adapter in self.adapters.values():
@@ -161,11 +169,12 @@ class ConditioningStack(nn.Module):
         forced = self._forced(drop)
         keeps: dict[str, torch.Tensor] = {}
         drop_all = torch.zeros(batch_size, dtype=torch.bool, device=device)
-        if self.training and self.drop_all_prob > 0:
+        dropout = self.training and self.guidance_dropout
+        if dropout and self.drop_all_prob > 0:
             drop_all = torch.rand(batch_size, device=device) < self.drop_all_prob
         for name, adapter in self.adapters.items():
             keep = ~drop_all
-            if self.training and adapter.drop_prob > 0:
+            if dropout and adapter.drop_prob > 0:
                 keep = keep & (torch.rand(batch_size, device=device) >= adapter.drop_prob)
             if name in forced:
                 keep = torch.zeros_like(keep)

@@ -14,7 +14,7 @@ from torch import nn
 
 from itryon.cache.lookup import cached_encode
 from itryon.data.temporal import frames_to_latent, latent_frame_count
-from itryon.diffusion import ActionConstraintLoss, EulerSampler, FlowMatching, FlowSampler
+from itryon.diffusion import ActionConstraintLoss, DecodedLoss, EulerSampler, FlowMatching, FlowSampler
 from itryon.diffusion.losses import high_noise_weight_ratio
 from itryon.models.backbone import Backbone
 from itryon.models.lora import add_lora, after_lora
@@ -52,6 +52,10 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
     ``paste_back=True`` makes :meth:`generate` keep the person video's own pixels outside ``agnostic_mask`` (the
     region the model is asked to generate), as try-on pipelines composite their output; the metrics' copy-the-input
     reference does the same with grey inside.
+
+    ``decoded_loss`` (a :class:`~itryon.diffusion.DecodedLoss`) adds a pixel-space term on the VAE decode of
+    ``x0_hat`` (1 - SSIM and L1 of the pasted-back composite) to the latent loss; it needs a VAE whose decode
+    passes gradients.
 
     ``backbone`` is a :class:`~itryon.models.backbone.Backbone` or a factory for one (a ``_partial_`` config entry),
     which the module builds with the channel counts that the VAE and the conditioning imply
@@ -105,6 +109,7 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
         lora: LoraConfig | None = None,
         trainable: list[str] | None = None,
         parallel: ParallelPlan | None = None,
+        decoded_loss: DecodedLoss | None = None,
     ) -> None:
         super().__init__()
         vae = vae.requires_grad_(False).eval()
@@ -113,6 +118,7 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
         self.vae = vae
         self.flow = flow or FlowMatching()
         self.loss_fn = loss or ActionConstraintLoss()
+        self.decoded_loss = decoded_loss
         self.sampler = sampler or EulerSampler()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -272,8 +278,19 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
             )
         region = self.generation_region(batch, x0.shape) if self.loss_fn.outside_weight != 1.0 else None
         if self.loss_fn.space == "x0":
-            return self.loss_fn(x0_hat, x0, mask, t=t, region=region)
-        return self.loss_fn(v_hat, self.flow.velocity(x0, noise), mask, t=t, region=region)
+            out = self.loss_fn(x0_hat, x0, mask, t=t, region=region)
+        else:
+            out = self.loss_fn(v_hat, self.flow.velocity(x0, noise), mask, t=t, region=region)
+        if self.decoded_loss is None:
+            return out
+        decoded = self.vae.decode(x0_hat)
+        if torch.is_grad_enabled() and x0_hat.requires_grad and not decoded.requires_grad:
+            raise ValueError(
+                f"model.decoded_loss needs a VAE whose decode passes gradients (LinearVAE, PixelVAE); "
+                f"{type(self.vae).__name__} decodes without them"
+            )
+        term = self.decoded_loss(decoded, video, batch.get("agnostic_mask"))
+        return {**out, "loss": out["loss"] + term, "decoded": term}
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         self._forward_flops = 0
@@ -282,6 +299,8 @@ class TryOnModule(FrozenFromFiles, L.LightningModule):
         bs = batch["video"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
         self.log_dict({"train/flow_loss": out["flow"], "train/ac_loss": out["ac"]}, batch_size=bs)
+        if "decoded" in out:
+            self.log("train/decoded_loss", out["decoded"], batch_size=bs)
         return out["loss"]
 
     def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> dict[str, Any] | None:
