@@ -11,7 +11,13 @@ from itryon.config import CONFIG_ROOT, instantiate
 from itryon.data.contract import collate
 from itryon.data.synthetic import SyntheticTryOnDataset
 from itryon.diffusion import ActionConstraintLoss, DecodedLoss, FlowMatching
-from itryon.diffusion.losses import effective_x0_weight, high_noise_weight_ratio, output_error_weight, ssim_valid
+from itryon.diffusion.losses import (
+    _ssim_inside,
+    effective_x0_weight,
+    high_noise_weight_ratio,
+    output_error_weight,
+    ssim_valid,
+)
 from itryon.metrics.paired import VideoSSIM
 from itryon.training.run import prepare_config
 
@@ -141,6 +147,30 @@ def test_ssim_valid_is_the_evaluation_ssim_and_differentiable() -> None:
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="at least 11x11 pixels, got 8x32"):
         ssim_valid(pred[..., :8, :], target[..., :8, :])
+
+
+@pytest.mark.parametrize(
+    "rows, cols",
+    [
+        ((6, 18), (8, 24)),
+        ((0, 3), (29, 32)),
+        ((22, 24), (0, 2)),
+        ((0, 24), (0, 32)),
+        ((12, 13), (15, 16)),
+        (None, None),
+    ],
+)
+def test_ssim_of_the_crop_equals_the_whole_frame_ssim(rows, cols) -> None:
+    """Windows away from the changed pixels score exactly 1, wherever the changed block sits (corners, borders,
+    one pixel, the whole frame, nothing)."""
+    gen = torch.Generator().manual_seed(2)
+    target = torch.rand(4, 3, 24, 32, generator=gen)
+    changed = torch.zeros(24, 32, dtype=torch.bool)
+    if rows is not None:
+        changed[rows[0] : rows[1], cols[0] : cols[1]] = True
+    pred = torch.where(changed, torch.rand(target.shape, generator=gen), target)
+    expected = ssim_valid(pred, target).mean()
+    assert _ssim_inside(pred, target, changed).item() == pytest.approx(expected.item(), abs=1e-6)
 
 
 def test_decoded_loss_scores_the_pasted_back_composite() -> None:
