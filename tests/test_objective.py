@@ -216,5 +216,4 @@ def test_module_adds_the_decoded_term_to_the_latent_loss(module_and_batch) -> No
             module.diffusion_loss(batch, generator=torch.Generator().manual_seed(0))
     finally:
         module.decoded_loss = None
-        module.__dict__.pop("decode", None)
         module.vae.__dict__.pop("decode", None)
